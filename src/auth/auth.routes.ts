@@ -1,0 +1,118 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { AppError, validationError } from '../errors.js'
+import { bodyFields, emptyBodyAsObject } from '../http/validation.js'
+import { ProblemSchema } from '../http/problem.schema.js'
+import type { UsersService } from '../users/users.service.js'
+import {
+  RefreshBodySchema,
+  RefreshResponseSchema,
+  SessionResponseSchema,
+  SignInBodySchema,
+  SignOutBodySchema,
+  SignUpBodySchema,
+} from './auth.schemas.js'
+import type { AuthService, TokenPair } from './auth.service.js'
+import { clearRefreshCookie, isWebClient, presentedRefreshToken, setRefreshCookie } from './refresh-cookie.js'
+
+export interface AuthRoutesOptions {
+  auth: AuthService
+  users: UsersService
+  authenticate: (request: import('fastify').FastifyRequest) => Promise<void>
+  refreshTokenTtlSeconds: number
+}
+
+const tags = ['auth']
+
+export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
+  const { auth, users, authenticate, refreshTokenTtlSeconds } = options
+
+  /** The web page gets its refresh token as an HttpOnly cookie instead of in the body. */
+  const deliver = <T extends TokenPair>(request: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply, tokens: T) => {
+    if (!isWebClient(request)) return tokens
+    setRefreshCookie(request, reply, tokens.refresh, refreshTokenTtlSeconds)
+    const { refresh: _sentAsCookie, ...rest } = tokens
+    return rest
+  }
+
+  app.post(
+    '/sign-up',
+    {
+      schema: { tags, summary: 'Create an account and sign in', body: SignUpBodySchema, response: { 201: SessionResponseSchema, 400: ProblemSchema } },
+      // The schema documents the body; the service's field rules judge it (trimmed, every field at once).
+      attachValidation: true,
+    },
+    async (request, reply) => {
+      const fields = bodyFields(request.body)
+      if (!fields) throw validationError({ non_field_errors: ['Send a JSON object.'] })
+      const { user, ...tokens } = await auth.signUp(fields)
+      reply.code(201)
+      return { ...deliver(request, reply, tokens), user: users.present(user) }
+    },
+  )
+
+  app.post(
+    '/sign-in',
+    {
+      schema: {
+        tags,
+        summary: 'Sign in with email or username and password',
+        body: SignInBodySchema,
+        response: { 200: SessionResponseSchema, 400: ProblemSchema, 401: ProblemSchema, 429: ProblemSchema },
+      },
+    },
+    async (request, reply) => {
+      const { email, username, password } = request.body
+      if ((email === undefined) === (username === undefined)) {
+        throw validationError({ non_field_errors: ['Send either email or username, with password.'] })
+      }
+      const login = email !== undefined ? { field: 'email' as const, value: email } : { field: 'username' as const, value: username as string }
+      const { user, ...tokens } = await auth.signIn(login, password, request.ip)
+      return { ...deliver(request, reply, tokens), user: users.present(user) }
+    },
+  )
+
+  app.post(
+    '/refresh',
+    {
+      preValidation: emptyBodyAsObject,
+      schema: { tags, summary: 'Rotate the refresh token', body: RefreshBodySchema, response: { 200: RefreshResponseSchema, 401: ProblemSchema } },
+    },
+    async (request, reply) => {
+      const token = presentedRefreshToken(request, request.body.refresh)
+      if (token === undefined) throw new AppError('invalid_refresh_token', { detail: 'Send the refresh token.' })
+      try {
+        return deliver(request, reply, await auth.refresh(token))
+      } catch (error) {
+        if (isWebClient(request)) clearRefreshCookie(request, reply)
+        throw error
+      }
+    },
+  )
+
+  app.post(
+    '/sign-out',
+    {
+      preValidation: emptyBodyAsObject,
+      schema: {
+        tags,
+        summary: 'End this session (refresh token) or, with an access token and {"all": true}, every session',
+        body: SignOutBodySchema,
+        response: { 204: Type.Null(), 401: ProblemSchema },
+      },
+    },
+    async (request, reply) => {
+      const { body } = request
+      if (body.all || (request.headers.authorization && body.refresh === undefined && !isWebClient(request))) {
+        await authenticate(request)
+        if (body.all) await auth.endAllSessions(request.actor.id)
+        else await auth.endSession(request.sessionId)
+      } else {
+        const token = presentedRefreshToken(request, body.refresh)
+        if (token !== undefined) await auth.signOut(token)
+      }
+      if (isWebClient(request)) clearRefreshCookie(request, reply)
+      reply.code(204).send(null)
+    },
+  )
+}

@@ -1,0 +1,174 @@
+import { randomBytes } from 'node:crypto'
+import type { Config } from '../config.js'
+import type { Db } from '../db/database.js'
+import { AppError, FieldErrorList } from '../errors.js'
+import { cleanText, TEXT_FIELDS, type TextField } from '../users/field-rules.js'
+import type { UsersRepository } from '../users/users.repository.js'
+import { uniqueViolationError } from '../users/users.service.js'
+import type { UserRow } from '../users/users.table.js'
+import { hashPassword, passwordProblems, verifyPassword } from './passwords.js'
+import type { SessionsRepository } from './sessions.repository.js'
+import type { SignInLimiter } from './sign-in-limiter.js'
+import { type AccessTokens, newRefreshToken, newSessionId, parseRefreshToken, sameHash } from './tokens.js'
+
+export interface TokenPair {
+  access: string
+  refresh: string
+}
+
+export interface AuthServiceDeps {
+  db: Db
+  users: UsersRepository
+  sessions: SessionsRepository
+  tokens: AccessTokens
+  limiter: SignInLimiter
+  config: Pick<Config, 'passwordHashCost' | 'refreshTokenTtlSeconds'>
+}
+
+const invalidCredentials = () =>
+  new AppError('invalid_credentials', { detail: 'No active account matches these credentials.' })
+const invalidRefresh = () => new AppError('invalid_refresh_token', { detail: 'The refresh token is invalid, expired or already used.' })
+
+/** Accounts and sessions: sign-up, sign-in, refresh with rotation, sign-out. */
+export class AuthService {
+  private dummyHash?: Promise<string>
+
+  constructor(private readonly deps: AuthServiceDeps) {}
+
+  /** Hash compared against when the user is unknown, so that path costs the same as a wrong password. */
+  private dummyPasswordHash(): Promise<string> {
+    this.dummyHash ??= hashPassword(randomBytes(16).toString('hex'), this.deps.config.passwordHashCost)
+    return this.dummyHash
+  }
+
+  async warmUp(): Promise<void> {
+    await this.dummyPasswordHash()
+  }
+
+  async signUp(body: Record<string, unknown>): Promise<{ user: UserRow } & TokenPair> {
+    const { db, users, config } = this.deps
+    const errors = new FieldErrorList()
+    const text: Partial<Record<TextField, string>> = {}
+    for (const field of ['username', 'email'] as const) {
+      if (body[field] === undefined) errors.add(field, 'This field is required.')
+    }
+    for (const [field, raw] of Object.entries(body)) {
+      if (TEXT_FIELDS.includes(field as TextField)) {
+        const result = cleanText(field as TextField, raw)
+        if ('error' in result) errors.add(field, result.error)
+        else text[field as TextField] = result.value
+      } else if (field !== 'password') {
+        errors.add(field, 'Unknown field.')
+      }
+    }
+    const password = body.password
+    if (typeof password !== 'string') errors.add('password', password === undefined ? 'This field is required.' : 'Not a valid string.')
+    else for (const problem of passwordProblems(password, { username: text.username, email: text.email })) errors.add('password', problem)
+    if (text.username !== undefined || text.email !== undefined) {
+      const taken = await users.takenBy(db.kysely, {
+        username_lower: text.username?.toLowerCase(),
+        email_lower: text.email?.toLowerCase(),
+      })
+      if (taken.username) errors.add('username', 'A user with that username already exists.')
+      if (taken.email) errors.add('email', 'A user with that email already exists.')
+    }
+    errors.throwIfAny()
+
+    const passwordHash = await hashPassword(password as string, config.passwordHashCost)
+    const now = new Date().toISOString()
+    const username = text.username as string
+    const email = text.email as string
+    try {
+      return await db.kysely.transaction().execute(async (trx) => {
+        const user = await users.insert(trx, {
+          username,
+          username_lower: username.toLowerCase(),
+          email,
+          email_lower: email.toLowerCase(),
+          password_hash: passwordHash,
+          first_name: text.first_name ?? '',
+          last_name: text.last_name ?? '',
+          number_phone: text.number_phone ?? '',
+          avatar: null,
+          date_joined: now,
+          last_login: now,
+          is_active: 1,
+          is_staff: 0,
+          is_superuser: 0,
+        })
+        return { user, ...(await this.startSession(trx, user.id, now)) }
+      })
+    } catch (error) {
+      throw uniqueViolationError(error) ?? error
+    }
+  }
+
+  /** Same 401 for an unknown user, an inactive one and a wrong password, each after one hash comparison. */
+  async signIn(login: { field: 'email' | 'username'; value: string }, password: string, address: string) {
+    const { db, users, limiter } = this.deps
+    await limiter.assertAllowed(login.value, address)
+    const column = login.field === 'email' ? 'email_lower' : 'username_lower'
+    const user = await users.findByLogin(db.kysely, column, login.value.trim().toLowerCase())
+    const matches = await verifyPassword(user?.password_hash ?? (await this.dummyPasswordHash()), password)
+    if (!user || !matches || !user.is_active) {
+      await limiter.recordFailure(login.value, address)
+      throw invalidCredentials()
+    }
+    await limiter.recordSuccess(login.value)
+    const now = new Date().toISOString()
+    return db.kysely.transaction().execute(async (trx) => {
+      const signedIn = (await users.update(trx, user.id, { last_login: now })) as UserRow
+      return { user: signedIn, ...(await this.startSession(trx, user.id, now)) }
+    })
+  }
+
+  /** Rotates the refresh token. Presenting one that was already rotated ends the whole session (theft detection). */
+  async refresh(refreshToken: string): Promise<TokenPair> {
+    const { db, sessions, users, tokens, config } = this.deps
+    const presented = parseRefreshToken(refreshToken)
+    if (!presented) throw invalidRefresh()
+    const session = await sessions.findById(db.kysely, presented.sessionId)
+    const now = new Date()
+    if (!session || new Date(session.expires_at) <= now) throw invalidRefresh()
+    if (!sameHash(presented.hash, session.refresh_hash)) {
+      await sessions.delete(db.kysely, session.id)
+      throw invalidRefresh()
+    }
+    const user = await users.findById(db.kysely, session.user_id)
+    if (!user?.is_active) throw invalidRefresh()
+    const next = newRefreshToken(session.id)
+    const expiresAt = new Date(now.getTime() + config.refreshTokenTtlSeconds * 1000).toISOString()
+    if (!(await sessions.rotate(db.kysely, session.id, presented.hash, next.hash, expiresAt))) {
+      // Another request rotated this token first: the same token was used twice.
+      await sessions.delete(db.kysely, session.id)
+      throw invalidRefresh()
+    }
+    return { access: await tokens.issue({ userId: user.id, sessionId: session.id }), refresh: next.token }
+  }
+
+  /** Ends the session of this refresh token, if it is one; unknown tokens are ignored (sign-out is idempotent). */
+  async signOut(refreshToken: string): Promise<void> {
+    const { db, sessions } = this.deps
+    const presented = parseRefreshToken(refreshToken)
+    if (!presented) return
+    const session = await sessions.findById(db.kysely, presented.sessionId)
+    if (session && sameHash(presented.hash, session.refresh_hash)) await sessions.delete(db.kysely, session.id)
+  }
+
+  async endSession(sessionId: string): Promise<void> {
+    await this.deps.sessions.delete(this.deps.db.kysely, sessionId)
+  }
+
+  async endAllSessions(userId: number): Promise<void> {
+    await this.deps.sessions.deleteAllOfUser(this.deps.db.kysely, userId)
+  }
+
+  private async startSession(executor: Db['kysely'], userId: number, now: string): Promise<TokenPair> {
+    const { sessions, tokens, config } = this.deps
+    const sessionId = newSessionId()
+    const refresh = newRefreshToken(sessionId)
+    const expiresAt = new Date(Date.parse(now) + config.refreshTokenTtlSeconds * 1000).toISOString()
+    await sessions.create(executor, { id: sessionId, user_id: userId, refresh_hash: refresh.hash, created_at: now, expires_at: expiresAt })
+    return { access: await tokens.issue({ userId, sessionId }), refresh: refresh.token }
+  }
+}

@@ -1,0 +1,62 @@
+import type { Statement } from 'better-sqlite3'
+import type { Kysely } from 'kysely'
+import type { Database, Db } from '../db/database.js'
+import type { UserRow } from '../users/users.table.js'
+import type { SessionRow } from './sessions.table.js'
+
+type Executor = Kysely<Database>
+
+// The hot path: one indexed lookup (sessions primary key, then users primary key) per authenticated request.
+const LIVE_SESSION_USER = `
+  SELECT u.* FROM sessions s JOIN users u ON u.id = s.user_id
+  WHERE s.id = $1 AND s.user_id = $2 AND s.expires_at > $3 AND u.is_active = $4`
+
+/** Data access for sessions; callers pass a transaction when they own one. */
+export class SessionsRepository {
+  private readonly liveSessionUser?: Statement<unknown[], UserRow>
+
+  constructor(private readonly db: Db) {
+    // Prepared once: better-sqlite3 would otherwise re-parse the statement on every request.
+    this.liveSessionUser = db.sqlite?.prepare(LIVE_SESSION_USER.replace(/\$\d/g, '?'))
+  }
+
+  /** The user behind a live session of that user, or undefined (signed out, expired, user gone or inactive). */
+  async findLiveSessionUser(sessionId: string, userId: number, now: string): Promise<UserRow | undefined> {
+    if (this.liveSessionUser) return this.liveSessionUser.get(sessionId, userId, now, 1)
+    const result = await this.db.pool!.query<UserRow>({
+      name: 'live_session_user',
+      text: LIVE_SESSION_USER,
+      values: [sessionId, userId, now, true],
+    })
+    return result.rows[0]
+  }
+
+  async create(executor: Executor, session: SessionRow): Promise<void> {
+    await executor.insertInto('sessions').values(session).execute()
+  }
+
+  findById(executor: Executor, id: string): Promise<SessionRow | undefined> {
+    return executor.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst()
+  }
+
+  /** Swaps the refresh hash only if it is still the one presented, so two racing refreshes cannot both win. */
+  async rotate(executor: Executor, id: string, fromHash: string, toHash: string, expiresAt: string): Promise<boolean> {
+    const result = await executor
+      .updateTable('sessions')
+      .set({ refresh_hash: toHash, expires_at: expiresAt })
+      .where('id', '=', id)
+      .where('refresh_hash', '=', fromHash)
+      .executeTakeFirst()
+    return result.numUpdatedRows === 1n
+  }
+
+  async delete(executor: Executor, id: string): Promise<void> {
+    await executor.deleteFrom('sessions').where('id', '=', id).execute()
+  }
+
+  async deleteAllOfUser(executor: Executor, userId: number, exceptId?: string): Promise<void> {
+    let query = executor.deleteFrom('sessions').where('user_id', '=', userId)
+    if (exceptId !== undefined) query = query.where('id', '!=', exceptId)
+    await query.execute()
+  }
+}

@@ -1,0 +1,5 @@
+export interface AvatarsTable {
+  name: string
+  content: Buffer
+  created_at: string | Date
+}

@@ -1,0 +1,153 @@
+import { availableParallelism } from 'node:os'
+
+/** Argon2id cost. Production uses the OWASP minimum; tests pass something cheap. */
+export interface PasswordHashCost {
+  memoryCost: number // KiB
+  timeCost: number
+  parallelism: number
+}
+
+export interface SignInLimits {
+  maxFailuresPerAccount: number
+  maxFailuresPerAddress: number
+  windowSeconds: number
+}
+
+export interface Config {
+  port: number
+  host: string
+  /** Where generated state (the JWT secret) lives when nothing else is configured. */
+  dataDir: string
+  databaseUrl: string
+  /** PostgreSQL only: run in this schema (tests give each file its own). */
+  databaseSchema?: string
+  databasePoolSize: number
+  mediaStorage: 'fs' | 'db'
+  mediaRoot: string
+  publicUrl?: string
+  /** Undefined: generated once and kept in `dataDir/jwt-secret`. */
+  jwtSecret?: string
+  accessTokenTtlSeconds: number
+  refreshTokenTtlSeconds: number
+  avatarMaxBytes: number
+  avatarSize: number
+  /** How many images are decoded and encoded at once. */
+  imageConcurrency: number
+  redisUrl?: string
+  corsOrigins: string[]
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  trustProxy: boolean | string
+  passwordHashCost: PasswordHashCost
+  signInLimits: SignInLimits
+  /** A request body must arrive within this time (slow-client protection). */
+  requestTimeoutMs: number
+  /** Remove unreferenced avatar files when the app starts. */
+  sweepMediaOnStart: boolean
+}
+
+export const OWASP_ARGON2ID: PasswordHashCost = { memoryCost: 19456, timeCost: 2, parallelism: 1 }
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>
+
+const DURATION = /^(\d+)(s|m|h|d)?$/
+const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86400 } as const
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+function fail(name: string, accepted: string, value: string): never {
+  throw new ConfigError(`${name}=${JSON.stringify(value)} is invalid: expected ${accepted}`)
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (!/^\d+$/.test(raw) || value < min || value > max) fail(name, `an integer from ${min} to ${max}`, raw)
+  return value
+}
+
+function duration(env: Env, name: string, fallback: string): number {
+  const raw = env[name] || fallback
+  const match = DURATION.exec(raw)
+  if (!match || Number(match[1]) === 0) fail(name, 'a positive duration such as 900, 30s, 15m, 12h or 7d', raw)
+  return Number(match[1]) * UNIT_SECONDS[(match[2] ?? 's') as keyof typeof UNIT_SECONDS]
+}
+
+function oneOf<T extends string>(env: Env, name: string, choices: readonly T[], fallback: T): T {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return fallback
+  if (!choices.includes(raw as T)) fail(name, `one of ${choices.join(', ')}`, raw)
+  return raw as T
+}
+
+function url(env: Env, name: string, protocols: string[], accepted: string): string | undefined {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return undefined
+  try {
+    const parsed = new URL(raw)
+    if (protocols.includes(parsed.protocol)) return raw
+  } catch {}
+  fail(name, accepted, raw)
+}
+
+function databaseUrl(env: Env): string {
+  const raw = env.DATABASE_URL || 'sqlite:./data/portrait.db'
+  if (/^sqlite:.+/.test(raw) || /^postgres(ql)?:\/\/.+/.test(raw)) return raw
+  fail('DATABASE_URL', 'sqlite:<path> or postgres://user@host:port/database', raw)
+}
+
+function trustProxy(env: Env): boolean | string {
+  const raw = env.TRUST_PROXY
+  if (raw === undefined || raw === '' || raw === 'false') return false
+  if (raw === 'true') return true
+  if (/^[\d.:/a-fA-F, ]+$/.test(raw)) return raw
+  fail('TRUST_PROXY', 'true, false, or a comma-separated list of proxy addresses/CIDRs', raw)
+}
+
+function corsOrigins(env: Env): string[] {
+  const raw = env.CORS_ORIGINS
+  if (raw === undefined || raw.trim() === '') return []
+  const origins = raw.split(',').map((origin) => origin.trim())
+  for (const origin of origins) {
+    if (!/^https?:\/\/[^/]+$/.test(origin)) fail('CORS_ORIGINS', 'a comma-separated list of origins like https://app.example.com', raw)
+  }
+  return origins
+}
+
+/** Reads and validates the environment; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: Env = process.env): Readonly<Config> {
+  const jwtSecret = env.JWT_SECRET || undefined
+  if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < 32) {
+    fail('JWT_SECRET', 'at least 32 bytes (e.g. `openssl rand -base64 48`)', '<hidden>')
+  }
+  const publicUrl = url(env, 'PUBLIC_URL', ['http:', 'https:'], 'an absolute http(s) URL')
+  return Object.freeze({
+    port: integer(env, 'PORT', 8000, 0, 65535),
+    host: env.HOST || '127.0.0.1',
+    dataDir: env.DATA_DIR || './data',
+    databaseUrl: databaseUrl(env),
+    databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
+    mediaStorage: oneOf(env, 'MEDIA_STORAGE', ['fs', 'db'] as const, 'fs'),
+    mediaRoot: env.MEDIA_ROOT || './data/media',
+    publicUrl: publicUrl?.replace(/\/+$/, ''),
+    jwtSecret,
+    accessTokenTtlSeconds: duration(env, 'ACCESS_TOKEN_TTL', '15m'),
+    refreshTokenTtlSeconds: duration(env, 'REFRESH_TOKEN_TTL', '7d'),
+    avatarMaxBytes: integer(env, 'AVATAR_MAX_BYTES', 5 * 1024 * 1024, 1024, 100 * 1024 * 1024),
+    avatarSize: integer(env, 'AVATAR_SIZE', 512, 16, 4096),
+    imageConcurrency: availableParallelism(),
+    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:'], 'redis://host:port or rediss://host:port'),
+    corsOrigins: corsOrigins(env),
+    logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
+    trustProxy: trustProxy(env),
+    passwordHashCost: OWASP_ARGON2ID,
+    signInLimits: {
+      maxFailuresPerAccount: integer(env, 'SIGN_IN_MAX_FAILURES_PER_ACCOUNT', 10, 1, 1_000_000),
+      maxFailuresPerAddress: integer(env, 'SIGN_IN_MAX_FAILURES_PER_ADDRESS', 100, 1, 1_000_000),
+      windowSeconds: duration(env, 'SIGN_IN_FAILURE_WINDOW', '15m'),
+    },
+    requestTimeoutMs: duration(env, 'REQUEST_TIMEOUT', '30s') * 1000,
+    sweepMediaOnStart: true,
+  })
+}

@@ -1,0 +1,65 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import SQLite from 'better-sqlite3'
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely'
+import pg from 'pg'
+import type { SessionsTable } from '../auth/sessions.table.js'
+import type { AvatarsTable } from '../avatars/avatars.table.js'
+import type { UsersTable } from '../users/users.table.js'
+
+export interface Database {
+  users: UsersTable
+  sessions: SessionsTable
+  avatars: AvatarsTable
+}
+
+export type Dialect = 'sqlite' | 'postgres'
+
+/** The Kysely instance plus the raw driver, for the few statements prepared once for the hot path. */
+export interface Db {
+  kysely: Kysely<Database>
+  dialect: Dialect
+  sqlite?: SQLite.Database
+  pool?: pg.Pool
+  destroy(): Promise<void>
+}
+
+export interface DbOptions {
+  databaseUrl: string
+  databaseSchema?: string
+  databasePoolSize: number
+}
+
+// int8 (COUNT) fits a JS number for any table this service will hold.
+pg.types.setTypeParser(pg.types.builtins.INT8, Number)
+
+/** Opens the database named by the URL: `sqlite:<path>` or `postgres://…`. */
+export function createDb(options: DbOptions): Db {
+  if (options.databaseUrl.startsWith('sqlite:')) return openSqlite(options.databaseUrl.slice('sqlite:'.length))
+  return openPostgres(options)
+}
+
+function openSqlite(path: string): Db {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+  const sqlite = new SQLite(path)
+  sqlite.pragma('journal_mode = WAL')
+  // NORMAL in WAL mode: a committed write survives a process crash; only power loss may drop the last commits.
+  sqlite.pragma('synchronous = NORMAL')
+  sqlite.pragma('foreign_keys = ON')
+  sqlite.pragma('busy_timeout = 5000')
+  const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) })
+  return { kysely, dialect: 'sqlite', sqlite, destroy: () => kysely.destroy() }
+}
+
+function openPostgres({ databaseUrl, databaseSchema, databasePoolSize }: DbOptions): Db {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: databasePoolSize,
+    connectionTimeoutMillis: 5000,
+    ...(databaseSchema ? { options: `-c search_path=${databaseSchema}` } : {}),
+  })
+  // An idle client losing its server must not crash the process; the next query reports it.
+  pool.on('error', () => {})
+  const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  return { kysely, dialect: 'postgres', pool, destroy: () => kysely.destroy() }
+}

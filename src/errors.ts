@@ -1,0 +1,79 @@
+/** Stable error codes; each becomes a problem+json `type` of `/problems/<code>`. */
+export const ERROR_CODES = {
+  validation_failed: { status: 400, title: 'Invalid request' },
+  invalid_json: { status: 400, title: 'Malformed JSON body' },
+  invalid_multipart: { status: 400, title: 'Malformed multipart body' },
+  invalid_credentials: { status: 401, title: 'Invalid credentials' },
+  not_authenticated: { status: 401, title: 'Authentication required' },
+  invalid_token: { status: 401, title: 'Invalid or expired token' },
+  invalid_refresh_token: { status: 401, title: 'Invalid refresh token' },
+  forbidden: { status: 403, title: 'Forbidden' },
+  not_found: { status: 404, title: 'Not found' },
+  route_not_found: { status: 404, title: 'Not found' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  precondition_failed: { status: 412, title: 'Precondition failed' },
+  payload_too_large: { status: 413, title: 'Payload too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  too_many_requests: { status: 429, title: 'Too many requests' },
+  request_timeout: { status: 408, title: 'Request timeout' },
+  internal_error: { status: 500, title: 'Internal server error' },
+  service_unavailable: { status: 503, title: 'Service unavailable' },
+} as const
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+/** Field name → messages, as in problem+json `errors`. */
+export type FieldErrors = Record<string, string[]>
+
+export interface AppErrorOptions {
+  detail?: string
+  errors?: FieldErrors
+  headers?: Record<string, string>
+  /** Kept for the log only; never sent to the client. */
+  cause?: unknown
+}
+
+/** A failure the client can be told about. Domain code throws these; the error handler maps them to HTTP. */
+export class AppError extends Error {
+  readonly code: ErrorCode
+  readonly detail: string | undefined
+  readonly errors: FieldErrors | undefined
+  readonly headers: Record<string, string> | undefined
+
+  constructor(code: ErrorCode, options: AppErrorOptions = {}) {
+    super(options.detail ?? ERROR_CODES[code].title, { cause: options.cause })
+    this.name = 'AppError'
+    this.code = code
+    this.detail = options.detail
+    this.errors = options.errors
+    this.headers = options.headers
+  }
+
+  get status(): number {
+    return ERROR_CODES[this.code].status
+  }
+}
+
+/** A 400 naming the failing fields. */
+export function validationError(errors: FieldErrors, detail = 'One or more fields are invalid.'): AppError {
+  return new AppError('validation_failed', { detail, errors })
+}
+
+/** Collects field errors so every failing field can be reported at once. */
+export class FieldErrorList {
+  readonly errors: FieldErrors = {}
+
+  add(field: string, message: string): void {
+    const messages = this.errors[field]
+    if (messages) messages.push(message)
+    else this.errors[field] = [message]
+  }
+
+  get isEmpty(): boolean {
+    return Object.keys(this.errors).length === 0
+  }
+
+  throwIfAny(): void {
+    if (!this.isEmpty) throw validationError(this.errors)
+  }
+}

@@ -1,0 +1,96 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { AppError, ERROR_CODES, type ErrorCode, type FieldErrors } from '../errors.js'
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
+
+export interface Problem {
+  type: string
+  title: string
+  status: number
+  detail: string
+  errors?: FieldErrors
+  request_id: string
+}
+
+// Fastify's and @fastify/multipart's own errors, by code. Their messages are safe to show.
+const FRAMEWORK_ERRORS: Record<string, ErrorCode> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_INVALID_MULTIPART_CONTENT_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_REQ_FILE_TOO_LARGE: 'payload_too_large',
+  FST_PARTS_LIMIT: 'payload_too_large',
+  FST_FILES_LIMIT: 'payload_too_large',
+  FST_FIELDS_LIMIT: 'payload_too_large',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'validation_failed',
+  FST_PROTO_VIOLATION: 'validation_failed',
+  FST_ERR_BAD_URL: 'route_not_found',
+  FST_ERR_ASYNC_CONSTRAINT: 'route_not_found',
+}
+
+type ValidationEntry = NonNullable<FastifyError['validation']>[number]
+
+/** Fastify's schema errors as a field → messages map. */
+function fieldErrors(validation: ValidationEntry[]): FieldErrors {
+  const errors: FieldErrors = {}
+  for (const entry of validation) {
+    const params = entry.params as Record<string, unknown>
+    let field = entry.instancePath.split('/').filter(Boolean).join('.')
+    let message = entry.message ?? 'Invalid value.'
+    if (entry.keyword === 'required') {
+      field = String(params.missingProperty)
+      message = 'This field is required.'
+    } else if (entry.keyword === 'additionalProperties') {
+      field = String(params.additionalProperty)
+      message = 'Unknown field.'
+    }
+    field ||= 'non_field_errors'
+    ;(errors[field] ??= []).push(message)
+  }
+  return errors
+}
+
+/** Turns any error into the problem it should be shown as, plus extra headers. */
+export function toProblem(error: unknown, requestId: string): { problem: Problem; headers?: Record<string, string> } {
+  const build = (code: ErrorCode, detail?: string, errors?: FieldErrors): Problem => ({
+    type: `/problems/${code}`,
+    title: ERROR_CODES[code].title,
+    status: ERROR_CODES[code].status,
+    detail: detail ?? ERROR_CODES[code].title,
+    ...(errors ? { errors } : {}),
+    request_id: requestId,
+  })
+  if (error instanceof AppError) return { problem: build(error.code, error.detail, error.errors), headers: error.headers }
+  const fastifyError = error as FastifyError
+  if (fastifyError.validation) {
+    return { problem: build('validation_failed', 'One or more fields are invalid.', fieldErrors(fastifyError.validation)) }
+  }
+  const code = FRAMEWORK_ERRORS[fastifyError.code]
+  if (code) return { problem: build(code, fastifyError.message) }
+  if (fastifyError.statusCode === 400 && fastifyError instanceof SyntaxError) return { problem: build('invalid_json', 'The body is not valid JSON.') }
+  if (fastifyError.statusCode && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
+    // Another client error raised by Fastify or a plugin; keep its status, generic code.
+    const problem = build('validation_failed', fastifyError.message)
+    return { problem: { ...problem, status: fastifyError.statusCode, title: 'Bad request', type: '/problems/bad_request' } }
+  }
+  return { problem: build('internal_error', 'Something went wrong on our side. Quote the request id when reporting it.') }
+}
+
+/** The one error handler: every error leaves as problem+json; server faults are logged, never shown. */
+export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const { problem, headers } = toProblem(error, request.id)
+  if (problem.status >= 500) request.log.error({ err: error }, 'request failed')
+  else request.log.info({ code: problem.type, status: problem.status }, 'request rejected')
+  sendProblem(reply, problem, headers)
+}
+
+export function sendProblem(reply: FastifyReply, problem: Problem, headers?: Record<string, string>): void {
+  if (headers) reply.headers(headers)
+  reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem))
+}
+
+export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): void {
+  const { problem } = toProblem(new AppError('route_not_found', { detail: `No route ${request.method} ${request.url.split('?')[0]}.` }), request.id)
+  sendProblem(reply, problem)
+}

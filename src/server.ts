@@ -1,0 +1,30 @@
+import { buildApp } from './app.js'
+import { ConfigError, loadConfig } from './config.js'
+
+// Node 20.12+: a .env file, if present, fills variables the environment does not set.
+try {
+  process.loadEnvFile()
+} catch {}
+
+let config: ReturnType<typeof loadConfig>
+try {
+  config = loadConfig()
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error
+  console.error(`portrait: ${error.message}`)
+  process.exit(1)
+}
+
+const app = await buildApp(config)
+let closing = false
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, async () => {
+    if (closing) return
+    closing = true
+    app.log.info({ signal }, 'shutting down: finishing in-flight requests')
+    // close() stops accepting connections and resolves once in-flight requests have finished.
+    await app.close()
+    process.exit(0)
+  })
+}
+await app.listen({ port: config.port, host: config.host })

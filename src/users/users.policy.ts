@@ -1,0 +1,26 @@
+import type { UserRow } from './users.table.js'
+
+/** Who may do what to whom. Every authorization rule about users is decided here and nowhere else. */
+export const usersPolicy = {
+  canRead: (actor: UserRow, target: UserRow): boolean => actor.id === target.id || isStaff(actor),
+  canUpdate: (actor: UserRow, target: UserRow): boolean => actor.id === target.id || Boolean(actor.is_superuser),
+  canChangePassword: (actor: UserRow, target: UserRow): boolean => actor.id === target.id,
+  canDelete: (actor: UserRow, target: UserRow): boolean =>
+    actor.id === target.id || (Boolean(actor.is_superuser) && !target.is_superuser),
+  canList: (actor: UserRow): boolean => isStaff(actor),
+  /** Deleting yourself needs your password; a superuser removing someone else does not. */
+  deleteNeedsPassword: (actor: UserRow, target: UserRow): boolean => actor.id === target.id,
+  /**
+   * Account flags a caller may write on a target. Only a superuser, and only on someone else's
+   * profile (a superuser cannot lock themselves out by accident).
+   */
+  writableFlags: (actor: UserRow, target: UserRow): readonly AccountFlag[] =>
+    actor.is_superuser && actor.id !== target.id ? ACCOUNT_FLAGS : [],
+}
+
+export const ACCOUNT_FLAGS = ['is_active', 'is_staff', 'is_superuser'] as const
+export type AccountFlag = (typeof ACCOUNT_FLAGS)[number]
+
+function isStaff(user: UserRow): boolean {
+  return Boolean(user.is_staff || user.is_superuser)
+}

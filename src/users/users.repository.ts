@@ -1,0 +1,93 @@
+import { type Kysely, sql } from 'kysely'
+import type { Database, Dialect } from '../db/database.js'
+import type { NewUserRow, UserRow, UserRowUpdate } from './users.table.js'
+
+type Executor = Kysely<Database>
+
+/** Data access for users; the caller owns the transaction and passes it as the executor. */
+export class UsersRepository {
+  constructor(private readonly dialect: Dialect) {}
+
+  findById(executor: Executor, id: number): Promise<UserRow | undefined> {
+    return executor.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst()
+  }
+
+  /** Locks the row until the transaction ends where the dialect can (SQLite has one writer anyway). */
+  findByIdForUpdate(executor: Executor, id: number): Promise<UserRow | undefined> {
+    return executor
+      .selectFrom('users')
+      .selectAll()
+      .where('id', '=', id)
+      .$if(this.dialect === 'postgres', (query) => query.forUpdate())
+      .executeTakeFirst()
+  }
+
+  findByLogin(executor: Executor, field: 'email_lower' | 'username_lower', value: string): Promise<UserRow | undefined> {
+    return executor.selectFrom('users').selectAll().where(field, '=', value).executeTakeFirst()
+  }
+
+  /** Which of the given lower-cased names belong to someone other than `exceptId`. */
+  async takenBy(
+    executor: Executor,
+    names: { username_lower?: string; email_lower?: string },
+    exceptId?: number,
+  ): Promise<{ username: boolean; email: boolean }> {
+    const rows = await executor
+      .selectFrom('users')
+      .select(['username_lower', 'email_lower'])
+      .where((eb) =>
+        eb.or([
+          ...(names.username_lower !== undefined ? [eb('username_lower', '=', names.username_lower)] : []),
+          ...(names.email_lower !== undefined ? [eb('email_lower', '=', names.email_lower)] : []),
+        ]),
+      )
+      .$if(exceptId !== undefined, (query) => query.where('id', '!=', exceptId as number))
+      .execute()
+    return {
+      username: rows.some((row) => row.username_lower === names.username_lower),
+      email: rows.some((row) => row.email_lower === names.email_lower),
+    }
+  }
+
+  insert(executor: Executor, user: NewUserRow): Promise<UserRow> {
+    return executor.insertInto('users').values(user).returningAll().executeTakeFirstOrThrow()
+  }
+
+  /** Applies the changes and bumps the version; undefined when the row is gone or its version moved on. */
+  update(executor: Executor, id: number, changes: UserRowUpdate, expectedVersion?: number): Promise<UserRow | undefined> {
+    return executor
+      .updateTable('users')
+      .set({ ...changes, version: sql`version + 1` })
+      .where('id', '=', id)
+      .$if(expectedVersion !== undefined, (query) => query.where('version', '=', expectedVersion as number))
+      .returningAll()
+      .executeTakeFirst()
+  }
+
+  async delete(executor: Executor, id: number): Promise<boolean> {
+    const result = await executor.deleteFrom('users').where('id', '=', id).executeTakeFirst()
+    return result.numDeletedRows === 1n
+  }
+
+  /** One page of users ordered by id, optionally filtered by a case-insensitive substring. */
+  async search(executor: Executor, search: string, limit: number, offset: number): Promise<{ count: number; rows: UserRow[] }> {
+    const pattern = `%${search.toLowerCase().replace(/[\\%_]/g, (char) => `\\${char}`)}%`
+    const base = executor.selectFrom('users').$if(search !== '', (query) =>
+      query.where((eb) =>
+        eb.or(
+          (['username_lower', 'email_lower', 'first_name', 'last_name'] as const).map(
+            (column) => sql<boolean>`lower(${sql.ref(column)}) like ${pattern} escape '\\'`,
+          ),
+        ),
+      ),
+    )
+    const [{ count } = { count: 0 }] = await base.select((eb) => eb.fn.countAll<number>().as('count')).execute()
+    const rows = await base.selectAll().orderBy('id').limit(limit).offset(offset).execute()
+    return { count: Number(count), rows }
+  }
+
+  async referencedAvatars(executor: Executor): Promise<Set<string>> {
+    const rows = await executor.selectFrom('users').select('avatar').where('avatar', 'is not', null).execute()
+    return new Set(rows.map((row) => row.avatar as string))
+  }
+}

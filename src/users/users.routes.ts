@@ -1,0 +1,196 @@
+import type { Multipart, MultipartFile } from '@fastify/multipart'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { Type } from 'typebox'
+import { AppError, validationError } from '../errors.js'
+import { ProblemSchema } from '../http/problem.schema.js'
+import { bodyFields, emptyBodyAsObject } from '../http/validation.js'
+import type { ProfileUpdateInput } from './profile-update.js'
+import { usersPolicy } from './users.policy.js'
+import { etagOf, IdParamsSchema, ProfileUpdateSchema, UserListSchema, UserSchema } from './users.schemas.js'
+import type { UsersService } from './users.service.js'
+import type { UserRow } from './users.table.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The user named by `{id}`, resolved and authorized before the body is read. */
+    target: UserRow
+  }
+}
+
+export interface UsersRoutesOptions {
+  users: UsersService
+  authenticate: (request: FastifyRequest) => Promise<void>
+  avatarMaxBytes: number
+}
+
+const tags = ['users']
+const security = [{ bearerAuth: [] }]
+const errors = { 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema }
+const MAX_FORM_FIELDS = 20
+
+export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async (app, options) => {
+  const { users, authenticate, avatarMaxBytes } = options
+
+  /** onRequest hook: 401, then 404, then 403 — all before the body is read (SPEC §3). */
+  const target = (rule: (actor: UserRow, target: UserRow) => boolean) => async (request: FastifyRequest) => {
+    await authenticate(request)
+    request.target = await users.resolveTarget(request.actor, (request.params as { id: string }).id, rule)
+  }
+
+  const sendUser = (reply: FastifyReply, row: UserRow) => {
+    reply.header('etag', etagOf(row))
+    return users.present(row)
+  }
+
+  app.get(
+    '/me',
+    { onRequest: authenticate, schema: { tags, security, summary: 'The signed-in user', response: { 200: UserSchema, 401: ProblemSchema } } },
+    async (request, reply) => sendUser(reply, request.actor),
+  )
+
+  app.get(
+    '/',
+    {
+      onRequest: authenticate,
+      schema: {
+        tags,
+        security,
+        summary: 'List users (staff)',
+        querystring: Type.Object({
+          search: Type.String({ default: '', maxLength: 200 }),
+          page: Type.Integer({ minimum: 1, default: 1, maximum: 1_000_000 }),
+          page_size: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+        }),
+        response: { 200: UserListSchema, 400: ProblemSchema, ...errors },
+      },
+    },
+    async (request) => {
+      if (!usersPolicy.canList(request.actor)) throw new AppError('forbidden', { detail: 'Only staff may list users.' })
+      const { search, page, page_size } = request.query
+      const { count, results } = await users.list(search.trim(), page, page_size)
+      const link = (to: number) => {
+        const query = new URLSearchParams({ page: String(to), page_size: String(page_size), ...(search ? { search } : {}) })
+        return `${users.mediaBaseUrl}/api/users?${query}`
+      }
+      return {
+        count,
+        next: page * page_size < count ? link(page + 1) : null,
+        previous: page > 1 ? link(Math.min(page - 1, Math.max(1, Math.ceil(count / page_size)))) : null,
+        results,
+      }
+    },
+  )
+
+  app.get(
+    '/:id',
+    {
+      onRequest: target(usersPolicy.canRead),
+      schema: { tags, security, summary: 'A user (yourself, or anyone for staff)', params: IdParamsSchema, response: { 200: UserSchema, ...errors } },
+    },
+    async (request, reply) => sendUser(reply, request.target),
+  )
+
+  const update = async (request: FastifyRequest, reply: FastifyReply) => {
+    const input = request.isMultipart() ? await readMultipart(request, avatarMaxBytes) : readFields(request)
+    const ifMatch = request.headers['if-match']
+    return sendUser(reply, await users.update(request.actor, request.target, input, ifMatch))
+  }
+  const updateRoute = {
+    onRequest: target(usersPolicy.canUpdate),
+    // The schema documents the body for every content type; the service's field rules judge it.
+    attachValidation: true,
+    schema: {
+      tags,
+      security,
+      summary: 'Update a profile (partial), optionally uploading an avatar',
+      params: IdParamsSchema,
+      body: ProfileUpdateSchema,
+      consumes: ['application/json', 'multipart/form-data', 'application/x-www-form-urlencoded'],
+      response: { 200: UserSchema, 400: ProblemSchema, ...errors, 412: ProblemSchema, 413: ProblemSchema, 415: ProblemSchema },
+    },
+  }
+  app.put('/:id', updateRoute, update)
+  app.patch('/:id', updateRoute, update)
+
+  app.post(
+    '/:id/password',
+    {
+      onRequest: target(usersPolicy.canChangePassword),
+      schema: {
+        tags,
+        security,
+        summary: 'Change the password; ends every other session',
+        params: IdParamsSchema,
+        body: Type.Object(
+          { current_password: Type.String({ maxLength: 1024 }), new_password: Type.String({ maxLength: 1024 }) },
+          { additionalProperties: false },
+        ),
+        response: { 204: Type.Null(), 400: ProblemSchema, ...errors },
+      },
+    },
+    async (request, reply) => {
+      await users.changePassword(request.target, request.sessionId, request.body)
+      reply.code(204).send(null)
+    },
+  )
+
+  app.delete(
+    '/:id',
+    {
+      onRequest: target(usersPolicy.canDelete),
+      preValidation: emptyBodyAsObject,
+      schema: {
+        tags,
+        security,
+        summary: 'Delete an account (yourself with current_password, or a non-superuser as superuser)',
+        params: IdParamsSchema,
+        body: Type.Object({ current_password: Type.Optional(Type.String({ maxLength: 1024 })) }, { additionalProperties: false }),
+        response: { 204: Type.Null(), 400: ProblemSchema, ...errors },
+      },
+    },
+    async (request, reply) => {
+      await users.delete(request.actor, request.target, request.body.current_password)
+      reply.code(204).send(null)
+    },
+  )
+}
+
+function readFields(request: FastifyRequest): ProfileUpdateInput {
+  const fields = bodyFields(request.body)
+  if (!fields) throw validationError({ non_field_errors: ['Send a JSON object.'] })
+  const isForm = request.headers['content-type']?.startsWith('application/x-www-form-urlencoded') ?? false
+  return { fields, source: isForm ? 'form' : 'json' }
+}
+
+/**
+ * Streams the parts: text fields are collected, the `avatar` file is read up to the size limit
+ * (beyond it: 413, the rest never buffered). Any other file, or a second one, is refused.
+ */
+async function readMultipart(request: FastifyRequest, avatarMaxBytes: number): Promise<ProfileUpdateInput> {
+  const fields: Record<string, unknown> = Object.create(null)
+  let upload: Buffer | undefined
+  const parts = request.parts({
+    limits: { fileSize: avatarMaxBytes, files: 2, fields: MAX_FORM_FIELDS, parts: MAX_FORM_FIELDS + 2, fieldSize: 16 * 1024 },
+  })
+  for await (const part of parts as AsyncIterable<Multipart>) {
+    if (part.type === 'field') {
+      const previous = fields[part.fieldname]
+      fields[part.fieldname] = previous === undefined ? part.value : [previous, part.value].flat()
+      continue
+    }
+    if (part.fieldname !== 'avatar') {
+      throw validationError({ [part.fieldname]: ['Unexpected file; the only file field is avatar.'] })
+    }
+    if (upload !== undefined) throw validationError({ avatar: ['Send one avatar file only.'] })
+    upload = await readFile(part)
+  }
+  return { fields, source: 'form', ...(upload && upload.length > 0 ? { upload } : {}) }
+}
+
+async function readFile(part: MultipartFile): Promise<Buffer> {
+  const bytes = await part.toBuffer()
+  // A browser sends an empty, nameless part when no file was chosen: that changes nothing.
+  if (bytes.length === 0 && part.filename !== '') throw validationError({ avatar: ['The submitted file is empty.'] })
+  return bytes
+}

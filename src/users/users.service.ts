@@ -1,0 +1,225 @@
+import type { Config } from '../config.js'
+import { verifyPassword, hashPassword, passwordProblems } from '../auth/passwords.js'
+import type { SessionsRepository } from '../auth/sessions.repository.js'
+import { type ConcurrencyLimit, InvalidImageError, processAvatar } from '../avatars/image.js'
+import { type AvatarStorage, newAvatarName } from '../avatars/storage.js'
+import { violatedUniqueIndex } from '../db/constraints.js'
+import type { Db } from '../db/database.js'
+import { AppError, FieldErrorList, validationError } from '../errors.js'
+import { type ProfileUpdateInput, parseProfileUpdate } from './profile-update.js'
+import type { UsersRepository } from './users.repository.js'
+import { usersPolicy } from './users.policy.js'
+import { etagOf, toUser } from './users.schemas.js'
+import type { UserRow, UserRowUpdate } from './users.table.js'
+
+type Rule = (actor: UserRow, target: UserRow) => boolean
+
+const USER_ID = /^\d{1,16}$/
+
+/** Maps a unique index to the field whose value collided. */
+const UNIQUE_FIELDS: Record<string, string> = {
+  users_username_lower_key: 'username',
+  users_email_lower_key: 'email',
+}
+
+export function uniqueViolationError(error: unknown): AppError | undefined {
+  const index = violatedUniqueIndex(error)
+  if (index === undefined) return undefined
+  const field = UNIQUE_FIELDS[index] ?? 'non_field_errors'
+  return validationError({ [field]: [`A user with that ${field} already exists.`] })
+}
+
+export interface UsersServiceDeps {
+  db: Db
+  users: UsersRepository
+  sessions: SessionsRepository
+  storage: AvatarStorage
+  imageLimit: ConcurrencyLimit
+  config: Pick<Config, 'avatarSize' | 'passwordHashCost' | 'publicUrl'>
+}
+
+/** The stories of /api/users: who the target is, what may change, and the transaction around it. */
+export class UsersService {
+  readonly mediaBaseUrl: string
+
+  constructor(private readonly deps: UsersServiceDeps) {
+    this.mediaBaseUrl = deps.config.publicUrl ?? ''
+  }
+
+  /** The user named by the path, checked in SPEC §3's order: 404 (no such id, or not an integer), then 403. */
+  async resolveTarget(actor: UserRow, idParam: string, allowed: Rule): Promise<UserRow> {
+    const id = USER_ID.test(idParam) ? Number(idParam) : Number.NaN
+    if (!Number.isSafeInteger(id)) throw new AppError('not_found', { detail: 'No user has this id.' })
+    const target = id === actor.id ? actor : await this.deps.users.findById(this.deps.db.kysely, id)
+    if (!target) throw new AppError('not_found', { detail: 'No user has this id.' })
+    if (!allowed(actor, target)) throw new AppError('forbidden', { detail: 'You may not do this to this user.' })
+    return target
+  }
+
+  present(row: UserRow) {
+    return toUser(row, this.mediaBaseUrl)
+  }
+
+  /** Partial update of a profile from any content type; nothing changes when anything fails. */
+  async update(actor: UserRow, target: UserRow, input: ProfileUpdateInput, ifMatch?: string): Promise<UserRow> {
+    const { db, users, imageLimit, config } = this.deps
+    const errors = new FieldErrorList()
+    const changes = parseProfileUpdate(
+      input,
+      {
+        currentAvatarUrl: this.present(target).avatar,
+        writableFlags: usersPolicy.writableFlags(actor, target),
+      },
+      errors,
+    )
+    const { username, email } = changes.text
+    if (username !== undefined || email !== undefined) {
+      const taken = await users.takenBy(
+        db.kysely,
+        { username_lower: username?.toLowerCase(), email_lower: email?.toLowerCase() },
+        target.id,
+      )
+      if (taken.username) errors.add('username', 'A user with that username already exists.')
+      if (taken.email) errors.add('email', 'A user with that email already exists.')
+    }
+    let image: Buffer | undefined
+    if (changes.avatar.kind === 'upload' && errors.isEmpty) {
+      const bytes = changes.avatar.bytes
+      try {
+        image = await imageLimit.run(() => processAvatar(bytes, config.avatarSize))
+      } catch (error) {
+        if (!(error instanceof InvalidImageError)) throw error
+        errors.add('avatar', error.message)
+      }
+    }
+    errors.throwIfAny()
+
+    const row: UserRowUpdate = { ...changes.text }
+    if (username !== undefined) row.username_lower = username.toLowerCase()
+    if (email !== undefined) row.email_lower = email.toLowerCase()
+    for (const [flag, value] of Object.entries(changes.flags)) row[flag as keyof typeof changes.flags] = value ? 1 : 0
+    const expectedVersion = parseIfMatch(ifMatch, target)
+
+    if (changes.avatar.kind === 'keep') {
+      if (Object.keys(row).length === 0) return expectedVersion === undefined ? target : this.reread(target.id, expectedVersion)
+      return this.write(target.id, row, expectedVersion)
+    }
+    const newName = image ? newAvatarName() : null
+    row.avatar = newName
+    return this.replaceAvatar(target.id, row, newName, image, expectedVersion)
+  }
+
+  private async reread(id: number, expectedVersion: number): Promise<UserRow> {
+    const row = await this.deps.users.findById(this.deps.db.kysely, id)
+    if (!row) throw new AppError('not_found')
+    if (row.version !== expectedVersion) throw preconditionFailed()
+    return row
+  }
+
+  /** A write that touches no image: one UPDATE … RETURNING, no transaction needed. */
+  private async write(id: number, row: UserRowUpdate, expectedVersion?: number): Promise<UserRow> {
+    try {
+      const updated = await this.deps.users.update(this.deps.db.kysely, id, row, expectedVersion)
+      if (!updated) throw expectedVersion === undefined ? new AppError('not_found') : preconditionFailed()
+      return updated
+    } catch (error) {
+      throw uniqueViolationError(error) ?? error
+    }
+  }
+
+  /**
+   * New image stored before the row commits (removed again if it does not), old image removed after
+   * the commit: no crash or race leaves a profile pointing at a missing file; the sweep takes leftovers.
+   */
+  private async replaceAvatar(
+    id: number,
+    row: UserRowUpdate,
+    newName: string | null,
+    image: Buffer | undefined,
+    expectedVersion?: number,
+  ): Promise<UserRow> {
+    const { db, users, storage } = this.deps
+    if (newName && image && !storage.transactional) await storage.put(newName, image, db.kysely)
+    let oldName: string | null = null
+    try {
+      const updated = await db.kysely.transaction().execute(async (trx) => {
+        const current = await users.findByIdForUpdate(trx, id)
+        if (!current) throw new AppError('not_found')
+        if (expectedVersion !== undefined && current.version !== expectedVersion) throw preconditionFailed()
+        oldName = current.avatar
+        if (newName && image && storage.transactional) await storage.put(newName, image, trx)
+        const result = await users.update(trx, id, row)
+        if (oldName && storage.transactional) await storage.remove(oldName, trx)
+        return result as UserRow
+      })
+      if (oldName && !storage.transactional) await storage.remove(oldName, db.kysely)
+      return updated
+    } catch (error) {
+      if (newName && !storage.transactional) await storage.remove(newName, db.kysely)
+      throw uniqueViolationError(error) ?? error
+    }
+  }
+
+  /** Changes the password after checking the current one; every other session of the user ends. */
+  async changePassword(
+    target: UserRow,
+    currentSessionId: string,
+    body: { current_password: string; new_password: string },
+  ): Promise<void> {
+    const { db, users, sessions, config } = this.deps
+    const errors = new FieldErrorList()
+    if (!(await verifyPassword(target.password_hash, body.current_password))) {
+      errors.add('current_password', 'Your current password is incorrect.')
+    }
+    for (const problem of passwordProblems(body.new_password, { username: target.username, email: target.email })) {
+      errors.add('new_password', problem)
+    }
+    errors.throwIfAny()
+    const hash = await hashPassword(body.new_password, config.passwordHashCost)
+    await db.kysely.transaction().execute(async (trx) => {
+      await users.update(trx, target.id, { password_hash: hash })
+      await sessions.deleteAllOfUser(trx, target.id, currentSessionId)
+    })
+  }
+
+  /** Deletes the account, its sessions (by cascade) and its avatar. */
+  async delete(actor: UserRow, target: UserRow, currentPassword: unknown): Promise<void> {
+    const { db, users, storage } = this.deps
+    if (usersPolicy.deleteNeedsPassword(actor, target)) {
+      if (typeof currentPassword !== 'string' || currentPassword === '') {
+        throw validationError({ current_password: ['Your current password is required to delete the account.'] })
+      }
+      if (!(await verifyPassword(target.password_hash, currentPassword))) {
+        throw validationError({ current_password: ['Your current password is incorrect.'] })
+      }
+    }
+    let avatar: string | null = null
+    await db.kysely.transaction().execute(async (trx) => {
+      const current = await users.findByIdForUpdate(trx, target.id)
+      if (!current) throw new AppError('not_found')
+      avatar = current.avatar
+      if (avatar && storage.transactional) await storage.remove(avatar, trx)
+      await users.delete(trx, target.id)
+    })
+    if (avatar && !storage.transactional) await storage.remove(avatar, db.kysely)
+  }
+
+  async list(search: string, page: number, pageSize: number) {
+    const { count, rows } = await this.deps.users.search(this.deps.db.kysely, search, pageSize, (page - 1) * pageSize)
+    return { count, results: rows.map((row) => this.present(row)) }
+  }
+}
+
+function preconditionFailed(): AppError {
+  return new AppError('precondition_failed', { detail: 'The profile changed since you read it (If-Match does not match its ETag).' })
+}
+
+/** The version an If-Match header demands, or undefined when any version will do. */
+function parseIfMatch(ifMatch: string | undefined, target: UserRow): number | undefined {
+  if (ifMatch === undefined || ifMatch.trim() === '*') return undefined
+  const current = etagOf(target)
+  const tags = ifMatch.split(',').map((tag) => tag.trim())
+  // The target row was read moments ago; demanding its version makes the write conditional on it.
+  if (tags.includes(current)) return target.version
+  throw preconditionFailed()
+}

@@ -1,0 +1,30 @@
+import type { Generated, Insertable, Selectable, Updateable } from 'kysely'
+
+/** SQLite stores booleans as 0/1 and timestamps as ISO text; PostgreSQL as boolean/timestamptz. */
+type DbBoolean = number | boolean
+type DbTimestamp = string | Date
+
+export interface UsersTable {
+  id: Generated<number>
+  username: string
+  username_lower: string
+  email: string
+  email_lower: string
+  password_hash: string
+  first_name: string
+  last_name: string
+  number_phone: string
+  /** Stored file name, not a URL. */
+  avatar: string | null
+  date_joined: DbTimestamp
+  last_login: DbTimestamp | null
+  is_active: DbBoolean
+  is_staff: DbBoolean
+  is_superuser: DbBoolean
+  /** Bumped on every write; the ETag. */
+  version: Generated<number>
+}
+
+export type UserRow = Selectable<UsersTable>
+export type NewUserRow = Insertable<UsersTable>
+export type UserRowUpdate = Updateable<UsersTable>
