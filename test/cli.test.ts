@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import Database from 'better-sqlite3'
+
+const CLI = join(import.meta.dirname, '..', 'bin', 'portrait.js')
+
+function portrait(args: string[], env: Record<string, string>) {
+  const result = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', input: '' })
+  return { code: result.status, out: result.stdout, err: result.stderr }
+}
+
+function sandbox() {
+  const dir = mkdtempSync(join(tmpdir(), 'portrait-cli-'))
+  return { dir, env: { DATABASE_URL: `sqlite:${join(dir, 'p.db')}`, MEDIA_ROOT: join(dir, 'media'), DATA_DIR: dir } }
+}
+
+test('when migrate runs twice, then the second run has nothing to do', () => {
+  const { env } = sandbox()
+  const first = portrait(['migrate'], env)
+  assert.equal(first.code, 0, first.err)
+  assert.match(first.out, /applied: 0001_initial/)
+  assert.match(portrait(['migrate'], env).out, /up to date/)
+})
+
+test('when create-superuser is given a name, an email and a password, then a staff superuser exists and can sign in', () => {
+  const { dir, env } = sandbox()
+  const result = portrait(['create-superuser', '--username', 'root', '--email', 'root@example.com'], { ...env, PORTRAIT_PASSWORD: 'Very-long-admin-pass-7' })
+  assert.equal(result.code, 0, result.err)
+  const row = new Database(join(dir, 'p.db')).prepare('select is_staff, is_superuser, password_hash from users where username = ?').get('root') as Record<string, unknown>
+  assert.equal(row.is_superuser, 1)
+  assert.equal(row.is_staff, 1)
+  assert.match(String(row.password_hash), /^\$argon2id\$/)
+  assert.doesNotMatch(result.out + result.err, /Very-long-admin-pass-7/)
+  const again = portrait(['create-superuser', '--username', 'ROOT', '--email', 'other@example.com'], { ...env, PORTRAIT_PASSWORD: 'Very-long-admin-pass-7' })
+  assert.equal(again.code, 2)
+  assert.match(again.err, /already exists/)
+})
+
+test('when create-superuser gets a weak password or no terminal to ask on, then it refuses', () => {
+  const { env } = sandbox()
+  const weak = portrait(['create-superuser', '--username', 'root', '--email', 'root@example.com'], { ...env, PORTRAIT_PASSWORD: 'password' })
+  assert.equal(weak.code, 2)
+  assert.match(weak.err, /too common|too short/)
+  const noTty = portrait(['create-superuser', '--username', 'root', '--email', 'root@example.com'], env)
+  assert.equal(noTty.code, 2)
+  assert.match(noTty.err, /PORTRAIT_PASSWORD/)
+})
+
+test('when media gc runs, then image files no profile references are removed and nothing else', () => {
+  const { dir, env } = sandbox()
+  assert.equal(portrait(['migrate'], env).code, 0)
+  const avatars = join(dir, 'media', 'avatars')
+  mkdirSync(avatars, { recursive: true })
+  const kept = `${'k'.repeat(22)}.webp`
+  const orphan = `${'o'.repeat(22)}.webp`
+  for (const name of [kept, orphan, 'README.txt']) writeFileSync(join(avatars, name), 'x')
+  const db = new Database(join(dir, 'p.db'))
+  db.prepare(
+    `insert into users (username, username_lower, email, email_lower, password_hash, avatar, date_joined, is_active, is_staff, is_superuser)
+     values ('a', 'a', 'a@x.io', 'a@x.io', 'h', ?, '2026-01-01T00:00:00.000Z', 1, 0, 0)`,
+  ).run(kept)
+  db.close()
+  const result = portrait(['media', 'gc'], env)
+  assert.equal(result.code, 0, result.err)
+  assert.match(result.out, /removed 1 /)
+  assert.deepEqual(readdirSync(avatars).sort(), ['README.txt', kept].sort())
+})
+
+test('when the command is unknown or the config is bad, then it exits 2 with a usage line', () => {
+  const { env } = sandbox()
+  const unknown = portrait(['frobnicate'], env)
+  assert.equal(unknown.code, 2)
+  assert.match(unknown.err, /unknown command: frobnicate/)
+  const badConfig = portrait(['migrate'], { ...env, DATABASE_URL: 'mysql://nope' })
+  assert.equal(badConfig.code, 2)
+  assert.match(badConfig.err, /DATABASE_URL=/)
+})

@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, readFileSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { resolveJwtSecret } from '../src/auth/jwt-secret.js'
+import { ConfigError, loadConfig, OWASP_ARGON2ID } from '../src/config.js'
+
+test('when nothing is set, then the documented defaults apply', () => {
+  const config = loadConfig({})
+  assert.equal(config.port, 8000)
+  assert.equal(config.host, '127.0.0.1')
+  assert.equal(config.databaseUrl, 'sqlite:./data/portrait.db')
+  assert.equal(config.mediaStorage, 'fs')
+  assert.equal(config.mediaRoot, './data/media')
+  assert.equal(config.accessTokenTtlSeconds, 15 * 60)
+  assert.equal(config.refreshTokenTtlSeconds, 7 * 86400)
+  assert.equal(config.avatarMaxBytes, 5 * 1024 * 1024)
+  assert.equal(config.avatarSize, 512)
+  assert.deepEqual(config.passwordHashCost, OWASP_ARGON2ID)
+  assert.equal(config.jwtSecret, undefined)
+  assert.ok(Object.isFrozen(config))
+})
+
+test('when variables are set, then they are parsed', () => {
+  const config = loadConfig({
+    PORT: '9000',
+    DATABASE_URL: 'postgresql://u@db:5432/portrait',
+    MEDIA_STORAGE: 'db',
+    PUBLIC_URL: 'https://id.example.com/',
+    ACCESS_TOKEN_TTL: '30s',
+    REFRESH_TOKEN_TTL: '12h',
+    CORS_ORIGINS: 'https://a.example.com, http://localhost:3000',
+    TRUST_PROXY: 'true',
+    REDIS_URL: 'redis://127.0.0.1:6379',
+  })
+  assert.equal(config.port, 9000)
+  assert.equal(config.publicUrl, 'https://id.example.com')
+  assert.equal(config.accessTokenTtlSeconds, 30)
+  assert.equal(config.refreshTokenTtlSeconds, 12 * 3600)
+  assert.deepEqual(config.corsOrigins, ['https://a.example.com', 'http://localhost:3000'])
+  assert.equal(config.trustProxy, true)
+})
+
+test('when a variable is malformed, then the error names it and the accepted form in one line', () => {
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ PORT: 'eighty' }, /^PORT="eighty" is invalid: expected an integer from 0 to 65535$/],
+    [{ PORT: '70000' }, /^PORT=/],
+    [{ DATABASE_URL: 'mysql://x' }, /^DATABASE_URL=.*sqlite:<path> or postgres:/],
+    [{ MEDIA_STORAGE: 's3' }, /^MEDIA_STORAGE=.*one of fs, db/],
+    [{ PUBLIC_URL: 'example.com' }, /^PUBLIC_URL=/],
+    [{ JWT_SECRET: 'short' }, /^JWT_SECRET=.*at least 32 bytes/],
+    [{ ACCESS_TOKEN_TTL: '15 minutes' }, /^ACCESS_TOKEN_TTL=.*duration/],
+    [{ REFRESH_TOKEN_TTL: '0' }, /^REFRESH_TOKEN_TTL=/],
+    [{ AVATAR_MAX_BYTES: '-1' }, /^AVATAR_MAX_BYTES=/],
+    [{ AVATAR_SIZE: '1.5' }, /^AVATAR_SIZE=/],
+    [{ REDIS_URL: 'http://x' }, /^REDIS_URL=/],
+    [{ CORS_ORIGINS: '*' }, /^CORS_ORIGINS=/],
+    [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL=/],
+    [{ TRUST_PROXY: 'yes please' }, /^TRUST_PROXY=/],
+  ]
+  for (const [env, message] of cases) {
+    assert.throws(() => loadConfig(env), (error: Error) => error instanceof ConfigError && message.test(error.message) && !error.message.includes('\n'))
+  }
+  // The secret itself is never echoed.
+  assert.throws(() => loadConfig({ JWT_SECRET: 'do-not-print-me' }), (error: Error) => !error.message.includes('do-not-print-me'))
+})
+
+test('when no JWT secret is configured, then one is generated once, kept with mode 0600 and reused', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portrait-secret-'))
+  const first = resolveJwtSecret(undefined, dir)
+  const second = resolveJwtSecret(undefined, dir)
+  assert.equal(first, second)
+  assert.ok(first.length >= 48)
+  const file = join(dir, 'jwt-secret')
+  assert.equal(statSync(file).mode & 0o777, 0o600)
+  assert.equal(readFileSync(file, 'utf8').trim(), first)
+  assert.equal(resolveJwtSecret('configured-secret', dir), 'configured-secret')
+})

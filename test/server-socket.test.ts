@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { GOOD_PASSWORD } from './helpers/app.js'
+
+const ROOT = join(import.meta.dirname, '..')
+
+/** Starts `npm start`'s entry point as a real process on a free port; resolves with its base URL. */
+async function startServer(env: Record<string, string>): Promise<{ url: string; child: ChildProcess; logs: () => string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  child.stdout?.on('data', (chunk) => (output += chunk))
+  child.stderr?.on('data', (chunk) => (output += chunk))
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setInterval(() => {
+      const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)
+      if (match) {
+        clearInterval(timer)
+        resolve(match[1] as string)
+      }
+    }, 50)
+    child.once('exit', (code) => {
+      clearInterval(timer)
+      reject(new Error(`server exited with ${code}: ${output}`))
+    })
+  })
+  return { url, child, logs: () => output }
+}
+
+test('when the server runs as a process, then a whole session works over a real socket and secrets stay out of the log', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portrait-socket-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const { url, child, logs } = await startServer({
+    DATA_DIR: dir,
+    DATABASE_URL: `sqlite:${join(dir, 'portrait.db')}`,
+    MEDIA_ROOT: join(dir, 'media'),
+  })
+  t.after(() => child.kill('SIGKILL'))
+
+  const json = { 'content-type': 'application/json' }
+  const signUp = await fetch(`${url}/api/auth/sign-up`, {
+    method: 'POST',
+    headers: json,
+    body: JSON.stringify({ username: 'socket', email: 'socket@example.com', password: GOOD_PASSWORD }),
+  })
+  assert.equal(signUp.status, 201)
+  const session = await signUp.json()
+  const me = await fetch(`${url}/api/users/me`, { headers: { authorization: `Bearer ${session.access}` } })
+  assert.equal(me.status, 200)
+  assert.equal((await me.json()).username, 'socket')
+  assert.ok(me.headers.get('x-request-id'))
+  assert.match(me.headers.get('etag') ?? '', /^".+"$/)
+  const signIn = await fetch(`${url}/api/auth/sign-in`, { method: 'POST', headers: json, body: JSON.stringify({ username: 'socket', password: GOOD_PASSWORD }) })
+  assert.equal(signIn.status, 200)
+
+  // The generated secret is kept beside the data, readable by the owner only.
+  assert.equal(statSync(join(dir, 'jwt-secret')).mode & 0o777, 0o600)
+
+  // SIGTERM: finish and exit 0.
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  assert.equal(await exited, 0)
+  const log = logs()
+  assert.match(log, /"url":"\/api\/users\/me","status":200/)
+  for (const secret of [GOOD_PASSWORD, session.access, session.refresh]) assert.ok(!log.includes(secret), 'a secret reached the log')
+})
+
+test('when a variable is invalid, then the server refuses to start with a one-line message naming it', async () => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env: { ...process.env, PORT: 'x' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr?.on('data', (chunk) => (stderr += chunk))
+  const code = await new Promise((resolve) => child.once('exit', resolve))
+  assert.equal(code, 1)
+  assert.equal(stderr.trim(), 'portrait: PORT="x" is invalid: expected an integer from 0 to 65535')
+})
