@@ -100,9 +100,10 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
 
+  // Only JSON, forms and multipart are read; anything else is 415.
   // An empty JSON body means "no fields" (SPEC §4); anything else goes through Fastify's safe parser.
   const parseJson = app.getDefaultJsonParser('error', 'error')
-  app.removeContentTypeParser('application/json')
+  app.removeContentTypeParser(['application/json', 'text/plain'])
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (body === '') done(null, undefined)
     else parseJson(request, body as string, done)
