@@ -106,15 +106,17 @@ export class AuthService {
   /** Same 401 for an unknown user, an inactive one and a wrong password, each after one hash comparison. */
   async signIn(login: { field: 'email' | 'username'; value: string }, password: string, address: string) {
     const { db, users, limiter } = this.deps
-    await limiter.assertAllowed(login.value, address)
+    // One spelling per account, so "Bob", " bob" and "BOB" share a failure count.
+    const account = login.value.trim().toLowerCase()
+    await limiter.assertAllowed(account, address)
     const column = login.field === 'email' ? 'email_lower' : 'username_lower'
-    const user = await users.findByLogin(db.kysely, column, login.value.trim().toLowerCase())
+    const user = await users.findByLogin(db.kysely, column, account)
     const matches = await verifyPassword(user?.password_hash ?? (await this.dummyPasswordHash()), password)
     if (!user || !matches || !user.is_active) {
-      await limiter.recordFailure(login.value, address)
+      await limiter.recordFailure(account, address)
       throw invalidCredentials()
     }
-    await limiter.recordSuccess(login.value)
+    await limiter.recordSuccess(account)
     const now = new Date().toISOString()
     return db.kysely.transaction().execute(async (trx) => {
       const signedIn = (await users.update(trx, user.id, { last_login: now })) as UserRow
