@@ -34,6 +34,8 @@ export interface Config {
   /** How many images are decoded and encoded at once. */
   imageConcurrency: number
   redisUrl?: string
+  /** Prepended to every Redis key, so instances of one deployment share counts and others do not. */
+  redisKeyPrefix: string
   corsOrigins: string[]
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   trustProxy: boolean | string
@@ -97,6 +99,14 @@ function databaseUrl(env: Env): string {
   fail('DATABASE_URL', 'sqlite:<path> or postgres://user@host:port/database', raw)
 }
 
+// Passed to PostgreSQL as a connection option, so only a plain identifier is accepted.
+function databaseSchema(env: Env): string | undefined {
+  const raw = env.DATABASE_SCHEMA
+  if (raw === undefined || raw === '') return undefined
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(raw)) fail('DATABASE_SCHEMA', 'a plain identifier (letters, digits, _)', raw)
+  return raw
+}
+
 function trustProxy(env: Env): boolean | string {
   const raw = env.TRUST_PROXY
   if (raw === undefined || raw === '' || raw === 'false') return false
@@ -127,6 +137,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     host: env.HOST || '127.0.0.1',
     dataDir: env.DATA_DIR || './data',
     databaseUrl: databaseUrl(env),
+    databaseSchema: databaseSchema(env),
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
     mediaStorage: oneOf(env, 'MEDIA_STORAGE', ['fs', 'db'] as const, 'fs'),
     mediaRoot: env.MEDIA_ROOT || './data/media',
@@ -138,6 +149,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     avatarSize: integer(env, 'AVATAR_SIZE', 512, 16, 4096),
     imageConcurrency: availableParallelism(),
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:'], 'redis://host:port or rediss://host:port'),
+    redisKeyPrefix: env.REDIS_KEY_PREFIX || 'portrait:',
     corsOrigins: corsOrigins(env),
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
     trustProxy: trustProxy(env),

@@ -61,7 +61,8 @@ export function validationError(errors: FieldErrors, detail = 'One or more field
 
 /** Collects field errors so every failing field can be reported at once. */
 export class FieldErrorList {
-  readonly errors: FieldErrors = {}
+  // No prototype: a client-chosen field name such as `constructor` or `__proto__` is just a key here.
+  readonly errors: FieldErrors = Object.create(null)
 
   add(field: string, message: string): void {
     const messages = this.errors[field]
@@ -76,4 +77,13 @@ export class FieldErrorList {
   throwIfAny(): void {
     if (!this.isEmpty) throw validationError(this.errors)
   }
+}
+
+/** A 503 for a dependency that did not answer (database, Redis); the client may retry shortly. */
+export function dependencyUnavailable(dependency: 'database' | 'redis', cause: unknown): AppError {
+  return new AppError('service_unavailable', {
+    detail: `The ${dependency} is not answering. Try again in a few seconds.`,
+    headers: { 'retry-after': '5' },
+    cause,
+  })
 }

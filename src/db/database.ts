@@ -55,7 +55,10 @@ function openPostgres({ databaseUrl, databaseSchema, databasePoolSize }: DbOptio
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: databasePoolSize,
+    // A server that is down or hung fails the request (503) instead of holding it open.
     connectionTimeoutMillis: 5000,
+    query_timeout: 15000,
+    keepAlive: true,
     ...(databaseSchema ? { options: `-c search_path=${databaseSchema}` } : {}),
   })
   // An idle client losing its server must not crash the process; the next query reports it.

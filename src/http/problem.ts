@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { AppError, ERROR_CODES, type ErrorCode, type FieldErrors } from '../errors.js'
+import { isDatabaseUnavailable } from '../db/unavailable.js'
+import { AppError, dependencyUnavailable, ERROR_CODES, type ErrorCode, type FieldErrors } from '../errors.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 
@@ -33,7 +34,8 @@ type ValidationEntry = NonNullable<FastifyError['validation']>[number]
 
 /** Fastify's schema errors as a field → messages map. */
 function fieldErrors(validation: ValidationEntry[]): FieldErrors {
-  const errors: FieldErrors = {}
+  // No prototype: a client-chosen field name such as `constructor` or `__proto__` is just a key here.
+  const errors: FieldErrors = Object.create(null)
   for (const entry of validation) {
     const params = entry.params as Record<string, unknown>
     let field = entry.instancePath.split('/').filter(Boolean).join('.')
@@ -62,6 +64,7 @@ export function toProblem(error: unknown, requestId: string): { problem: Problem
     request_id: requestId,
   })
   if (error instanceof AppError) return { problem: build(error.code, error.detail, error.errors), headers: error.headers }
+  if (isDatabaseUnavailable(error)) return toProblem(dependencyUnavailable('database', error), requestId)
   const fastifyError = error as FastifyError
   if (fastifyError.validation) {
     return { problem: build('validation_failed', 'One or more fields are invalid.', fieldErrors(fastifyError.validation)) }
