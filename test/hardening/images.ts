@@ -1,0 +1,129 @@
+import { deflateSync } from 'node:zlib'
+import sharp from 'sharp'
+
+// Hostile and benign upload fixtures, built in code so every byte is explained.
+
+export const GPS_MARKER = 'HARDENING-GPS-MARKER'
+export const EXIF_MARKER = 'HARDENING-EXIF-MARKER'
+export const XMP_MARKER = 'HARDENING-XMP-MARKER'
+
+function solid(width: number, height: number) {
+  return sharp({ create: { width, height, channels: 3, background: '#2a6' } })
+}
+
+export const pngBytes = (width = 32, height = 24) => solid(width, height).png().toBuffer()
+export const jpegBytes = (width = 32, height = 24) => solid(width, height).jpeg().toBuffer()
+export const gifBytes = (width = 32, height = 24) => solid(width, height).gif().toBuffer()
+export const webpBytes = (width = 32, height = 24) => solid(width, height).webp().toBuffer()
+
+/** A 40×20 JPEG saying "rotate 90°", carrying EXIF text, GPS tags, an XMP packet and an ICC profile. */
+export function jpegWithMetadata(): Promise<Buffer> {
+  return solid(40, 20)
+    .jpeg()
+    .withMetadata({ orientation: 6 })
+    .withExif({
+      IFD0: { ImageDescription: EXIF_MARKER, Artist: EXIF_MARKER },
+      IFD3: { GPSLatitudeRef: 'N', GPSLatitude: '51/1 30/1 0/1', GPSLongitudeRef: 'W', GPSLongitude: '0/1 7/1 0/1', GPSMapDatum: GPS_MARKER },
+    })
+    .withXmp(
+      `<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:creator>${XMP_MARKER}</dc:creator></rdf:Description></rdf:RDF></x:xmpmeta>`,
+    )
+    .withIccProfile('p3')
+    .toBuffer()
+}
+
+export const HTML_PAYLOAD = '<html><script>alert(document.cookie)</script></html>'
+export const PHP_PAYLOAD = '<?php system($_GET["c"]); ?>'
+
+/** A minimal zip archive (one empty stored file) — what a JPEG+ZIP polyglot appends. */
+export function zipBytes(): Buffer {
+  const name = Buffer.from('evil.php')
+  const local = Buffer.alloc(30)
+  local.writeUInt32LE(0x04034b50, 0)
+  local.writeUInt16LE(name.length, 26)
+  const central = Buffer.alloc(46)
+  central.writeUInt32LE(0x02014b50, 0)
+  central.writeUInt16LE(name.length, 28)
+  const end = Buffer.alloc(22)
+  end.writeUInt32LE(0x06054b50, 0)
+  end.writeUInt16LE(1, 8)
+  end.writeUInt16LE(1, 10)
+  end.writeUInt32LE(central.length + name.length, 12)
+  end.writeUInt32LE(local.length + name.length, 16)
+  return Buffer.concat([local, name, central, name, end])
+}
+
+/** GIF magic and a screen descriptor, then markup: passes a naive magic-byte check, decodes as nothing. */
+export function gifHtmlPolyglot(): Buffer {
+  return Buffer.concat([Buffer.from('GIF89a'), Buffer.from([1, 0, 1, 0, 0, 0, 0]), Buffer.from(HTML_PAYLOAD + PHP_PAYLOAD)])
+}
+
+export const SVG_WITH_SCRIPT = `<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script><rect width="10" height="10"/></svg>`
+
+/**
+ * A genuine 1-bit greyscale PNG of width×height pixels, built by hand: rows of zeros deflate to a few
+ * kilobytes, so a 20000×20000 image (400 million pixels) is a small upload — a decompression bomb.
+ */
+export function pngBomb(width: number, height: number): Buffer {
+  const header = Buffer.alloc(13)
+  header.writeUInt32BE(width, 0)
+  header.writeUInt32BE(height, 4)
+  header.set([1, 0, 0, 0, 0], 8)
+  const rowBytes = 1 + Math.ceil(width / 8)
+  const pixels = deflateSync(Buffer.alloc(rowBytes * height), { level: 9 })
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', header),
+    pngChunk('IDAT', pixels),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ])
+}
+
+/** A GIF whose screen and single frame claim 65535×65535 pixels, in a few dozen bytes. */
+export function gifBomb(): Buffer {
+  return Buffer.concat([
+    Buffer.from('GIF89a'),
+    Buffer.from([0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00]), // screen 65535×65535, no colour table
+    Buffer.from([0x2c, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00]), // image descriptor 65535×65535
+    Buffer.from([0x02, 0x02, 0x4c, 0x01, 0x00]), // LZW min code size 2, one tiny data block
+    Buffer.from([0x3b]),
+  ])
+}
+
+/** A lossless WebP (VP8L) header claiming 16384×16384 pixels, with hardly any data behind it. */
+export function webpBomb(): Buffer {
+  const vp8l = Buffer.alloc(5 + 16)
+  vp8l[0] = 0x2f
+  // 14 bits width-1, 14 bits height-1, 1 bit alpha, 3 bits version (0).
+  const bits = (16383 & 0x3fff) | ((16383 & 0x3fff) << 14)
+  vp8l.writeUInt32LE(bits >>> 0, 1)
+  const chunk = Buffer.concat([Buffer.from('VP8L'), u32le(vp8l.length), vp8l])
+  return Buffer.concat([Buffer.from('RIFF'), u32le(4 + chunk.length), Buffer.from('WEBP'), chunk])
+}
+
+function u32le(value: number): Buffer {
+  const bytes = Buffer.alloc(4)
+  bytes.writeUInt32LE(value)
+  return bytes
+}
+
+function pngChunk(type: string, data: Buffer): Buffer {
+  const length = Buffer.alloc(4)
+  length.writeUInt32BE(data.length)
+  const body = Buffer.concat([Buffer.from(type, 'latin1'), data])
+  const crc = Buffer.alloc(4)
+  crc.writeUInt32BE(crc32(body))
+  return Buffer.concat([length, body, crc])
+}
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
+  return c >>> 0
+})
+
+function crc32(bytes: Buffer): number {
+  let crc = 0xffffffff
+  for (const byte of bytes) crc = (CRC_TABLE[(crc ^ byte) & 0xff] as number) ^ (crc >>> 8)
+  return (crc ^ 0xffffffff) >>> 0
+}

@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict'
+import { createHmac, createSign, generateKeyPairSync } from 'node:crypto'
+import { test } from 'node:test'
+import { TEST_JWT_SECRET } from '../helpers/app.js'
+import { Api, assertProblem, GOOD_PASSWORD, jwtPayload, type Session } from './client.js'
+import { createSuperuser, dataDir, startServer } from './server.js'
+
+// OWASP ASVS V3 (sessions) / API2 (broken authentication): every forged, stale or revoked token is a 401.
+
+const b64 = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
+
+function hmacJwt(header: Record<string, unknown>, payload: Record<string, unknown>, secret: string, hash = 'sha256'): string {
+  const signingInput = `${b64(header)}.${b64(payload)}`
+  return `${signingInput}.${createHmac(hash, secret).update(signingInput).digest('base64url')}`
+}
+
+const now = () => Math.floor(Date.now() / 1000)
+
+test('tokens against a running server', async (t) => {
+  const data = dataDir(t)
+  await createSuperuser(data, 'root', GOOD_PASSWORD)
+  const server = await startServer(t, { data })
+  const api = new Api(server.url)
+
+  /** A token is refused: 401 problem+json with a Bearer challenge. */
+  async function assertRejected(token: string, why: string) {
+    const reply = await api.me(token)
+    assert.equal(reply.status, 401, `${why}: ${reply.status} ${reply.text}`)
+    assertProblem(reply, 401)
+    assert.equal(reply.headers.get('www-authenticate'), 'Bearer')
+  }
+
+  await t.test('when a token is forged, re-signed or altered, then it is refused with 401', async () => {
+    const victim = await api.signUp('victim')
+    const other = await api.signUp('other')
+    assert.equal((await api.me(victim.access)).status, 200)
+    const claims = jwtPayload(victim.access)
+    const [header, payload, signature] = victim.access.split('.') as [string, string, string]
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const rs256Input = `${b64({ alg: 'RS256', typ: 'JWT' })}.${payload}`
+    const forged: [string, string][] = [
+      ['alg none, empty signature', `${b64({ alg: 'none', typ: 'JWT' })}.${payload}.`],
+      ['alg none, kept signature', `${b64({ alg: 'none', typ: 'JWT' })}.${payload}.${signature}`],
+      ['alg NONE', `${b64({ alg: 'NONE', typ: 'JWT' })}.${payload}.${signature}`],
+      ['HS512 with the real secret', hmacJwt({ alg: 'HS512', typ: 'JWT' }, claims, TEST_JWT_SECRET, 'sha512')],
+      ['HS384 with the real secret', hmacJwt({ alg: 'HS384', typ: 'JWT' }, claims, TEST_JWT_SECRET, 'sha384')],
+      ['RS256 header, HMAC-signed with the secret (key confusion)', hmacJwt({ alg: 'RS256', typ: 'JWT' }, claims, TEST_JWT_SECRET)],
+      ['RS256 signed with an attacker key', `${rs256Input}.${createSign('RSA-SHA256').update(rs256Input).sign(privateKey).toString('base64url')}`],
+      ['HS256 with a wrong key', hmacJwt({ alg: 'HS256', typ: 'JWT' }, claims, `${TEST_JWT_SECRET}-but-not-quite`)],
+      ['sub changed, signature kept', `${header}.${b64({ ...claims, sub: String(other.user.id) })}.${signature}`],
+      ['the signature altered', `${header}.${payload}.${signature.startsWith('A') ? 'B' : 'A'}${signature.slice(1)}`],
+      ['expired (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, iat: now() - 3600, exp: now() - 60 }, TEST_JWT_SECRET)],
+      ['no exp (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, exp: undefined }, TEST_JWT_SECRET)],
+      ['not yet valid (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, nbf: now() + 3600 }, TEST_JWT_SECRET)],
+      ['typ refresh (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, typ: 'refresh' }, TEST_JWT_SECRET)],
+      // A valid signature over another user's id keeps the victim's session id: the session belongs to someone else.
+      ['sub of another user with a valid signature', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, sub: String(other.user.id) }, TEST_JWT_SECRET)],
+      ['sid of an unknown session (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, sid: 'A'.repeat(22) }, TEST_JWT_SECRET)],
+      ['sub not an integer (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, sub: `${claims.sub} OR 1=1` }, TEST_JWT_SECRET)],
+      ['the refresh token as an access token', victim.refresh],
+      ['garbage', 'a.b.c'],
+    ]
+    for (const [why, token] of forged) await assertRejected(token, why)
+    const noScheme = await api.call('/api/users/me', { headers: { authorization: victim.access } })
+    assertProblem(noScheme, 401)
+    assert.equal((await api.me(victim.access)).status, 200, 'the genuine token still works')
+  })
+
+  await t.test('when the session ends by sign-out, then its access token is refused at once', async () => {
+    const byRefresh = await api.signUp('signout1')
+    assert.equal((await api.call('/api/auth/sign-out', { method: 'POST', json: { refresh: byRefresh.refresh } })).status, 204)
+    await assertRejected(byRefresh.access, 'after sign-out with the refresh token')
+    assertProblem(await api.call('/api/auth/refresh', { method: 'POST', json: { refresh: byRefresh.refresh } }), 401)
+
+    const first = await api.signUp('signout2')
+    const second = await api.signIn('signout2')
+    assert.equal((await api.call('/api/auth/sign-out', { method: 'POST', token: first.access, json: { all: true } })).status, 204)
+    await assertRejected(first.access, 'after sign-out of all sessions (same session)')
+    await assertRejected(second.access, 'after sign-out of all sessions (other session)')
+  })
+
+  await t.test('when the password changes, then every other session is refused and its refresh token is dead', async () => {
+    const kept = await api.signUp('pwchange')
+    const other = await api.signIn('pwchange')
+    const changed = await api.call(`/api/users/${kept.user.id}/password`, {
+      method: 'POST',
+      token: kept.access,
+      json: { current_password: GOOD_PASSWORD, new_password: 'a-Whole-new-secret-42' },
+    })
+    assert.equal(changed.status, 204, changed.text)
+    await assertRejected(other.access, 'other session after password change')
+    assertProblem(await api.call('/api/auth/refresh', { method: 'POST', json: { refresh: other.refresh } }), 401)
+    assert.equal((await api.me(kept.access)).status, 200, 'the session that changed it goes on')
+  })
+
+  await t.test('when a superuser deactivates a user, then the user is refused at once and cannot refresh or sign in', async () => {
+    const root = await api.signIn('root')
+    const target = await api.signUp('deactivated')
+    const patch = await api.call(`/api/users/${target.user.id}`, { method: 'PATCH', token: root.access, json: { is_active: false } })
+    assert.equal(patch.status, 200, patch.text)
+    assert.equal(patch.json.is_active, false)
+    await assertRejected(target.access, 'after deactivation')
+    assertProblem(await api.call('/api/auth/refresh', { method: 'POST', json: { refresh: target.refresh } }), 401)
+    assertProblem(await api.call('/api/auth/sign-in', { method: 'POST', json: { username: 'deactivated', password: GOOD_PASSWORD } }), 401)
+  })
+
+  await t.test('when an account is deleted, then its tokens are refused', async () => {
+    const gone = await api.signUp('deleted')
+    const del = await api.call(`/api/users/${gone.user.id}`, { method: 'DELETE', token: gone.access, json: { current_password: GOOD_PASSWORD } })
+    assert.equal(del.status, 204, del.text)
+    await assertRejected(gone.access, 'after deletion')
+    assertProblem(await api.call('/api/auth/refresh', { method: 'POST', json: { refresh: gone.refresh } }), 401)
+  })
+
+  await t.test('when a rotated refresh token is presented again, then the whole session family ends', async () => {
+    const session: Session = await api.signUp('reuse')
+    const rotated = await api.call('/api/auth/refresh', { method: 'POST', json: { refresh: session.refresh } })
+    assert.equal(rotated.status, 200, rotated.text)
+    // The thief replays the old token: refused, and the legitimate holder's newer tokens die with it.
+    assertProblem(await api.call('/api/auth/refresh', { method: 'POST', json: { refresh: session.refresh } }), 401)
+    assertProblem(await api.call('/api/auth/refresh', { method: 'POST', json: { refresh: rotated.json.refresh } }), 401)
+    await assertRejected(rotated.json.access, 'access token of the ended family')
+    await assertRejected(session.access, 'first access token of the ended family')
+  })
+})
