@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { GOOD_PASSWORD } from './helpers/app.js'
+import { type ServerProcess, startServer, waitForHealth } from './helpers/processes.js'
+import { THROWAWAY_POSTGRES_SKIP, THROWAWAY_REDIS_SKIP, throwawayPostgres, throwawayRedis } from './helpers/throwaway-servers.js'
+
+async function call(server: ServerProcess, method: string, path: string, body?: unknown, access?: string) {
+  const headers: Record<string, string> = access ? { authorization: `Bearer ${access}` } : {}
+  if (body !== undefined) headers['content-type'] = 'application/json'
+  // The timeout only turns a hang into a failure; no test asserts on how fast anything is.
+  const response = await fetch(`${server.url}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(20_000),
+  })
+  return { status: response.status, headers: response.headers, json: (await response.json()) as Record<string, any> }
+}
+
+function assertUnavailable(response: Awaited<ReturnType<typeof call>>, dependency: string) {
+  assert.equal(response.status, 503, JSON.stringify(response.json))
+  assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/)
+  assert.equal(response.json.type, '/problems/service_unavailable')
+  assert.match(response.json.detail, new RegExp(dependency))
+  assert.equal(response.json.request_id, response.headers.get('x-request-id'))
+  assert.ok(Number(response.headers.get('retry-after')) > 0)
+  assert.doesNotMatch(JSON.stringify(response.json), /ECONNREFUSED|127\.0\.0\.1|stack/)
+}
+
+const signUpBody = { username: 'ivan', email: 'ivan@example.com', password: GOOD_PASSWORD }
+const signInBody = { username: 'ivan', password: GOOD_PASSWORD }
+
+describe('when Redis goes away', { skip: THROWAWAY_REDIS_SKIP }, () => {
+  test('when Redis stops mid-run, then sign-in gets 503, health names redis, and both recover when it returns', async (t) => {
+    const redis = await throwawayRedis(t)
+    const server = await startServer(t, { env: { REDIS_URL: redis.url } })
+    const { access } = (await call(server, 'POST', '/api/auth/sign-up', signUpBody)).json
+    assert.equal((await call(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
+
+    await redis.stop()
+    assertUnavailable(await call(server, 'POST', '/api/auth/sign-in', signInBody), 'redis')
+    // Requests that do not count sign-in failures go on working.
+    assert.equal((await call(server, 'GET', '/api/users/me', undefined, access)).status, 200)
+    const health = await call(server, 'GET', '/api/health')
+    assert.equal(health.status, 503)
+    assert.deepEqual(health.json, { status: 'unavailable', checks: { database: 'ok', redis: 'down' } })
+
+    await redis.start()
+    await waitForHealth(server.url, 200, Date.now() + 20_000, server.output)
+    assert.equal((await call(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
+    assert.equal(server.child.exitCode, null)
+  })
+})
+
+describe('when PostgreSQL goes away', { skip: THROWAWAY_POSTGRES_SKIP }, () => {
+  test('when PostgreSQL stops mid-run, then requests get 503, health names the database, and both recover when it returns', async (t) => {
+    const postgres = await throwawayPostgres(t)
+    const server = await startServer(t, { env: { DATABASE_URL: postgres.url } })
+    const { access } = (await call(server, 'POST', '/api/auth/sign-up', signUpBody)).json
+    assert.equal((await call(server, 'GET', '/api/users/me', undefined, access)).status, 200)
+
+    await postgres.stop()
+    assertUnavailable(await call(server, 'GET', '/api/users/me', undefined, access), 'database')
+    assertUnavailable(await call(server, 'POST', '/api/auth/sign-in', signInBody), 'database')
+    assertUnavailable(await call(server, 'PATCH', '/api/users/me', { first_name: 'Ivan' }, access), 'database')
+    const health = await call(server, 'GET', '/api/health')
+    assert.equal(health.status, 503)
+    assert.deepEqual(health.json, { status: 'unavailable', checks: { database: 'down' } })
+
+    await postgres.start()
+    await waitForHealth(server.url, 200, Date.now() + 20_000, server.output)
+    // The session written before the outage is still there: the same token works again.
+    assert.equal((await call(server, 'GET', '/api/users/me', undefined, access)).status, 200)
+    assert.equal((await call(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
+    assert.equal(server.child.exitCode, null)
+  })
+})
