@@ -1,0 +1,177 @@
+/**
+ * The API as the page uses it. The access token lives only in this module's memory; the refresh
+ * token is an HttpOnly cookie the server sets because every request says `x-portrait-web: 1`.
+ */
+
+const WEB_CLIENT = { 'x-portrait-web': '1' }
+
+let accessToken = null
+let refreshing = null
+let onSessionLost = () => {}
+
+/** A failed request: the HTTP status and the problem+json body (field errors in `errors`). */
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem?.detail || `The request failed (${status}).`)
+    this.status = status
+    this.problem = problem ?? {}
+    this.fieldErrors = problem?.errors ?? {}
+  }
+}
+
+/** The server could not be reached, or the connection broke mid-request. */
+export class NetworkError extends Error {
+  constructor() {
+    super('Could not reach Portrait. Check your connection and try again.')
+  }
+}
+
+/** Called when a signed-in request fails and the session cannot be renewed. */
+export function whenSessionLost(callback) {
+  onSessionLost = callback
+}
+
+function parseBody(text, contentType) {
+  if (!text || !/json/.test(contentType ?? '')) return null
+  try {
+    return JSON.parse(text)
+  } catch {
+    return null
+  }
+}
+
+async function viaFetch({ method, path, headers, body }) {
+  let response
+  try {
+    response = await fetch(path, { method, headers, body, credentials: 'same-origin', cache: 'no-store' })
+  } catch {
+    throw new NetworkError()
+  }
+  const text = await response.text()
+  const contentType = response.headers.get('content-type')
+  return { status: response.status, etag: response.headers.get('etag'), data: parseBody(text, contentType) }
+}
+
+// XMLHttpRequest only because fetch cannot report upload progress.
+function viaXhr({ method, path, headers, body, onProgress }) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest()
+    xhr.open(method, path)
+    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value)
+    xhr.upload.addEventListener('progress', (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total)
+    })
+    xhr.addEventListener('load', () => {
+      const contentType = xhr.getResponseHeader('content-type')
+      resolve({ status: xhr.status, etag: xhr.getResponseHeader('etag'), data: parseBody(xhr.responseText, contentType) })
+    })
+    xhr.addEventListener('error', () => reject(new NetworkError()))
+    xhr.addEventListener('abort', () => reject(new NetworkError()))
+    xhr.send(body)
+  })
+}
+
+/** Serialised across tabs: two tabs refreshing at once with one cookie would look like token theft. */
+function exclusively(task) {
+  return navigator.locks ? navigator.locks.request('portrait-refresh', task) : task()
+}
+
+/** Swaps the refresh cookie for a new access token; false when there is no live session. */
+export function refreshSession() {
+  refreshing ??= exclusively(async () => {
+    const result = await viaFetch({ method: 'POST', path: '/api/auth/refresh', headers: { ...WEB_CLIENT } })
+    accessToken = result.status === 200 ? result.data.access : null
+    return accessToken !== null
+  }).finally(() => {
+    refreshing = null
+  })
+  return refreshing
+}
+
+/**
+ * One API call. Signed-in calls carry the access token; a 401 gets one refresh and one retry.
+ * Resolves to `{ data, etag }`, or throws ApiError / NetworkError.
+ */
+async function call(method, path, { json, form, onProgress, ifMatch, signedIn = true } = {}) {
+  const attempt = () => {
+    const headers = { ...WEB_CLIENT }
+    if (signedIn && accessToken) headers.authorization = `Bearer ${accessToken}`
+    if (ifMatch) headers['if-match'] = ifMatch
+    let body
+    if (json !== undefined) {
+      headers['content-type'] = 'application/json'
+      body = JSON.stringify(json)
+    } else if (form !== undefined) {
+      body = form
+    }
+    const request = { method, path, headers, body, onProgress }
+    return onProgress ? viaXhr(request) : viaFetch(request)
+  }
+
+  let result = await attempt()
+  if (result.status === 401 && signedIn) {
+    if (await refreshSession()) result = await attempt()
+    if (result.status === 401) {
+      accessToken = null
+      onSessionLost()
+    }
+  }
+  if (result.status >= 400) throw new ApiError(result.status, result.data)
+  return result
+}
+
+/** Signs in with an email (when the login contains @) or a username. */
+export async function signIn(login, password) {
+  const field = login.includes('@') ? 'email' : 'username'
+  const { data } = await call('POST', '/api/auth/sign-in', { json: { [field]: login, password }, signedIn: false })
+  accessToken = data.access
+  return data.user
+}
+
+export async function signUp(fields) {
+  const { data } = await call('POST', '/api/auth/sign-up', { json: fields, signedIn: false })
+  accessToken = data.access
+  return data.user
+}
+
+/** Ends this device's session (the cookie) or, with `everywhere`, every session of the user. */
+export async function signOut({ everywhere = false } = {}) {
+  try {
+    if (everywhere) await call('POST', '/api/auth/sign-out', { json: { all: true } })
+    else await call('POST', '/api/auth/sign-out', { signedIn: false })
+  } finally {
+    accessToken = null
+  }
+}
+
+export async function me() {
+  const { data, etag } = await call('GET', '/api/users/me')
+  return { user: data, etag }
+}
+
+/** Changes text fields; `etag` makes a concurrent change elsewhere fail with 412 instead of being overwritten. */
+export async function updateProfile(id, fields, etag) {
+  const { data, etag: next } = await call('PATCH', `/api/users/${id}`, { json: fields, ifMatch: etag })
+  return { user: data, etag: next }
+}
+
+export async function uploadAvatar(id, file, onProgress) {
+  const form = new FormData()
+  form.append('avatar', file, file.name)
+  const { data, etag } = await call('PATCH', `/api/users/${id}`, { form, onProgress })
+  return { user: data, etag }
+}
+
+export async function removeAvatar(id) {
+  const { data, etag } = await call('PATCH', `/api/users/${id}`, { json: { avatar: null } })
+  return { user: data, etag }
+}
+
+export async function changePassword(id, currentPassword, newPassword) {
+  await call('POST', `/api/users/${id}/password`, { json: { current_password: currentPassword, new_password: newPassword } })
+}
+
+export async function deleteAccount(id, currentPassword) {
+  await call('DELETE', `/api/users/${id}`, { json: { current_password: currentPassword } })
+  accessToken = null
+}

@@ -1,0 +1,49 @@
+/** Portrait's web page: restores the session from the refresh cookie, then shows one of two screens. */
+
+import * as api from './api.js'
+import { resetAuthView, startAuthView } from './auth-view.js'
+import { loadProfile, startProfileView } from './profile-view.js'
+
+const $ = (id) => document.getElementById(id)
+
+const screens = { loading: $('loading'), auth: $('auth-view'), profile: $('profile-view') }
+
+/** Shows one screen; after the first, focus moves to its heading so the change is announced. */
+function show(name, { moveFocus = true } = {}) {
+  for (const [key, element] of Object.entries(screens)) element.hidden = key !== name
+  $('header-account').hidden = name !== 'profile'
+  document.title = name === 'profile' ? 'Your profile · Portrait' : 'Portrait'
+  if (moveFocus) screens[name].querySelector('h1')?.focus()
+}
+
+async function showProfile(options) {
+  await loadProfile()
+  show('profile', options)
+}
+
+function showSignedOut(message, options) {
+  resetAuthView(message)
+  show('auth', options)
+}
+
+api.whenSessionLost(() => showSignedOut('Your session has ended. Please sign in again.'))
+
+startAuthView({ onSignedIn: () => showProfile() })
+startProfileView({ onSignedOut: (message) => showSignedOut(message) })
+
+$('sign-out').addEventListener('click', async () => {
+  try {
+    await api.signOut()
+  } catch {
+    // The session is forgotten on this page whatever the server said; the cookie expires on its own.
+  }
+  showSignedOut('You have signed out.')
+})
+
+// A reload keeps the person signed in: the HttpOnly refresh cookie buys a fresh access token.
+try {
+  if (await api.refreshSession()) await showProfile({ moveFocus: false })
+  else showSignedOut('', { moveFocus: false })
+} catch {
+  showSignedOut('Portrait could not be reached. Reload the page to try again.', { moveFocus: false })
+}

@@ -1,0 +1,117 @@
+/** Form helpers: values, field errors beside their fields, busy buttons and announced messages. */
+
+import { ApiError } from './api.js'
+
+/** The form's text values by field name (files and buttons left out). */
+export function valuesOf(form) {
+  const values = {}
+  for (const element of form.elements) {
+    if (element.name && element.type !== 'file' && element.tagName !== 'BUTTON') values[element.name] = element.value
+  }
+  return values
+}
+
+function errorElementFor(input) {
+  return document.getElementById(`${input.id}-error`)
+}
+
+function describedBy(input) {
+  return (input.getAttribute('aria-describedby') ?? '').split(' ').filter(Boolean)
+}
+
+function showFieldError(input, messages) {
+  const error = errorElementFor(input)
+  error.textContent = messages.join(' ')
+  error.hidden = false
+  input.setAttribute('aria-invalid', 'true')
+  if (!describedBy(input).includes(error.id)) input.setAttribute('aria-describedby', [...describedBy(input), error.id].join(' '))
+}
+
+function clearFieldError(input) {
+  const error = errorElementFor(input)
+  if (!error) return
+  error.textContent = ''
+  error.hidden = true
+  input.removeAttribute('aria-invalid')
+  const rest = describedBy(input).filter((id) => id !== error.id)
+  if (rest.length > 0) input.setAttribute('aria-describedby', rest.join(' '))
+  else input.removeAttribute('aria-describedby')
+}
+
+function formError(form) {
+  return form.querySelector('[data-form-error]')
+}
+
+/** Removes every error and message the form shows. */
+export function clearErrors(form) {
+  for (const element of form.elements) if (element.id) clearFieldError(element)
+  const error = formError(form)
+  if (error) {
+    error.textContent = ''
+    error.hidden = true
+  }
+}
+
+/**
+ * Shows field errors beside their fields (as aria-invalid and aria-describedby); errors for fields the
+ * form does not have, and errors without fields, go to the form's alert. Focuses the first bad field.
+ */
+export function showErrors(form, fieldErrors, summary) {
+  clearErrors(form)
+  const loose = []
+  let first = null
+  for (const [name, messages] of Object.entries(fieldErrors)) {
+    const input = form.elements.namedItem(name)
+    if (input && errorElementFor(input)) {
+      showFieldError(input, messages)
+      first ??= input
+    } else {
+      loose.push(...messages)
+    }
+  }
+  const text = loose.length > 0 ? loose.join(' ') : first ? '' : summary
+  const error = formError(form)
+  if (text && error) {
+    error.textContent = text
+    error.hidden = false
+  }
+  first?.focus()
+}
+
+/** Shows what went wrong with a request on the form it came from. */
+export function showFailure(form, error) {
+  if (error instanceof ApiError) showErrors(form, error.fieldErrors, error.message)
+  else showErrors(form, {}, error.message)
+}
+
+/** Client-side check of required fields, worded like the server's. Returns true when all are filled. */
+export function checkRequired(form, extra = {}) {
+  const errors = { ...extra }
+  for (const element of form.elements) {
+    if (element.required && element.value.trim() === '') errors[element.name] = ['This field is required.']
+  }
+  if (Object.keys(errors).length === 0) return true
+  showErrors(form, errors)
+  return false
+}
+
+/** Disables a button while its work runs, with a label saying what is happening. */
+export async function whileBusy(button, label, work) {
+  const idle = button.textContent
+  button.disabled = true
+  button.setAttribute('aria-busy', 'true')
+  button.textContent = label
+  try {
+    return await work()
+  } finally {
+    button.disabled = false
+    button.removeAttribute('aria-busy')
+    button.textContent = idle
+  }
+}
+
+/** Puts a message in a role=status region so screen readers announce it, even when it repeats. */
+export function announce(region, message) {
+  region.textContent = ''
+  if (message) requestAnimationFrame(() => (region.textContent = message))
+}
