@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import SQLite from 'better-sqlite3'
+import { sql } from 'kysely'
 import type { Config } from '../src/config.js'
+import { createDb } from '../src/db/database.js'
+import { isDatabaseUnavailable } from '../src/db/unavailable.js'
 import { DIALECTS, problemOf, testApp } from './helpers/app.js'
 import { setFlags } from './helpers/db.js'
 import { POSTGRES_SKIP, queryPostgres } from './helpers/postgres.js'
@@ -88,5 +91,36 @@ describe('PostgreSQL storage types', { skip: POSTGRES_SKIP }, () => {
     assert.equal(row.is_active, true)
     assert.equal(row.is_staff, false)
     assert.equal((row.date_joined as Date).toISOString(), user.date_joined)
+  })
+})
+
+describe('PostgreSQL connections', { skip: POSTGRES_SKIP }, () => {
+  test('when a connection dies between two statements of a transaction, then the caller gets the error and the process lives on', async (t) => {
+    const db = createDb({ databaseUrl: process.env.TEST_DATABASE_URL as string, databasePoolSize: 2 })
+    t.after(() => db.destroy())
+    const uncaught: unknown[] = []
+    const onUncaught = (error: unknown) => uncaught.push(error)
+    process.on('uncaughtException', onUncaught)
+    t.after(() => process.off('uncaughtException', onUncaught))
+
+    const failure = await db.kysely
+      .transaction()
+      .execute(async (trx) => {
+        const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)
+        // Ends only this test's own backend, as a server restart or a network cut would.
+        await queryPostgres('select pg_terminate_backend($1)', [rows[0]?.pid])
+        // Work between statements (an image being stored): the termination arrives while no query runs.
+        await new Promise((wait) => setTimeout(wait, 300))
+        await sql`select 1`.execute(trx)
+      })
+      .then(
+        () => undefined,
+        (error: unknown) => error,
+      )
+    assert.ok(failure, 'the transaction must fail')
+    assert.ok(isDatabaseUnavailable(failure), String(failure))
+    assert.deepEqual(uncaught, [])
+    const { rows } = await sql<{ ok: number }>`select 1 as ok`.execute(db.kysely)
+    assert.deepEqual(rows, [{ ok: 1 }])
   })
 })

@@ -61,8 +61,11 @@ function openPostgres({ databaseUrl, databaseSchema, databasePoolSize }: DbOptio
     keepAlive: true,
     ...(databaseSchema ? { options: `-c search_path=${databaseSchema}` } : {}),
   })
-  // An idle client losing its server must not crash the process; the next query reports it.
+  // A client losing its server must not crash the process, idle (the pool's 'error') or checked out between two
+  // statements of a transaction (the client's own 'error', which nothing else listens to then). The failed query
+  // reports it, and the pool drops the dead client when it is released.
   pool.on('error', () => {})
+  pool.on('connect', (client) => client.on('error', () => {}))
   const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
   return { kysely, dialect: 'postgres', pool, destroy: () => kysely.destroy() }
 }
