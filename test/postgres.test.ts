@@ -64,6 +64,21 @@ for (const dialect of DIALECTS) {
       assert.equal((await client.get('/api/users/me', other.access)).statusCode, 200)
     })
 
+    test('when a search holds LIKE wildcards or another case, then it matches them literally and case-insensitively', async (t) => {
+      const { client, config } = await testApp(t, dialect.name)
+      const admin = await client.signUp({ username: 'admin' })
+      await setFlags(config, admin.user.id, { is_staff: true })
+      await client.signUp({ username: 'Jo_Ann' })
+      await client.signUp({ username: 'joXann' })
+      const found = (await client.get('/api/users?search=jo_a', admin.access)).json()
+      assert.deepEqual(
+        found.results.map((user: { username: string }) => user.username),
+        ['Jo_Ann'],
+      )
+      assert.equal(found.count, 1)
+      assert.equal((await client.get('/api/users?search=%25', admin.access)).json().count, 0)
+    })
+
     test('when a user signs up, then timestamps come back as ISO-8601 UTC with milliseconds', async (t) => {
       const { client } = await testApp(t, dialect.name)
       const { access } = await client.signUp()
