@@ -83,6 +83,8 @@ export function toProblem(error: unknown, requestId: string): { problem: Problem
 /** The one error handler: every error leaves as problem+json; server faults are logged, never shown. */
 export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const { problem, headers } = toProblem(error, request.id)
+  // A body left half-read (e.g. an upload refused at 413) would stall the next request on this connection.
+  if (!request.raw.complete) reply.header('connection', 'close')
   if (problem.status >= 500) request.log.error({ err: error }, 'request failed')
   else request.log.info({ code: problem.type, status: problem.status }, 'request rejected')
   sendProblem(reply, problem, headers)

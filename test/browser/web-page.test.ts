@@ -18,6 +18,8 @@ const CHROMIUM_ARGS = [
   '--disable-quic',
 ]
 
+const AVATAR_MAX_BYTES = 256 * 1024
+
 interface Person {
   username: string
   email: string
@@ -42,8 +44,19 @@ async function jpeg(width: number, height: number): Promise<Buffer> {
     .toBuffer()
 }
 
+/** Random pixels barely compress: a JPEG well over the avatar limit. */
+async function largeJpeg(): Promise<Buffer> {
+  const side = 700
+  const pixels = Buffer.alloc(side * side * 3)
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 7919) % 251
+  const bytes = await sharp(pixels, { raw: { width: side, height: side, channels: 3 } }).jpeg({ quality: 100 }).toBuffer()
+  assert.ok(bytes.length > AVATAR_MAX_BYTES, `${bytes.length} bytes is not over the limit`)
+  return bytes
+}
+
 test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ? false : 'Chromium not installed' }, async (t) => {
-  const app = await buildApp(await testConfig(t))
+  // A small avatar limit so that a too-large photo is quick to make.
+  const app = await buildApp(await testConfig(t, 'sqlite', { avatarMaxBytes: AVATAR_MAX_BYTES }))
   t.after(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
@@ -184,6 +197,28 @@ test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ?
     await reload(page)
     assert.equal(await inputOf(page, '#pf-username'), person.username)
     assert.equal(await inputOf(page, '#pf-first-name'), '', 'a failed update changes nothing')
+  })
+
+  await t.test('when a photo is too large or not an image, then the error shows beside the photo and a retry works', async (st) => {
+    const page = await openPage(st)
+    await signUp(page)
+    await page.fill('#pf-first-name', 'Unsaved')
+
+    await page.locator('#avatar-file').setInputFiles({ name: 'big.jpg', mimeType: 'image/jpeg', buffer: await largeJpeg() })
+    await page.click('#avatar-save')
+    await page.locator('#avatar-file-error').waitFor()
+    assert.match(await textOf(page, '#avatar-file-error') ?? '', /too large|at most/i)
+
+    // The refused upload's connection must not stall the next request.
+    await page.locator('#avatar-file').setInputFiles({ name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not an image') })
+    await page.click('#avatar-save')
+    await page.getByText('Upload a JPEG, PNG, WebP or GIF image.').waitFor()
+
+    await page.locator('#avatar-file').setInputFiles({ name: 'photo.jpg', mimeType: 'image/jpeg', buffer: await jpeg(64, 64) })
+    await page.click('#avatar-save')
+    await page.getByText('Photo saved.').waitFor()
+    assert.equal(await page.locator('#avatar-file-error').isVisible(), false)
+    assert.equal(await inputOf(page, '#pf-first-name'), 'Unsaved', 'unsaved details survive a photo upload')
   })
 
   await t.test('when a JPEG is chosen and saved, then it is previewed, uploaded with progress, rendered, and can be removed', async (st) => {

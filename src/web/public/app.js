@@ -22,6 +22,8 @@ async function showProfile(options) {
 }
 
 function showSignedOut(message, options) {
+  // A session can end while the delete confirmation is open; it must not stay over the sign-in form.
+  for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close()
   resetAuthView(message)
   show('auth', options)
 }

@@ -72,19 +72,33 @@ function dropPreview() {
   pendingFile = null
 }
 
-/** Shows a profile the server returned. */
-function render(next, nextEtag) {
+/** Keeps a profile the server returned and shows who it is; forms and photo are refreshed separately. */
+function remember(next, nextEtag) {
   user = next
   etag = nextEtag ?? etag
-  for (const name of TEXT_FIELDS) profileForm.elements.namedItem(name).value = user[name]
   $('header-username').textContent = `@${user.username}`
   $('display-name').textContent = fullName(user) || `@${user.username}`
   $('display-meta').textContent = fullName(user) ? `@${user.username} · ${user.email}` : user.email
   $('member-since').textContent = `Member since ${joined.format(new Date(user.date_joined))}`
   avatar.initials.textContent = initialsOf(user)
+}
+
+function fillDetails() {
+  for (const name of TEXT_FIELDS) profileForm.elements.namedItem(name).value = user[name]
+}
+
+/** Shows the saved photo, dropping any unsaved preview. */
+function showSavedAvatar() {
   dropPreview()
   showAvatar(user.avatar, 'Your profile photo')
   setAvatarState(user.avatar ? 'saved' : 'empty')
+}
+
+/** Everything from the server's copy: after loading, or when a concurrent change was detected. */
+function render(next, nextEtag) {
+  remember(next, nextEtag)
+  fillDetails()
+  showSavedAvatar()
 }
 
 async function saveProfile(event) {
@@ -99,7 +113,8 @@ async function saveProfile(event) {
     const saved = await whileBusy(profileForm.querySelector('button[type=submit]'), 'Saving…', () =>
       api.updateProfile(user.id, changes, etag),
     )
-    render(saved.user, saved.etag)
+    remember(saved.user, saved.etag)
+    fillDetails()
     announce($('profile-status'), 'Profile saved.')
   } catch (error) {
     if (error instanceof api.ApiError && error.status === 412) {
@@ -146,7 +161,8 @@ async function uploadAvatar(event) {
       avatar.bar.value = percent
       avatar.progressText.textContent = percent < 100 ? `Uploading… ${percent}%` : 'Processing…'
     })
-    render(saved.user, saved.etag)
+    remember(saved.user, saved.etag)
+    showSavedAvatar()
     announce(avatar.status, 'Photo saved.')
     $('avatar-choose').focus()
   } catch (error) {
@@ -157,7 +173,7 @@ async function uploadAvatar(event) {
 }
 
 function cancelAvatar() {
-  render(user)
+  showSavedAvatar()
   avatar.error.hidden = true
   announce(avatar.status, '')
   $('avatar-choose').focus()
@@ -167,7 +183,8 @@ async function removeAvatar() {
   avatar.error.hidden = true
   try {
     const saved = await whileBusy(avatar.remove, 'Removing…', () => api.removeAvatar(user.id))
-    render(saved.user, saved.etag)
+    remember(saved.user, saved.etag)
+    showSavedAvatar()
     announce(avatar.status, 'Photo removed.')
     $('avatar-choose').focus()
   } catch (error) {
