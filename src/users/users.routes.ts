@@ -168,10 +168,31 @@ function readFields(request: FastifyRequest): ProfileUpdateInput {
  * (beyond it: 413, the rest never buffered). Any other file, or a second one, is refused.
  */
 async function readMultipart(request: FastifyRequest, avatarMaxBytes: number): Promise<ProfileUpdateInput> {
+  try {
+    return await collectParts(request, avatarMaxBytes)
+  } catch (error) {
+    throw asMultipartProblem(error)
+  }
+}
+
+/**
+ * The parser's own failures (a boundary that never closes, a missing boundary, broken part headers,
+ * a body cut short) are the client's fault: 400, never a 500. Our errors and the plugin's coded
+ * limits (413) pass through unchanged.
+ */
+function asMultipartProblem(error: unknown): unknown {
+  if (error instanceof AppError) return error
+  const code = (error as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && code.startsWith('FST_')) return error
+  return new AppError('invalid_multipart', { detail: 'The multipart/form-data body is malformed or incomplete.', cause: error })
+}
+
+async function collectParts(request: FastifyRequest, avatarMaxBytes: number): Promise<ProfileUpdateInput> {
   const fields: Record<string, unknown> = Object.create(null)
   let upload: Buffer | undefined
   const parts = request.parts({
-    limits: { fileSize: avatarMaxBytes, files: 2, fields: MAX_FORM_FIELDS, parts: MAX_FORM_FIELDS + 2, fieldSize: 16 * 1024 },
+    // One byte over the limit is enough to know the file is too large; readFile stops right there.
+    limits: { fileSize: avatarMaxBytes + 1, files: 2, fields: MAX_FORM_FIELDS, parts: MAX_FORM_FIELDS + 2, fieldSize: 16 * 1024 },
   })
   for await (const part of parts as AsyncIterable<Multipart>) {
     if (part.type === 'field') {
@@ -183,13 +204,26 @@ async function readMultipart(request: FastifyRequest, avatarMaxBytes: number): P
       throw validationError({ [part.fieldname]: ['Unexpected file; the only file field is avatar.'] })
     }
     if (upload !== undefined) throw validationError({ avatar: ['Send one avatar file only.'] })
-    upload = await readFile(part)
+    upload = await readFile(part, avatarMaxBytes)
   }
   return { fields, source: 'form', ...(upload && upload.length > 0 ? { upload } : {}) }
 }
 
-async function readFile(part: MultipartFile): Promise<Buffer> {
-  const bytes = await part.toBuffer()
+/**
+ * Reads the file part, answering 413 as soon as it passes the limit: the rest of the body is never
+ * buffered, and the client hears back without having to send it all first.
+ */
+async function readFile(part: MultipartFile, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of part.file as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > maxBytes) {
+      throw new AppError('payload_too_large', { detail: `The avatar may be at most ${maxBytes} bytes.` })
+    }
+    chunks.push(chunk)
+  }
+  const bytes = Buffer.concat(chunks)
   // A browser sends an empty, nameless part when no file was chosen: that changes nothing.
   if (bytes.length === 0 && part.filename !== '') throw validationError({ avatar: ['The submitted file is empty.'] })
   return bytes
