@@ -170,6 +170,30 @@ test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ?
     assert.equal(await textOf(page, '#display-name'), 'Ada Lovelace')
   })
 
+  await t.test('when two devices edit the profile, then other fields merge and the same field is never overwritten unseen', async (st) => {
+    const laptop = await openPage(st)
+    const person = await signUp(laptop)
+    const phone = await openPage(st)
+    await signIn(phone, person.username, person.password)
+    await phone.locator('#profile-view').waitFor()
+
+    // The phone's sign-in moved the profile's version on; the laptop's edit of another field still saves.
+    await laptop.fill('#pf-first-name', 'Laptop')
+    await laptop.click('#profile-form button[type=submit]')
+    await laptop.getByText('Profile saved.').waitFor()
+
+    await phone.fill('#pf-first-name', 'Phone')
+    await phone.click('#profile-form button[type=submit]')
+    await phone.getByText('changed somewhere else', { exact: false }).waitFor()
+    assert.equal(await inputOf(phone, '#pf-first-name'), 'Laptop', 'the latest copy is shown, not silently replaced')
+
+    await phone.fill('#pf-last-name', 'Phone')
+    await phone.click('#profile-form button[type=submit]')
+    await phone.getByText('Profile saved.').waitFor()
+    await reload(laptop)
+    assert.deepEqual([await inputOf(laptop, '#pf-first-name'), await inputOf(laptop, '#pf-last-name')], ['Laptop', 'Phone'])
+  })
+
   await t.test('when a username is taken, then the server error shows beside the username field and nothing changes', async (st) => {
     const taken = newPerson('taken')
     const created = await fetch(`${origin}/api/auth/sign-up`, {
@@ -209,15 +233,17 @@ test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ?
     await page.locator('#avatar-file-error').waitFor()
     assert.match(await textOf(page, '#avatar-file-error') ?? '', /too large|at most/i)
 
-    // The refused upload's connection must not stall the next request.
+    // A file the browser cannot show is refused before any upload.
     await page.locator('#avatar-file').setInputFiles({ name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not an image') })
-    await page.click('#avatar-save')
-    await page.getByText('Upload a JPEG, PNG, WebP or GIF image.').waitFor()
+    await page.getByText('This file is not an image Portrait can use.', { exact: false }).waitFor()
+    assert.equal(await page.locator('#avatar-save').isVisible(), false)
 
+    // The refused upload's connection must not stall the next request.
     await page.locator('#avatar-file').setInputFiles({ name: 'photo.jpg', mimeType: 'image/jpeg', buffer: await jpeg(64, 64) })
     await page.click('#avatar-save')
     await page.getByText('Photo saved.').waitFor()
     assert.equal(await page.locator('#avatar-file-error').isVisible(), false)
+    assert.equal(await page.evaluate(() => (document.getElementById('avatar-image') as HTMLImageElement).naturalWidth), 64)
     assert.equal(await inputOf(page, '#pf-first-name'), 'Unsaved', 'unsaved details survive a photo upload')
   })
 
