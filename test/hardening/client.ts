@@ -24,7 +24,7 @@ export interface Reply {
   status: number
   headers: Headers
   text: string
-  // biome-ignore lint/suspicious/noExplicitAny: test code reads whatever JSON came back
+  /** The parsed body, whatever JSON came back. */
   json: any
 }
 
@@ -37,7 +37,7 @@ export interface Session {
 /** fetch over a real socket, returning the body both as text (byte comparisons) and parsed. */
 export async function call(
   url: string,
-  init: { method?: string; token?: string; json?: unknown; body?: BodyInit; headers?: Record<string, string> } = {},
+  init: { method?: string; token?: string; json?: unknown; body?: BodyInit | Buffer; headers?: Record<string, string> } = {},
 ): Promise<Reply> {
   const headers: Record<string, string> = { ...init.headers }
   if (init.token) headers.authorization = `Bearer ${init.token}`
@@ -46,7 +46,7 @@ export async function call(
     headers['content-type'] ??= 'application/json'
     body = JSON.stringify(init.json)
   }
-  const response = await fetch(url, { method: init.method ?? 'GET', headers, body, signal: AbortSignal.timeout(120_000) })
+  const response = await fetch(url, { method: init.method ?? 'GET', headers, body: body as BodyInit | undefined, signal: AbortSignal.timeout(120_000) })
   const text = await response.text()
   let json: unknown
   try {
