@@ -52,6 +52,22 @@ describe('when Redis goes away', { skip: THROWAWAY_REDIS_SKIP }, () => {
   })
 })
 
+describe('when Redis is down at start', { skip: THROWAWAY_REDIS_SKIP }, () => {
+  test('when the server starts without its Redis, then it serves, reports redis down, and picks Redis up once it runs', async (t) => {
+    const redis = await throwawayRedis(t)
+    await redis.stop()
+    const server = await startServer(t, { env: { REDIS_URL: redis.url }, waitForHealthy: false })
+    const health = await waitForHealth(server.url, 503, Date.now() + 20_000, server.output)
+    assert.deepEqual(health, { status: 'unavailable', checks: { database: 'ok', redis: 'down' } })
+    assert.equal((await call(server, 'POST', '/api/auth/sign-up', signUpBody)).status, 201)
+    assertUnavailable(await call(server, 'POST', '/api/auth/sign-in', signInBody), 'redis')
+
+    await redis.start()
+    await waitForHealth(server.url, 200, Date.now() + 20_000, server.output)
+    assert.equal((await call(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
+  })
+})
+
 describe('when PostgreSQL goes away', { skip: THROWAWAY_POSTGRES_SKIP }, () => {
   test('when PostgreSQL stops mid-run, then requests get 503, health names the database, and both recover when it returns', async (t) => {
     const postgres = await throwawayPostgres(t)
