@@ -28,6 +28,8 @@ export interface DbOptions {
   databaseUrl: string
   databaseSchema?: string
   databasePoolSize: number
+  /** PostgreSQL: a query unanswered by then fails (503) instead of holding its request; default 15 s. Long migrations pass more. */
+  queryTimeoutMs?: number
 }
 
 // int8 (COUNT) fits a JS number for any table this service will hold.
@@ -51,13 +53,13 @@ function openSqlite(path: string): Db {
   return { kysely, dialect: 'sqlite', sqlite, destroy: () => kysely.destroy() }
 }
 
-function openPostgres({ databaseUrl, databaseSchema, databasePoolSize }: DbOptions): Db {
+function openPostgres({ databaseUrl, databaseSchema, databasePoolSize, queryTimeoutMs = 15_000 }: DbOptions): Db {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: databasePoolSize,
     // A server that is down or hung fails the request (503) instead of holding it open.
     connectionTimeoutMillis: 5000,
-    query_timeout: 15000,
+    query_timeout: queryTimeoutMs,
     keepAlive: true,
     ...(databaseSchema ? { options: `-c search_path=${databaseSchema}` } : {}),
   })
