@@ -26,7 +26,7 @@ export function createAuthenticate(tokens: AccessTokens, sessions: SessionsRepos
       throw new AppError('not_authenticated', { detail: 'Send an access token: Authorization: Bearer <token>.', headers: CHALLENGE })
     }
     const token = BEARER.exec(header)?.[1]
-    const claims = token === undefined ? undefined : await tokens.verify(token)
+    const claims = token === undefined ? undefined : tokens.verify(token)
     const actor = claims && (await sessions.findLiveSessionUser(claims.sessionId, claims.userId, new Date().toISOString()))
     if (!claims || !actor) {
       throw new AppError('invalid_token', { detail: 'The access token is invalid, expired or revoked.', headers: CHALLENGE })

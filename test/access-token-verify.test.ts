@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict'
+import { createHmac } from 'node:crypto'
+import { test } from 'node:test'
+import { problemOf, TEST_JWT_SECRET, testApp } from './helpers/app.js'
+
+// Access tokens are verified with node:crypto instead of jose (BENCHMARKS.md): these are the corners
+// jose used to guard that the forged-token suites do not already reach, each signed with the real secret.
+
+const b64 = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
+const sign = (input: string) => createHmac('sha256', TEST_JWT_SECRET).update(input).digest('base64url')
+const jwt = (header: unknown, payload: unknown) => {
+  const input = `${b64(header)}.${b64(payload)}`
+  return `${input}.${sign(input)}`
+}
+
+test('when a token is signed with the real secret but breaks a JWT rule, then it is refused with 401', async (t) => {
+  const { client } = await testApp(t)
+  const session = await client.signUp()
+  const [header, payload] = session.access.split('.').slice(0, 2).map((part) => JSON.parse(Buffer.from(part, 'base64url').toString()))
+  const now = Math.floor(Date.now() / 1000)
+  const signature = session.access.split('.')[2] as string
+  // 32 bytes take 43 base64url characters; the last one's two low bits are padding, so flipping one of
+  // them spells the same bytes differently: a lenient decoder would accept it, we do not.
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+  const sameBytes = alphabet[alphabet.indexOf(signature.at(-1) as string) ^ 1] as string
+  const variants: Record<string, string> = {
+    'a critical header extension': jwt({ ...header, crit: ['exp'], exp: true }, payload),
+    'an unencoded payload (b64: false)': jwt({ ...header, b64: false, crit: ['b64'] }, payload),
+    'b64: false without crit': jwt({ ...header, b64: false }, payload),
+    'alg in another case': jwt({ ...header, alg: 'hs256' }, payload),
+    'a header that is an array': jwt([header], payload),
+    'a payload that is an array': jwt(header, [payload]),
+    'a payload that is not JSON': `${b64(header)}.${b64('{not json')}.${sign(`${b64(header)}.${b64('{not json')}`)}`,
+    'exp as a string': jwt(header, { ...payload, exp: String(now + 600) }),
+    'exp equal to now': jwt(header, { ...payload, exp: now }),
+    'nbf as a string': jwt(header, { ...payload, nbf: String(now - 10) }),
+    'iat as a string': jwt(header, { ...payload, iat: String(now) }),
+    'sub as a number': jwt(header, { ...payload, sub: Number(payload.sub) }),
+    'sid missing': jwt(header, { ...payload, sid: undefined }),
+    'a fourth segment': `${session.access}.${signature}`,
+    'the signature with one character more': `${session.access}A`,
+    'the same signature spelled non-canonically': `${session.access.slice(0, -1)}${sameBytes}`,
+  }
+  for (const [name, token] of Object.entries(variants)) {
+    const response = await client.get('/api/users/me', token)
+    assert.equal(response.statusCode, 401, name)
+    problemOf(response, 401)
+  }
+  // Allowed: a past nbf, and the genuine token itself.
+  assert.equal((await client.get('/api/users/me', jwt(header, { ...payload, nbf: now - 10 }))).statusCode, 200)
+  assert.equal((await client.get('/api/users/me', session.access)).statusCode, 200)
+})
