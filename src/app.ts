@@ -23,6 +23,7 @@ import type { Config } from './config.js'
 import { createDb } from './db/database.js'
 import { migrateToLatest } from './db/migrate.js'
 import { databaseCheck, healthRoutes } from './health/health.routes.js'
+import { batchedStdout } from './http/log-stream.js'
 import { errorHandler, notFoundHandler } from './http/problem.js'
 import { UsersRepository } from './users/users.repository.js'
 import { usersRoutes } from './users/users.routes.js'
@@ -39,6 +40,8 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
       level: config.logLevel,
       // Tokens and passwords never reach the log, whatever a future log line includes.
       redact: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]', '*.password', '*.refresh', '*.access'],
+      // One write(2) per event-loop turn instead of one per line (see batchedStdout).
+      ...(config.logLevel === 'silent' ? {} : { stream: batchedStdout() }),
     },
     // One line per request, written by the onResponse hook below.
     logController: new LogController({ disableRequestLogging: true }),
@@ -88,14 +91,20 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     if (removed > 0) app.log.info({ removed }, 'removed unreferenced avatar images')
   }
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback hooks, not async ones: no promise and microtask per request for a header or a log line.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.info(
-      { method: request.method, url: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
-      'request',
-    )
+  // The access line holds only these allowlisted fields (the path without its query), so it skips the
+  // redaction pass, which cost five times the rest of the line (2.5 µs against 0.5 µs; BENCHMARKS.md).
+  // Every other log line keeps the redaction above.
+  const accessLog = app.log.child({}, { redact: [] })
+  app.addHook('onResponse', (request, reply, done) => {
+    const query = request.url.indexOf('?')
+    const url = query === -1 ? request.url : request.url.slice(0, query)
+    accessLog.info({ reqId: request.id, method: request.method, url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request')
+    done()
   })
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
