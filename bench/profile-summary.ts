@@ -4,7 +4,8 @@ import { parseArgs } from 'node:util'
 /**
  * Summarises a V8 .cpuprofile (node --cpu-prof): the functions with the most self time, the most
  * inclusive time, and self time grouped by where the code lives (a package, node internals, Portrait).
- * Usage: node --import tsx bench/profile-summary.ts <file.cpuprofile> [--top 25]
+ * Usage: node --import tsx bench/profile-summary.ts <file.cpuprofile> [--top 25] [--skip 5]
+ * --skip leaves out the first seconds (start-up: module loading, migrations, the argon2 warm-up).
  */
 interface ProfileNode {
   id: number
@@ -17,13 +18,14 @@ interface Profile {
   timeDeltas: number[]
 }
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string', default: '25' } } })
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string', default: '25' }, skip: { type: 'string', default: '0' } } })
 const file = positionals[0]
 if (!file) {
-  console.error('usage: bench/profile-summary.ts <file.cpuprofile> [--top N]')
+  console.error('usage: bench/profile-summary.ts <file.cpuprofile> [--top N] [--skip seconds]')
   process.exit(2)
 }
 const top = Number(values.top)
+const skipMicroseconds = Number(values.skip) * 1e6
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile
 
 const byId = new Map(profile.nodes.map((node) => [node.id, node]))
@@ -53,8 +55,11 @@ const inclusive = new Map<string, number>()
 const byPlace = new Map<string, number>()
 let total = 0
 let idle = 0
+let elapsed = 0
 for (let index = 0; index < profile.samples.length; index++) {
   const delta = profile.timeDeltas[index] ?? 0
+  elapsed += delta
+  if (elapsed < skipMicroseconds) continue
   const node = byId.get(profile.samples[index] as number)
   if (!node) continue
   total += delta

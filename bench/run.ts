@@ -17,7 +17,8 @@ const USAGE = `npm run bench -- [options]
   --only <list>         comma-separated: ceiling,me,patch,upload,sign-in,me-during-sign-in,sharp
   --database <url>      postgres://… runs the scenarios on PostgreSQL (a fresh schema, dropped afterwards)
   --json <file>         also write the table and the target checks as JSON
-  --cpu-prof <dir>      run the server under node --cpu-prof; the profile lands in <dir> when it stops`
+  --cpu-prof <dir>      run the server under node --cpu-prof; the profile lands in <dir> when it stops
+  --env KEY=VALUE       an extra environment variable for the server, for experiments (repeatable)`
 
 const { values: args } = parseArgs({
   options: {
@@ -28,6 +29,7 @@ const { values: args } = parseArgs({
     database: { type: 'string' },
     json: { type: 'string' },
     'cpu-prof': { type: 'string' },
+    env: { type: 'string', multiple: true, default: [] },
     help: { type: 'boolean', default: false },
   },
 })
@@ -109,6 +111,7 @@ async function startPortrait(database: { url: string; schema?: string }) {
     MEDIA_ROOT: join(dataDir, 'media'),
     LOG_LEVEL: 'info',
     ...(database.schema ? { DATABASE_SCHEMA: database.schema } : {}),
+    ...Object.fromEntries((args.env ?? []).map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)])),
   }
   const profile = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${resolve(args['cpu-prof'])}`] : []
   const log = openSync(logFile, 'a')
@@ -233,6 +236,7 @@ async function main(): Promise<void> {
     { kind: 'me-during-sign-in', scenario: 'GET /api/users/me during sign-ins', request: me, alongside: signIn },
   ]
 
+  if (args.env?.length) console.error(`server environment additions: ${args.env.join(' ')}`)
   console.error(`Portrait benchmark: ${dialect}, ${DURATION} s per scenario, ${pinningDescription()}, ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`)
   console.error(`avatar fixture: ${jpeg.length} bytes, 480×360 JPEG; load average before: ${loadavg().map((value) => value.toFixed(2)).join(' ')}`)
   const rows: Row[] = []
