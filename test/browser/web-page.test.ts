@@ -383,6 +383,18 @@ test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ?
     const outline = await page.evaluate(() => getComputedStyle(document.activeElement as Element).outlineStyle)
     assert.notEqual(outline, 'none', 'keyboard focus is visible')
 
+    // A failed sign-in from the button leaves focus on the button, not lost on the page.
+    for (const text of ['nobody@example.com', 'not-my-password-1']) {
+      await page.keyboard.press('Tab')
+      await page.keyboard.type(text)
+    }
+    await page.keyboard.press('Tab')
+    await page.keyboard.press('Enter')
+    await page.locator('#sign-in-form [data-form-error]').waitFor()
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Sign in')
+    for (let presses = 0; presses < 3; presses++) await page.keyboard.press('Shift+Tab')
+    assert.equal(await focused(), 'tab-sign-in')
+
     await page.keyboard.press('ArrowRight')
     assert.equal(await focused(), 'tab-sign-up')
     assert.equal(await page.locator('#tab-sign-up').getAttribute('aria-selected'), 'true')

@@ -98,6 +98,7 @@ export function checkRequired(form, extra = {}) {
 /** Disables a button while its work runs, with a label saying what is happening. */
 export async function whileBusy(button, label, work) {
   const idle = button.textContent
+  const hadFocus = document.activeElement === button
   button.disabled = true
   button.setAttribute('aria-busy', 'true')
   button.textContent = label
@@ -107,6 +108,8 @@ export async function whileBusy(button, label, work) {
     button.disabled = false
     button.removeAttribute('aria-busy')
     button.textContent = idle
+    // Disabling the focused button dropped focus to the page; a keyboard user would start over.
+    if (hadFocus && document.activeElement === document.body) button.focus()
   }
 }
 
