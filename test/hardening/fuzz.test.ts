@@ -40,7 +40,7 @@ const validish = fc.oneof(
   fc.constantFrom(...[9, 10, 11, 149, 150, 151, 199, 200, 201].map((length) => 'x'.repeat(length))), // lengths around the limits
 )
 const stringValue = fc.oneof({ weight: 3, arbitrary: padded(text) }, { weight: 3, arbitrary: validish })
-const scalar = fc.oneof(stringValue, fc.integer(), fc.double(), fc.boolean(), fc.constant(null))
+const scalar = fc.oneof({ weight: 8, arbitrary: stringValue }, fc.integer(), fc.double(), fc.boolean(), fc.constant(null))
 const jsonValue = fc.oneof({ weight: 6, arbitrary: scalar }, fc.array(scalar, { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 5 }), scalar, { maxKeys: 3 }))
 
 const jsonBody = fc.array(fc.tuple(fieldName, jsonValue), { maxLength: 6 })
