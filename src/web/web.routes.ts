@@ -12,6 +12,8 @@ const PAGE_HEADERS = {
   'referrer-policy': 'no-referrer',
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
+  // No other window can keep a handle on the page (e.g. one that opened it).
+  'cross-origin-opener-policy': 'same-origin',
 }
 
 /** The web page (SPEC §6): static files from src/web/public. */

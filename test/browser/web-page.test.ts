@@ -69,7 +69,8 @@ test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ?
   async function openPage(st: TestContext): Promise<Page> {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
     st.after(() => context.close())
-    context.setDefaultTimeout(15_000)
+    // Generous: CI machines run other suites beside this one.
+    context.setDefaultTimeout(30_000)
     context.on('request', (request) => seen.urls.add(request.url()))
     const page = await context.newPage()
     page.on('pageerror', (error) => seen.pageErrors.push(String(error)))

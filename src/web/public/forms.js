@@ -113,8 +113,13 @@ export async function whileBusy(button, label, work) {
   }
 }
 
+// The message each region is about to show; a newer one replaces it, never the other way round.
+const pendingAnnouncements = new WeakMap()
+
 /** Puts a message in a role=status region so screen readers announce it, even when it repeats. */
 export function announce(region, message) {
+  clearTimeout(pendingAnnouncements.get(region))
   region.textContent = ''
-  if (message) requestAnimationFrame(() => (region.textContent = message))
+  // A separate task after clearing, so a repeated message is still a change to announce.
+  if (message) pendingAnnouncements.set(region, setTimeout(() => (region.textContent = message), 50))
 }
