@@ -49,6 +49,8 @@ function openSqlite(path: string): Db {
   sqlite.pragma('synchronous = NORMAL')
   sqlite.pragma('foreign_keys = ON')
   sqlite.pragma('busy_timeout = 5000')
+  // SQLite's lower() folds ASCII only; searches must match "Ünal" when asked for "ünal", as PostgreSQL does.
+  sqlite.function('unicode_lower', { deterministic: true }, (value) => (typeof value === 'string' ? value.toLowerCase() : value))
   const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) })
   return { kysely, dialect: 'sqlite', sqlite, destroy: () => kysely.destroy() }
 }

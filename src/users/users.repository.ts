@@ -72,11 +72,13 @@ export class UsersRepository {
   /** One page of users ordered by id, optionally filtered by a case-insensitive substring. */
   async search(executor: Executor, search: string, limit: number, offset: number): Promise<{ count: number; rows: UserRow[] }> {
     const pattern = `%${search.toLowerCase().replace(/[\\%_]/g, (char) => `\\${char}`)}%`
+    // Unicode-aware on both: PostgreSQL's lower() follows its locale, SQLite gets JS's toLowerCase (see createDb).
+    const lower = this.dialect === 'sqlite' ? 'unicode_lower' : 'lower'
     const base = executor.selectFrom('users').$if(search !== '', (query) =>
       query.where((eb) =>
         eb.or(
           (['username_lower', 'email_lower', 'first_name', 'last_name'] as const).map(
-            (column) => sql<boolean>`lower(${sql.ref(column)}) like ${pattern} escape '\\'`,
+            (column) => sql<boolean>`${sql.raw(lower)}(${sql.ref(column)}) like ${pattern} escape '\\'`,
           ),
         ),
       ),

@@ -2,7 +2,7 @@ import type { Multipart, MultipartFile } from '@fastify/multipart'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { AppError, validationError } from '../errors.js'
+import { AppError, FieldErrorList, validationError } from '../errors.js'
 import { ProblemSchema } from '../http/problem.schema.js'
 import { bodyFields, emptyBodyAsObject } from '../http/validation.js'
 import type { ProfileUpdateInput } from './profile-update.js'
@@ -52,22 +52,27 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
   app.get(
     '/',
     {
-      onRequest: authenticate,
+      // 401, then 403, before the query is judged (SPEC §3's order).
+      onRequest: async (request) => {
+        await authenticate(request)
+        if (!usersPolicy.canList(request.actor)) throw new AppError('forbidden', { detail: 'Only staff may list users.' })
+      },
       schema: {
         tags,
         security,
         summary: 'List users (staff)',
+        // Query values arrive as text and the app never coerces types, so the numbers are read in pagingOf.
         querystring: Type.Object({
-          search: Type.String({ default: '', maxLength: 200 }),
-          page: Type.Integer({ minimum: 1, default: 1, maximum: 1_000_000 }),
-          page_size: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+          search: Type.String({ default: '', maxLength: 200, description: 'case-insensitive substring of username, email or names' }),
+          page: Type.String({ default: '1', description: 'page number, from 1' }),
+          page_size: Type.String({ default: '20', description: 'results per page, 1 to 100' }),
         }),
         response: { 200: UserListSchema, 400: ProblemSchema, ...errors },
       },
     },
     async (request) => {
-      if (!usersPolicy.canList(request.actor)) throw new AppError('forbidden', { detail: 'Only staff may list users.' })
-      const { search, page, page_size } = request.query
+      const { search } = request.query
+      const { page, page_size } = pagingOf(request.query)
       const { count, results } = await users.list(search.trim(), page, page_size)
       const link = (to: number) => {
         const query = new URLSearchParams({ page: String(to), page_size: String(page_size), ...(search ? { search } : {}) })
@@ -154,6 +159,20 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       reply.code(204).send(null)
     },
   )
+}
+
+/** `page` and `page_size` as whole numbers in range, or a 400 naming each bad one. */
+function pagingOf(query: { page: string; page_size: string }): { page: number; page_size: number } {
+  const errors = new FieldErrorList()
+  const whole = (field: 'page' | 'page_size', max: number): number => {
+    const value = /^\d{1,7}$/.test(query[field]) ? Number(query[field]) : Number.NaN
+    if (value >= 1 && value <= max) return value
+    errors.add(field, `Must be a whole number from 1 to ${max}.`)
+    return 1
+  }
+  const paging = { page: whole('page', 1_000_000), page_size: whole('page_size', 100) }
+  errors.throwIfAny()
+  return paging
 }
 
 function readFields(request: FastifyRequest): ProfileUpdateInput {
