@@ -76,10 +76,14 @@ function exclusively(task) {
   return navigator.locks ? navigator.locks.request('portrait-refresh', task) : task()
 }
 
-/** Swaps the refresh cookie for a new access token; false when there is no live session. */
+/**
+ * Swaps the refresh cookie for a new access token; false when there is no live session. Throws when
+ * the server cannot tell (e.g. 503 while its database is down), so that is not mistaken for a sign-out.
+ */
 export function refreshSession() {
   refreshing ??= exclusively(async () => {
     const result = await viaFetch({ method: 'POST', path: '/api/auth/refresh', headers: { ...WEB_CLIENT } })
+    if (result.status >= 500 || result.status === 429) throw new ApiError(result.status, result.data)
     accessToken = result.status === 200 ? result.data.access : null
     return accessToken !== null
   }).finally(() => {

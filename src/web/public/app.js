@@ -47,5 +47,5 @@ try {
   if (await api.refreshSession()) await showProfile({ moveFocus: false })
   else showSignedOut('', { moveFocus: false })
 } catch {
-  showSignedOut('Portrait could not be reached. Reload the page to try again.', { moveFocus: false })
+  showSignedOut('Portrait could not load your session just now. Reload the page to try again.', { moveFocus: false })
 }
