@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
+import { existsSync, utimesSync, writeFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import sharp from 'sharp'
+import { type SweepOptions, sweepUnreferencedAvatars } from '../src/avatars/media-sweep.js'
+import { createAvatarStorage } from '../src/avatars/storage-factory.js'
+import { createDb } from '../src/db/database.js'
+import { UsersRepository } from '../src/users/users.repository.js'
 import { DIALECTS, problemOf, type Session, type TestClient, testApp } from './helpers/app.js'
 import { BOUNDARY, bigPng, EXIF_MARKER, type Format, GPS_MARKER, image, jpegWithExif, multipart, type Part, storedFiles } from './helpers/images.js'
 
@@ -299,6 +303,26 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(storedFiles(config.mediaRoot), [])
       const after = await upload(client, me, [avatarPart(jpeg)])
       assert.equal(after.statusCode, 200, after.body)
+    })
+
+    test('when the sweep runs, then unreferenced images and stale temporary files go, and with a minimum age young ones stay', async (t) => {
+      const { client, config } = await testApp(t, dialect.name)
+      const me = await client.signUp()
+      const kept = nameOf((await upload(client, me, [avatarPart(await image('png'))])).json().avatar)
+      const dir = join(config.mediaRoot, 'avatars')
+      const hourAgo = new Date(Date.now() - 3_600_000)
+      const planted = { oldOrphan: `${'o'.repeat(22)}.webp`, youngOrphan: `${'y'.repeat(22)}.webp`, oldTemp: `.${'t'.repeat(22)}.webp.abc.tmp`, notOurs: 'README.txt' }
+      for (const name of Object.values(planted)) writeFileSync(join(dir, name), 'x')
+      for (const name of [planted.oldOrphan, planted.oldTemp, kept]) utimesSync(join(dir, name), hourAgo, hourAgo)
+      const db = createDb(config)
+      t.after(() => db.destroy())
+      const sweep = async (options?: SweepOptions) =>
+        sweepUnreferencedAvatars(db.kysely, new UsersRepository(db.dialect), await createAvatarStorage(config, db), options)
+      assert.equal(await sweep({ minAgeMs: 600_000 }), 2)
+      assert.deepEqual(storedFiles(config.mediaRoot), [kept, planted.youngOrphan, planted.notOurs].sort())
+      assert.equal(await sweep(), 1)
+      assert.deepEqual(storedFiles(config.mediaRoot), [kept, planted.notOurs].sort())
+      assert.equal((await client.get(`/media/avatars/${kept}`)).statusCode, 200)
     })
 
     test('when a media name is not one we handed out, then 404', async (t) => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Kysely } from 'kysely'
 import type { Database } from '../db/database.js'
@@ -26,8 +26,13 @@ export interface AvatarStorage {
   put(name: string, bytes: Buffer, executor: Executor): Promise<void>
   remove(name: string, executor: Executor): Promise<void>
   get(name: string): Promise<Buffer | undefined>
-  /** Every stored name, for the sweep. */
-  list(): Promise<string[]>
+  /** Every stored name and when it was written, for the sweep. */
+  list(): Promise<StoredAvatar[]>
+}
+
+export interface StoredAvatar {
+  name: string
+  storedAt: Date
 }
 
 /** Files under MEDIA_ROOT/avatars, written to a temporary file and renamed into place. */
@@ -64,8 +69,18 @@ export class FsAvatarStorage implements AvatarStorage {
   }
 
   /** Avatar files and leftover temporary files (from a crash mid-write). */
-  async list(): Promise<string[]> {
-    return (await readdir(this.dir)).filter((name) => isAvatarName(name) || name.endsWith('.tmp'))
+  async list(): Promise<StoredAvatar[]> {
+    const names = (await readdir(this.dir)).filter((name) => isAvatarName(name) || name.endsWith('.tmp'))
+    const stored: StoredAvatar[] = []
+    for (const name of names) {
+      try {
+        stored.push({ name, storedAt: (await stat(join(this.dir, name))).mtime })
+      } catch (error) {
+        // Renamed or removed since the listing: nothing left to sweep.
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+      }
+    }
+    return stored
   }
 }
 
@@ -89,7 +104,8 @@ export class DbAvatarStorage implements AvatarStorage {
     return row?.content
   }
 
-  async list(): Promise<string[]> {
-    return (await this.db.selectFrom('avatars').select('name').execute()).map((row) => row.name)
+  async list(): Promise<StoredAvatar[]> {
+    const rows = await this.db.selectFrom('avatars').select(['name', 'created_at']).execute()
+    return rows.map((row) => ({ name: row.name, storedAt: new Date(row.created_at) }))
   }
 }
