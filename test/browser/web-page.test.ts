@@ -72,11 +72,13 @@ test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ?
     // Generous: CI machines run other suites beside this one.
     context.setDefaultTimeout(30_000)
     context.on('request', (request) => seen.urls.add(request.url()))
-    const page = await context.newPage()
-    page.on('pageerror', (error) => seen.pageErrors.push(String(error)))
-    page.on('console', (message) => {
-      if (/content security policy|refused to/i.test(message.text())) seen.cspViolations.push(message.text())
+    context.on('page', (page) => {
+      page.on('pageerror', (error) => seen.pageErrors.push(String(error)))
+      page.on('console', (message) => {
+        if (/content security policy|refused to/i.test(message.text())) seen.cspViolations.push(message.text())
+      })
     })
+    const page = await context.newPage()
     await page.goto(origin)
     await page.locator('#loading').waitFor({ state: 'hidden' })
     return page
@@ -147,6 +149,18 @@ test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ?
     assert.equal(cookie?.httpOnly, true)
     assert.equal(cookie?.sameSite, 'Strict')
     assert.equal(cookie?.path, '/api/auth')
+  })
+
+  await t.test('when several tabs load at once, then their refreshes take turns and nobody is signed out', async (st) => {
+    const first = await openPage(st)
+    await signUp(first)
+    // Same browser profile, so one refresh cookie: parallel refreshes with it would look like token theft.
+    const tabs = [first, await first.context().newPage(), await first.context().newPage()]
+    for (let round = 0; round < 3; round++) {
+      await Promise.all(tabs.map((tab) => tab.goto(origin)))
+      await Promise.all(tabs.map((tab) => tab.locator('#loading').waitFor({ state: 'hidden' })))
+      assert.deepEqual(await Promise.all(tabs.map((tab) => tab.locator('#profile-view').isVisible())), [true, true, true], `round ${round}`)
+    }
   })
 
   await t.test('when every field is edited and saved, then the new values persist after a reload', async (st) => {
