@@ -119,7 +119,6 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   })
   await app.register(formbody, { bodyLimit: JSON_BODY_LIMIT })
   await app.register(multipart, { limits: { fileSize: config.avatarMaxBytes } })
-  await app.register(cookie)
   if (config.corsOrigins.length > 0) {
     await app.register(cors, { origin: config.corsOrigins, exposedHeaders: ['etag', 'x-request-id', 'retry-after'] })
   }
@@ -133,13 +132,14 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   const authenticate = createAuthenticate(tokens, sessions)
-  await app.register(authRoutes, {
-    prefix: '/api/auth',
-    auth,
-    users,
-    authenticate,
-    refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
-  })
+  // Only the auth routes read or set the refresh cookie, so the cookie plugin's two hooks run there, not on every request.
+  await app.register(
+    async (scope) => {
+      await scope.register(cookie)
+      await scope.register(authRoutes, { auth, users, authenticate, refreshTokenTtlSeconds: config.refreshTokenTtlSeconds })
+    },
+    { prefix: '/api/auth' },
+  )
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
   await app.register(mediaRoutes, { prefix: '/media', storage })
   await app.register(healthRoutes, { prefix: '/api', checks: [databaseCheck(db), ...(failures.healthCheck ? [failures.healthCheck] : [])] })
