@@ -106,13 +106,20 @@ test('request size bounds on a running server', async (t) => {
     }
   })
 
+  await t.test('when the user list is asked for 100 per page, then it answers', async () => {
+    const reply = await api.call('/api/users?page_size=100&page=1', { token: root.access })
+    assert.equal(reply.status, 200, reply.text)
+    assert.ok(reply.json.results.length <= 100)
+  })
+
   await t.test(
-    'when the user list is asked for 100 per page, then it answers',
-    { todo: 'BUG: numeric query parameters are never coerced, so any page/page_size answers 400 "must be integer" (src/app.ts:53 coerceTypes: false; src/users/users.routes.ts:62-63)' },
+    'when a header is too large, then the 431 is a problem+json like every other error',
+    {
+      todo: "BUG: 431 (and the body-timeout 408) come from Fastify's default client-error handler as plain JSON without X-Request-Id, not problem+json (src/app.ts:38, no clientErrorHandler)",
+    },
     async () => {
-      const reply = await api.call('/api/users?page_size=100&page=1', { token: root.access })
-      assert.equal(reply.status, 200, reply.text)
-      assert.ok(reply.json.results.length <= 100)
+      const reply = await api.call(path, { method: 'PUT', token: user.access, json: {}, headers: { 'x-padding': 'x'.repeat(64 * 1024) } })
+      assertProblem(reply, 431)
     },
   )
 })
@@ -126,7 +133,7 @@ test('a slow client on a running server', async (t) => {
     'when an upload trickles in byte by byte, then the server cuts it off before it is finished and other clients are still served',
     {
       todo:
-        'BUG: with REQUEST_TIMEOUT=2s a trickling upload holds its connection 60-90 s: Fastify sets server.requestTimeout after createServer, so Node keeps headersTimeout 60 s and checks deadlines only every 30 s (src/app.ts:49)',
+        'BUG: with REQUEST_TIMEOUT=2s a trickling upload holds its connection 60-90 s: Fastify sets server.requestTimeout after createServer, so Node keeps headersTimeout 60 s and checks deadlines only every 30 s (src/app.ts:50)',
     },
     async () => {
       const { body, headers } = multipart([{ name: 'avatar', filename: 'slow.png', content: Buffer.concat([await pngBytes(), Buffer.alloc(4000)]) }])
