@@ -4,6 +4,7 @@ import SQLite from 'better-sqlite3'
 import { sql } from 'kysely'
 import type { Config } from '../src/config.js'
 import { createDb } from '../src/db/database.js'
+import { migrateToLatest } from '../src/db/migrate.js'
 import { isDatabaseUnavailable } from '../src/db/unavailable.js'
 import { DIALECTS, problemOf, testApp } from './helpers/app.js'
 import { setFlags } from './helpers/db.js'
@@ -137,5 +138,36 @@ describe('PostgreSQL connections', { skip: POSTGRES_SKIP }, () => {
     assert.deepEqual(uncaught, [])
     const { rows } = await sql<{ ok: number }>`select 1 as ok`.execute(db.kysely)
     assert.deepEqual(rows, [{ ok: 1 }])
+  })
+})
+
+describe('PostgreSQL migrations', { skip: POSTGRES_SKIP }, () => {
+  test('when other schemas are created and dropped meanwhile, then migrating a fresh schema still succeeds', async (t) => {
+    const url = process.env.TEST_DATABASE_URL as string
+    let churning = true
+    // Another deployment (or test) busy with its own schemas in the same database.
+    const churn = (async () => {
+      for (let i = 0; churning; i++) {
+        const schema = `portrait_churn_${process.pid}_${i}`
+        await queryPostgres(`CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.t (id serial PRIMARY KEY, a text, b text)`)
+        await queryPostgres(`DROP SCHEMA ${schema} CASCADE`)
+      }
+    })()
+    t.after(async () => {
+      churning = false
+      await churn
+    })
+    for (let round = 0; round < 10; round++) {
+      const schema = `portrait_migrate_${process.pid}_${round}`
+      await queryPostgres(`CREATE SCHEMA ${schema}`)
+      const db = createDb({ databaseUrl: url, databaseSchema: schema, databasePoolSize: 2 })
+      try {
+        assert.deepEqual(await migrateToLatest(db.kysely), ['0001_initial'], `round ${round}`)
+        assert.deepEqual(await migrateToLatest(db.kysely), [], `round ${round}, second run`)
+      } finally {
+        await db.destroy()
+        await queryPostgres(`DROP SCHEMA ${schema} CASCADE`)
+      }
+    }
   })
 })

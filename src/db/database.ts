@@ -1,11 +1,12 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import SQLite from 'better-sqlite3'
-import { Kysely, PostgresDialect, SqliteDialect } from 'kysely'
+import { Kysely, SqliteDialect } from 'kysely'
 import pg from 'pg'
 import type { SessionsTable } from '../auth/sessions.table.js'
 import type { AvatarsTable } from '../avatars/avatars.table.js'
 import type { UsersTable } from '../users/users.table.js'
+import { CurrentSchemaPostgresDialect } from './current-schema-introspector.js'
 
 export interface Database {
   users: UsersTable
@@ -70,6 +71,6 @@ function openPostgres({ databaseUrl, databaseSchema, databasePoolSize, queryTime
   // reports it, and the pool drops the dead client when it is released.
   pool.on('error', () => {})
   pool.on('connect', (client) => client.on('error', () => {}))
-  const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  const kysely = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool }) })
   return { kysely, dialect: 'postgres', pool, destroy: () => kysely.destroy() }
 }

@@ -79,7 +79,7 @@ export async function startServer(t: TestContext, options: StartServerOptions = 
     rmSync(dir, { recursive: true, force: true })
   })
 
-  const deadline = Date.now() + (options.timeoutMs ?? 30_000)
+  const deadline = Date.now() + (options.timeoutMs ?? 60_000)
   const url = await new Promise<string>((resolveUrl, reject) => {
     const check = () => {
       const match = LISTENING.exec(output)
