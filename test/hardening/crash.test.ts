@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
+import { writeFileSync } from 'node:fs'
 import { type ClientRequest, type IncomingMessage, request as httpRequest } from 'node:http'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import { Api, multipart, type Session } from './client.js'
 import { pngBytes } from './images.js'
@@ -108,6 +110,11 @@ test('when the server is killed with SIGKILL in the middle of profile updates an
     await Promise.all(running)
     assert.equal(await killing, 'SIGKILL')
     t.diagnostic(`cycle ${cycle}: ${acks} writes acknowledged before the kill; in flight: ${writers.filter((w) => w.lost).length}`)
+
+    // What a kill between storing an image and committing its row leaves, whether or not this kill hit that moment.
+    const orphan = `${'Q'.repeat(21)}${cycle}.webp`
+    writeFileSync(join(data.avatarsDir, orphan), await pngBytes())
+    writeFileSync(join(data.avatarsDir, `.${orphan}.0123456789ab.tmp`), 'half an image')
 
     server = await startServer(t, { data })
     api = new Api(server.url)
