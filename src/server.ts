@@ -1,5 +1,6 @@
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
+import { isDatabaseUnavailable } from './db/unavailable.js'
 
 // Node 20.12+: a .env file, if present, fills variables the environment does not set.
 try {
@@ -15,7 +16,12 @@ try {
   process.exit(1)
 }
 
-const app = await buildApp(config)
+const app = await buildApp(config).catch((error: unknown) => {
+  // Migrations run at start; an unreachable database is an operator's problem, told in one line.
+  if (!isDatabaseUnavailable(error)) throw error
+  console.error(`portrait: the database does not answer (${(error as { code?: string }).code ?? (error as Error).message}); is DATABASE_URL right and the server up?`)
+  process.exit(1)
+})
 let closing = false
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, async () => {

@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { GOOD_PASSWORD } from './helpers/app.js'
 import { type ServerProcess, startServer, waitForHealth } from './helpers/processes.js'
-import { THROWAWAY_POSTGRES_SKIP, THROWAWAY_REDIS_SKIP, throwawayPostgres, throwawayRedis } from './helpers/throwaway-servers.js'
+import { freePort, THROWAWAY_POSTGRES_SKIP, THROWAWAY_REDIS_SKIP, throwawayPostgres, throwawayRedis } from './helpers/throwaway-servers.js'
 
 async function call(server: ServerProcess, method: string, path: string, body?: unknown, access?: string) {
   const headers: Record<string, string> = access ? { authorization: `Bearer ${access}` } : {}
@@ -90,4 +94,19 @@ describe('when PostgreSQL goes away', { skip: THROWAWAY_POSTGRES_SKIP }, () => {
     assert.equal((await call(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
     assert.equal(server.child.exitCode, null)
   })
+})
+
+test('when the database does not answer at start, then the server exits 1 with one line naming the cause', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portrait-nodb-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const port = await freePort()
+  const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: join(import.meta.dirname, '..'),
+    env: { PATH: process.env.PATH, DATA_DIR: dir, PORT: '0', DATABASE_URL: `postgres://portrait:hunter22@127.0.0.1:${port}/portrait` },
+    encoding: 'utf8',
+    timeout: 60_000,
+  })
+  assert.equal(result.status, 1, result.stderr)
+  assert.match(result.stderr.trim(), /^portrait: the database does not answer \(ECONNREFUSED\)[^\n]*$/)
+  assert.doesNotMatch(result.stderr, /hunter22/)
 })
