@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import sharp from 'sharp'
+import { ConcurrencyLimit } from '../src/avatars/image.js'
 import { type SweepOptions, sweepUnreferencedAvatars } from '../src/avatars/media-sweep.js'
 import { createAvatarStorage } from '../src/avatars/storage-factory.js'
 import { createDb } from '../src/db/database.js'
@@ -352,3 +353,28 @@ for (const dialect of DIALECTS) {
     })
   })
 }
+
+test('when more image tasks arrive than the limit allows, then at most the limit run at once and a failure frees its slot', async () => {
+  const limit = new ConcurrencyLimit(2)
+  let running = 0
+  let most = 0
+  const gates: (() => void)[] = []
+  const task = (value: number, fail = false) => async () => {
+    running++
+    most = Math.max(most, running)
+    await new Promise<void>((resolve) => gates.push(resolve))
+    running--
+    if (fail) throw new Error(`task ${value} failed`)
+    return value
+  }
+  const settling = Promise.allSettled([1, 2, 3, 4, 5, 6].map((n) => limit.run(task(n, n === 2))))
+  // Open the gates one by one as tasks reach them, until every task has run.
+  for (let opened = 0; opened < 6; opened++) {
+    while (gates.length === 0) await new Promise((resolve) => setImmediate(resolve))
+    assert.ok(running <= 2)
+    ;(gates.shift() as () => void)()
+  }
+  const settled = await settling
+  assert.equal(most, 2)
+  assert.deepEqual(settled.map((r) => (r.status === 'fulfilled' ? r.value : 'failed')), [1, 'failed', 3, 4, 5, 6])
+})

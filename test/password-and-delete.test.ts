@@ -112,6 +112,20 @@ for (const dialect of DIALECTS) {
       await client.signUp({ username: 'Leaving', email: 'LEAVING@example.com' })
     })
 
+    test('when a delete carries an If-Match that does not match, then 412 and the account stays; a matching one deletes', async (t) => {
+      const { client } = await testApp(t, dialect.name)
+      const me = await client.signUp()
+      const url = `/api/users/${me.user.id}`
+      const etag = String((await client.get(url, me.access)).headers.etag)
+      assert.equal((await client.send('PATCH', url, { first_name: 'Moved on' }, me.access)).statusCode, 200)
+      problemOf(await client.send('DELETE', url, { current_password: GOOD_PASSWORD }, me.access, { 'if-match': etag }), 412)
+      assert.equal((await client.get('/api/users/me', me.access)).json().first_name, 'Moved on')
+      const current = String((await client.get(url, me.access)).headers.etag)
+      const response = await client.send('DELETE', url, { current_password: GOOD_PASSWORD }, me.access, { 'if-match': current })
+      assert.equal(response.statusCode, 204, response.body)
+      problemOf(await client.get('/api/users/me', me.access), 401)
+    })
+
     test('when a superuser deletes a normal user, then no password is needed; another superuser cannot be deleted', async (t) => {
       const { client, config } = await testApp(t, dialect.name)
       const admin = await client.signUp()

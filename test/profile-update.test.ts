@@ -115,6 +115,13 @@ for (const dialect of DIALECTS) {
       problemOf(await client.send('PUT', `/api/users/${me.user.id}`, '<x/>', me.access, { 'content-type': 'application/xml' }), 415)
       problemOf(await client.send('PUT', `/api/users/${me.user.id}`, big.payload, me.access, big.headers), 413)
       problemOf(await client.send('PUT', `/api/users/${me.user.id}`, badJson, me.access), 400)
+      // Bodies over the 64 KiB JSON/form limit: 403 for someone else's profile, 413 for your own.
+      const hugeJson = { first_name: 'x'.repeat(70 * 1024) }
+      const hugeForm = `last_name=${'y'.repeat(70 * 1024)}`
+      problemOf(await client.send('PATCH', url, hugeJson, me.access), 403)
+      problemOf(await client.send('PATCH', url, hugeForm, me.access, FORM), 403)
+      problemOf(await client.send('PATCH', `/api/users/${me.user.id}`, hugeJson, me.access), 413)
+      problemOf(await client.send('PATCH', `/api/users/${me.user.id}`, hugeForm, me.access, FORM), 413)
     })
 
     test('when the id is not a plain integer of an existing user, then 404 on every method', async (t) => {

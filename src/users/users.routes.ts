@@ -151,11 +151,11 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         summary: 'Delete an account (yourself with current_password, or a non-superuser as superuser)',
         params: IdParamsSchema,
         body: Type.Object({ current_password: Type.Optional(Type.String({ maxLength: 1024 })) }, { additionalProperties: false }),
-        response: { 204: Type.Null(), 400: ProblemSchema, ...errors },
+        response: { 204: Type.Null(), 400: ProblemSchema, ...errors, 412: ProblemSchema },
       },
     },
     async (request, reply) => {
-      await users.delete(request.actor, request.target, request.body.current_password)
+      await users.delete(request.actor, request.target, request.body.current_password, request.headers['if-match'])
       reply.code(204).send(null)
     },
   )

@@ -182,8 +182,8 @@ export class UsersService {
     })
   }
 
-  /** Deletes the account, its sessions (by cascade) and its avatar. */
-  async delete(actor: UserRow, target: UserRow, currentPassword: unknown): Promise<void> {
+  /** Deletes the account, its sessions (by cascade) and its avatar; a stale If-Match deletes nothing. */
+  async delete(actor: UserRow, target: UserRow, currentPassword: unknown, ifMatch?: string): Promise<void> {
     const { db, users, storage } = this.deps
     if (usersPolicy.deleteNeedsPassword(actor, target)) {
       if (typeof currentPassword !== 'string' || currentPassword === '') {
@@ -193,10 +193,12 @@ export class UsersService {
         throw validationError({ current_password: ['Your current password is incorrect.'] })
       }
     }
+    const expectedVersion = parseIfMatch(ifMatch, target)
     let avatar: string | null = null
     await db.kysely.transaction().execute(async (trx) => {
       const current = await users.findByIdForUpdate(trx, target.id)
       if (!current) throw new AppError('not_found')
+      if (expectedVersion !== undefined && current.version !== expectedVersion) throw preconditionFailed()
       avatar = current.avatar
       if (avatar && storage.transactional) await storage.remove(avatar, trx)
       await users.delete(trx, target.id)
