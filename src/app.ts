@@ -24,7 +24,7 @@ import { createDb } from './db/database.js'
 import { migrateToLatest } from './db/migrate.js'
 import { databaseCheck, healthRoutes } from './health/health.routes.js'
 import { batchedStdout } from './http/log-stream.js'
-import { errorHandler, notFoundHandler } from './http/problem.js'
+import { clientErrorHandler, errorHandler, notFoundHandler } from './http/problem.js'
 import { UsersRepository } from './users/users.repository.js'
 import { usersRoutes } from './users/users.routes.js'
 import { UsersService } from './users/users.service.js'
@@ -48,6 +48,14 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     trustProxy: config.trustProxy,
     bodyLimit: JSON_BODY_LIMIT,
     requestTimeout: config.requestTimeoutMs,
+    // Node checks request deadlines on an interval (30 s by default) and keeps its own 60 s header
+    // deadline unless told at creation: without these a slow client could outstay REQUEST_TIMEOUT many times.
+    http: {
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: Math.min(60_000, config.requestTimeoutMs),
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, config.requestTimeoutMs / 4)),
+    },
+    clientErrorHandler,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     genReqId: (request) => {
       const given = request.headers['x-request-id']

@@ -1,4 +1,5 @@
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import type { Socket } from 'node:net'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isDatabaseUnavailable } from '../db/unavailable.js'
 import { AppError, dependencyUnavailable, ERROR_CODES, type ErrorCode, type FieldErrors } from '../errors.js'
 
@@ -98,4 +99,29 @@ export function sendProblem(reply: FastifyReply, problem: Problem, headers?: Rec
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): void {
   const { problem } = toProblem(new AppError('route_not_found', { detail: `No route ${request.method} ${request.url.split('?')[0]}.` }), request.id)
   sendProblem(reply, problem)
+}
+
+// Errors Node raises on a connection before any request object exists.
+const CONNECTION_ERRORS: Record<string, [ErrorCode, string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: ['request_timeout', 'The request did not arrive in time.'],
+  HPE_HEADER_OVERFLOW: ['headers_too_large', 'The request headers are too large.'],
+}
+
+/**
+ * Answers requests that never reach Fastify's routing (too slow, headers too large, unparsable) as
+ * problem+json like every other error, then closes the connection.
+ */
+export function clientErrorHandler(this: FastifyInstance, error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const [code, detail] = CONNECTION_ERRORS[error.code ?? ''] ?? ['bad_request', 'The request could not be read.']
+  const { problem } = toProblem(new AppError(code, { detail }), crypto.randomUUID())
+  this.log.info({ reqId: problem.request_id, code: error.code, status: problem.status }, 'connection-level client error')
+  if (socket.writable) {
+    const body = JSON.stringify(problem)
+    socket.write(
+      `HTTP/1.1 ${problem.status} ${problem.title}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `X-Request-Id: ${problem.request_id}\r\nConnection: close\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy(error)
 }
