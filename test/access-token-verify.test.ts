@@ -50,3 +50,21 @@ test('when a token is signed with the real secret but breaks a JWT rule, then it
   assert.equal((await client.get('/api/users/me', jwt(header, { ...payload, nbf: now - 10 }))).statusCode, 200)
   assert.equal((await client.get('/api/users/me', session.access)).statusCode, 200)
 })
+
+test('when a token already accepted expires, then it is refused', async (t) => {
+  // exp counts whole seconds from the issue time: a 3-second token is still valid at the first request,
+  // and 4.1 seconds after that request it has expired whatever the sub-second phase was.
+  const { client } = await testApp(t, 'sqlite', { accessTokenTtlSeconds: 3 })
+  const session = await client.signUp()
+  assert.equal((await client.get('/api/users/me', session.access)).statusCode, 200)
+  await new Promise((resolve) => setTimeout(resolve, 4100))
+  problemOf(await client.get('/api/users/me', session.access), 401)
+})
+
+test('when the session of a token already accepted ends, then the token is refused', async (t) => {
+  const { client } = await testApp(t)
+  const session = await client.signUp()
+  assert.equal((await client.get('/api/users/me', session.access)).statusCode, 200)
+  assert.equal((await client.send('POST', '/api/auth/sign-out', { refresh: session.refresh })).statusCode, 204)
+  problemOf(await client.get('/api/users/me', session.access), 401)
+})

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
-import { describe, test } from 'node:test'
+import { test } from 'node:test'
 import { SignJWT } from 'jose'
 import { DIALECTS, GOOD_PASSWORD, problemOf, TEST_JWT_SECRET, testApp } from './helpers/app.js'
+import { suite } from './helpers/suite.js'
 
 const key = new TextEncoder().encode(TEST_JWT_SECRET)
 
@@ -11,7 +12,7 @@ function tokenParts(token: string) {
 }
 
 for (const dialect of DIALECTS) {
-  describe(`auth (${dialect.name})`, { skip: dialect.skip }, () => {
+  suite(`auth (${dialect.name})`, dialect.skip, () => {
     test('when a user signs up, then they get tokens and a profile without the password hash', async (t) => {
       const { client } = await testApp(t, dialect.name)
       const response = await client.send('POST', '/api/auth/sign-up', {

@@ -3,7 +3,7 @@ import { existsSync, utimesSync, writeFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
-import { describe, test } from 'node:test'
+import { test } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import sharp from 'sharp'
 import { ConcurrencyLimit } from '../src/avatars/image.js'
@@ -13,6 +13,7 @@ import { createDb } from '../src/db/database.js'
 import { UsersRepository } from '../src/users/users.repository.js'
 import { DIALECTS, problemOf, type Session, type TestClient, testApp } from './helpers/app.js'
 import { BOUNDARY, bigPng, EXIF_MARKER, type Format, GPS_MARKER, image, jpegWithExif, multipart, type Part, storedFiles } from './helpers/images.js'
+import { suite } from './helpers/suite.js'
 
 /** Serves the app on a real socket (closed with the app) and returns the port. */
 async function listen(app: FastifyInstance): Promise<number> {
@@ -56,7 +57,7 @@ function nameOf(url: unknown): string {
 }
 
 for (const dialect of DIALECTS) {
-  describe(`avatars (${dialect.name})`, { skip: dialect.skip }, () => {
+  suite(`avatars (${dialect.name})`, dialect.skip, () => {
     test('when a JPEG, PNG, WebP or GIF is uploaded under any name and type, then a WebP is stored and served with strict headers', async (t) => {
       const { client, config } = await testApp(t, dialect.name)
       const me = await client.signUp()

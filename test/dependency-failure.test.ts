@@ -3,10 +3,11 @@ import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, test } from 'node:test'
+import { test } from 'node:test'
 import { GOOD_PASSWORD } from './helpers/app.js'
 import { type ServerProcess, startServer, waitForHealth } from './helpers/processes.js'
 import { freePort, THROWAWAY_POSTGRES_SKIP, THROWAWAY_REDIS_SKIP, throwawayPostgres, throwawayRedis } from './helpers/throwaway-servers.js'
+import { suite } from './helpers/suite.js'
 
 async function call(server: ServerProcess, method: string, path: string, body?: unknown, access?: string) {
   const headers: Record<string, string> = access ? { authorization: `Bearer ${access}` } : {}
@@ -34,7 +35,7 @@ function assertUnavailable(response: Awaited<ReturnType<typeof call>>, dependenc
 const signUpBody = { username: 'ivan', email: 'ivan@example.com', password: GOOD_PASSWORD }
 const signInBody = { username: 'ivan', password: GOOD_PASSWORD }
 
-describe('when Redis goes away', { skip: THROWAWAY_REDIS_SKIP }, () => {
+suite('when Redis goes away', THROWAWAY_REDIS_SKIP, () => {
   test('when Redis stops mid-run, then sign-in gets 503, health names redis, and both recover when it returns', async (t) => {
     const redis = await throwawayRedis(t)
     const server = await startServer(t, { env: { REDIS_URL: redis.url } })
@@ -56,7 +57,7 @@ describe('when Redis goes away', { skip: THROWAWAY_REDIS_SKIP }, () => {
   })
 })
 
-describe('when Redis is down at start', { skip: THROWAWAY_REDIS_SKIP }, () => {
+suite('when Redis is down at start', THROWAWAY_REDIS_SKIP, () => {
   test('when the server starts without its Redis, then it serves, reports redis down, and picks Redis up once it runs', async (t) => {
     const redis = await throwawayRedis(t)
     await redis.stop()
@@ -72,7 +73,7 @@ describe('when Redis is down at start', { skip: THROWAWAY_REDIS_SKIP }, () => {
   })
 })
 
-describe('when PostgreSQL goes away', { skip: THROWAWAY_POSTGRES_SKIP }, () => {
+suite('when PostgreSQL goes away', THROWAWAY_POSTGRES_SKIP, () => {
   test('when PostgreSQL stops mid-run, then requests get 503, health names the database, and both recover when it returns', async (t) => {
     const postgres = await throwawayPostgres(t)
     const server = await startServer(t, { env: { DATABASE_URL: postgres.url } })

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
-import { describe, test } from 'node:test'
+import { test } from 'node:test'
 import { DIALECTS, problemOf, testApp } from './helpers/app.js'
+import { suite } from './helpers/suite.js'
 
 for (const dialect of DIALECTS) {
-  describe(`errors and protocol (${dialect.name})`, { skip: dialect.skip }, () => {
+  suite(`errors and protocol (${dialect.name})`, dialect.skip, () => {
     test('when a route does not exist, then 404 problem+json with a request id', async (t) => {
       const { client } = await testApp(t, dialect.name)
       const response = await client.get('/api/nope')

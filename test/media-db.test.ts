@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict'
 import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { describe, test } from 'node:test'
+import { test } from 'node:test'
 import SQLite from 'better-sqlite3'
 import type { Config } from '../src/config.js'
 import { DIALECTS, GOOD_PASSWORD, problemOf, type TestClient, testApp } from './helpers/app.js'
 import { image, multipart } from './helpers/images.js'
 import { queryPostgres } from './helpers/postgres.js'
+import { suite } from './helpers/suite.js'
 
 /** Every row of the avatars table, read over a connection of the test's own. */
 async function avatarRows(config: Config): Promise<{ name: string; content: Buffer }[]> {
@@ -32,7 +33,7 @@ async function upload(client: TestClient, userId: number, access: string, fields
 const nameOf = (url: string) => url.split('/').pop() as string
 
 for (const dialect of DIALECTS) {
-  describe(`avatars in the database (${dialect.name})`, { skip: dialect.skip }, () => {
+  suite(`avatars in the database (${dialect.name})`, dialect.skip, () => {
     test('when an avatar is uploaded, then its bytes are a row of avatars, served with the fs headers, and nothing is on disk', async (t) => {
       const { client, config } = await testApp(t, dialect.name, { mediaStorage: 'db' })
       const { access, user } = await client.signUp()

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict'
-import { describe, test } from 'node:test'
+import { test } from 'node:test'
 import sharp from 'sharp'
 import { GOOD_PASSWORD, TEST_JWT_SECRET } from './helpers/app.js'
 import { freshSchema, POSTGRES_SKIP, queryPostgres } from './helpers/postgres.js'
 import { startServer } from './helpers/processes.js'
 import { REDIS_SKIP, testRedisPrefix } from './helpers/redis.js'
+import { suite } from './helpers/suite.js'
 
 const skip = POSTGRES_SKIP || REDIS_SKIP
 
@@ -22,7 +23,7 @@ async function call(base: string, method: string, path: string, body?: unknown, 
   return { status: response.status, headers: response.headers, bytes, json }
 }
 
-describe('two instances on one PostgreSQL schema, one Redis and MEDIA_STORAGE=db', { skip }, () => {
+suite('two instances on one PostgreSQL schema, one Redis and MEDIA_STORAGE=db', skip, () => {
   test('when a user moves between instances, then sessions, avatars and sign-in limits are shared', async (t) => {
     const schema = await freshSchema(t)
     const env = {

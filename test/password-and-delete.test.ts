@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
-import { describe, test } from 'node:test'
+import { test } from 'node:test'
 import { DIALECTS, GOOD_PASSWORD, problemOf, type Session, type TestClient, testApp } from './helpers/app.js'
 import { setFlags } from './helpers/db.js'
 import { image, multipart, storedFiles } from './helpers/images.js'
+import { suite } from './helpers/suite.js'
 
 const NEW_PASSWORD = 'another-Staple-kettle-42'
 
@@ -13,7 +14,7 @@ async function signIn(client: TestClient, username: string, password = GOOD_PASS
 }
 
 for (const dialect of DIALECTS) {
-  describe(`password change and account deletion (${dialect.name})`, { skip: dialect.skip }, () => {
+  suite(`password change and account deletion (${dialect.name})`, dialect.skip, () => {
     test('when the current password is wrong, then 400 on current_password and the password stays', async (t) => {
       const { client } = await testApp(t, dialect.name)
       const me = await client.signUp()

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { describe, test } from 'node:test'
+import { test } from 'node:test'
 import SQLite from 'better-sqlite3'
 import { sql } from 'kysely'
 import type { Config } from '../src/config.js'
@@ -9,6 +9,7 @@ import { isDatabaseUnavailable } from '../src/db/unavailable.js'
 import { DIALECTS, problemOf, testApp } from './helpers/app.js'
 import { setFlags } from './helpers/db.js'
 import { POSTGRES_SKIP, queryPostgres } from './helpers/postgres.js'
+import { suite } from './helpers/suite.js'
 
 // Behaviour that depends on how each dialect stores booleans, timestamps and counts.
 
@@ -32,7 +33,7 @@ async function expireSessions(config: Config, userId: number, when: Date): Promi
 }
 
 for (const dialect of DIALECTS) {
-  describe(`dialect behaviour (${dialect.name})`, { skip: dialect.skip }, () => {
+  suite(`dialect behaviour (${dialect.name})`, dialect.skip, () => {
     test('when a session has expired, then the hot-path check refuses its access token', async (t) => {
       const { client, config } = await testApp(t, dialect.name)
       const { access, user } = await client.signUp()
@@ -91,7 +92,7 @@ for (const dialect of DIALECTS) {
   })
 }
 
-describe('PostgreSQL storage types', { skip: POSTGRES_SKIP }, () => {
+suite('PostgreSQL storage types', POSTGRES_SKIP, () => {
   test('when a user signs up, then PostgreSQL holds real booleans and timestamptz that read back as the API shows them', async (t) => {
     const { client, config } = await testApp(t, 'postgres')
     const { user } = await client.signUp()
@@ -110,7 +111,7 @@ describe('PostgreSQL storage types', { skip: POSTGRES_SKIP }, () => {
   })
 })
 
-describe('PostgreSQL connections', { skip: POSTGRES_SKIP }, () => {
+suite('PostgreSQL connections', POSTGRES_SKIP, () => {
   test('when a connection dies between two statements of a transaction, then the caller gets the error and the process lives on', async (t) => {
     const db = createDb({ databaseUrl: process.env.TEST_DATABASE_URL as string, databasePoolSize: 2 })
     t.after(() => db.destroy())
@@ -141,7 +142,7 @@ describe('PostgreSQL connections', { skip: POSTGRES_SKIP }, () => {
   })
 })
 
-describe('PostgreSQL migrations', { skip: POSTGRES_SKIP }, () => {
+suite('PostgreSQL migrations', POSTGRES_SKIP, () => {
   test('when other schemas are created and dropped meanwhile, then migrating a fresh schema still succeeds', async (t) => {
     const url = process.env.TEST_DATABASE_URL as string
     let churning = true

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
-import { describe, test } from 'node:test'
+import { test } from 'node:test'
 import { setFlags } from './helpers/db.js'
 import { multipart } from './helpers/images.js'
 import { DIALECTS, GOOD_PASSWORD, problemOf, type TestClient, testApp } from './helpers/app.js'
+import { suite } from './helpers/suite.js'
 
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' }
 const JSON_TYPE = { 'content-type': 'application/json' }
@@ -22,7 +23,7 @@ function form(fields: Record<string, string>): string {
 }
 
 for (const dialect of DIALECTS) {
-  describe(`profile update (${dialect.name})`, { skip: dialect.skip }, () => {
+  suite(`profile update (${dialect.name})`, dialect.skip, () => {
     test('when PUT or PATCH sends one field as JSON, then only that field changes', async (t) => {
       const { client } = await testApp(t, dialect.name)
       const me = await client.signUp({ first_name: 'Ann', last_name: 'Lee', number_phone: '+123' })

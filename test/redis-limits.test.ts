@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict'
-import { describe, test } from 'node:test'
+import { test } from 'node:test'
 import { Redis } from 'ioredis'
 import { RedisFailureStore } from '../src/auth/redis-failure-store.js'
 import { DIALECTS, GOOD_PASSWORD, problemOf, testApp } from './helpers/app.js'
 import { REDIS_SKIP, testRedisPrefix } from './helpers/redis.js'
+import { suite } from './helpers/suite.js'
 
 const REDIS_URL = process.env.TEST_REDIS_URL as string
 
-describe('Redis failure store', { skip: REDIS_SKIP }, () => {
+suite('Redis failure store', REDIS_SKIP, () => {
   test('when failures are counted, then the window starts with the first one and later ones do not extend it', async (t) => {
     const keyPrefix = testRedisPrefix(t)
     const store = new RedisFailureStore({ url: REDIS_URL, keyPrefix })
@@ -42,7 +43,7 @@ describe('Redis failure store', { skip: REDIS_SKIP }, () => {
 
 for (const dialect of DIALECTS) {
   const skip = dialect.skip || REDIS_SKIP
-  describe(`sign-in limits in Redis (${dialect.name})`, { skip }, () => {
+  suite(`sign-in limits in Redis (${dialect.name})`, skip, () => {
     const limits = { maxFailuresPerAccount: 3, maxFailuresPerAddress: 100, windowSeconds: 60 }
 
     test('when two app instances share a Redis prefix, then failures on one block the account on the other', async (t) => {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
-import { describe, test } from 'node:test'
+import { test } from 'node:test'
 import { DIALECTS, problemOf, type Session, type TestClient, testApp } from './helpers/app.js'
 import { setFlags } from './helpers/db.js'
+import { suite } from './helpers/suite.js'
 
 interface Page {
   count: number
@@ -18,7 +19,7 @@ async function page(client: TestClient, staff: Session, query: string): Promise<
 }
 
 for (const dialect of DIALECTS) {
-  describe(`listing users (${dialect.name})`, { skip: dialect.skip }, () => {
+  suite(`listing users (${dialect.name})`, dialect.skip, () => {
     test('when a normal user or nobody lists users, then 403 or 401', async (t) => {
       const { client } = await testApp(t, dialect.name)
       const me = await client.signUp()

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
-import { describe, test } from 'node:test'
+import { test } from 'node:test'
 import { DIALECTS, problemOf, testApp } from './helpers/app.js'
 import { setFlags } from './helpers/db.js'
+import { suite } from './helpers/suite.js'
 
 const USER_FIELDS = [
   'avatar',
@@ -19,7 +20,7 @@ const USER_FIELDS = [
 ]
 
 for (const dialect of DIALECTS) {
-  describe(`reading profiles (${dialect.name})`, { skip: dialect.skip }, () => {
+  suite(`reading profiles (${dialect.name})`, dialect.skip, () => {
     test('when a user reads /me or their own id, then they get exactly the documented fields and an ETag', async (t) => {
       const { client } = await testApp(t, dialect.name)
       const me = await client.signUp({ first_name: 'Ada', number_phone: '+4412' })
