@@ -125,6 +125,22 @@ for (const dialect of DIALECTS) {
       problemOf(await client.send('PATCH', `/api/users/${me.user.id}`, hugeForm, me.access, FORM), 413)
     })
 
+    test('when the signed-in user PUTs or PATCHes /api/users/me, then their own profile changes under the same rules', async (t) => {
+      const { client } = await testApp(t, dialect.name)
+      const me = await client.signUp()
+      const put = await client.send('PUT', '/api/users/me', { first_name: '  Me  ' }, me.access)
+      assert.equal(put.statusCode, 200)
+      assert.equal(put.json().first_name, 'Me')
+      assert.ok(put.headers.etag)
+      const patch = await client.send('PATCH', '/api/users/me', { number_phone: '+', is_staff: true }, me.access)
+      assert.deepEqual(Object.keys(problemOf(patch, 400).errors ?? {}), ['number_phone'])
+      const stale = await client.send('PATCH', '/api/users/me', { last_name: 'X' }, me.access, { 'if-match': '"stale"' })
+      problemOf(stale, 412)
+      problemOf(await client.send('PATCH', '/api/users/me', { last_name: 'X' }), 401)
+      const after = (await client.get('/api/users/me', me.access)).json()
+      assert.deepEqual([after.first_name, after.last_name, after.number_phone, after.is_staff], ['Me', '', '', false])
+    })
+
     test('when the id is not a plain integer of an existing user, then 404 on every method', async (t) => {
       const { client } = await testApp(t, dialect.name)
       const me = await client.signUp()

@@ -118,6 +118,19 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
   app.put('/:id', updateRoute, update)
   app.patch('/:id', updateRoute, update)
 
+  // SPEC §4: /me takes the same updates as /{id}, on the signed-in user's own profile.
+  const { params: _noParams, ...meSchema } = updateRoute.schema
+  const updateMeRoute = {
+    ...updateRoute,
+    onRequest: async (request: FastifyRequest) => {
+      await authenticate(request)
+      request.target = request.actor
+    },
+    schema: { ...meSchema, summary: 'Update your own profile (the same as PUT /api/users/{id})' },
+  }
+  app.put('/me', updateMeRoute, update)
+  app.patch('/me', updateMeRoute, update)
+
   app.post(
     '/:id/password',
     {
