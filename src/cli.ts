@@ -6,7 +6,7 @@ import { createAvatarStorage } from './avatars/storage-factory.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { createDb } from './db/database.js'
 import { migrateToLatest } from './db/migrate.js'
-import { cleanText } from './users/field-rules.js'
+import { cleanText, comparable } from './users/field-rules.js'
 import { UsersRepository } from './users/users.repository.js'
 import { uniqueViolationError } from './users/users.service.js'
 
@@ -66,9 +66,9 @@ async function createSuperuser(config: Config, args: string[]): Promise<void> {
     try {
       return await new UsersRepository(db.dialect).insert(db.kysely, {
         username: name,
-        username_lower: name.toLowerCase(),
+        username_lower: comparable(name),
         email: address,
-        email_lower: address.toLowerCase(),
+        email_lower: comparable(address),
         password_hash: hash,
         first_name: '',
         last_name: '',

@@ -74,6 +74,19 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(Object.keys(problemOf(response, 400).errors ?? {}).sort(), ['email', 'username'])
     })
 
+    test('when a name differs only in Unicode composition, then it is the same name', async (t) => {
+      const { client } = await testApp(t, dialect.name)
+      const composed = 'Zo\u00eb'
+      const decomposed = 'Zoe\u0308'
+      const first = await client.signUp({ username: composed, email: 'zoe@example.com' })
+      assert.equal(first.user.username, composed)
+      const clash = await client.send('POST', '/api/auth/sign-up', { username: decomposed, email: 'other@example.com', password: GOOD_PASSWORD })
+      assert.deepEqual(Object.keys(problemOf(clash, 400).errors ?? {}), ['username'])
+      const signIn = await client.send('POST', '/api/auth/sign-in', { username: decomposed.toUpperCase(), password: GOOD_PASSWORD })
+      assert.equal(signIn.statusCode, 200)
+      assert.equal(signIn.json().user.id, first.user.id)
+    })
+
     test('when many sign-ups race for one username, then exactly one wins and the rest get 400', async (t) => {
       const { client } = await testApp(t, dialect.name)
       const responses = await Promise.all(

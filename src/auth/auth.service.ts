@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type { Config } from '../config.js'
 import type { Db } from '../db/database.js'
 import { AppError, FieldErrorList } from '../errors.js'
-import { cleanText, TEXT_FIELDS, type TextField } from '../users/field-rules.js'
+import { cleanText, comparable, TEXT_FIELDS, type TextField } from '../users/field-rules.js'
 import type { UsersRepository } from '../users/users.repository.js'
 import { uniqueViolationError } from '../users/users.service.js'
 import type { UserRow } from '../users/users.table.js'
@@ -66,8 +66,8 @@ export class AuthService {
     else for (const problem of passwordProblems(password, { username: text.username, email: text.email })) errors.add('password', problem)
     if (text.username !== undefined || text.email !== undefined) {
       const taken = await users.takenBy(db.kysely, {
-        username_lower: text.username?.toLowerCase(),
-        email_lower: text.email?.toLowerCase(),
+        username_lower: text.username === undefined ? undefined : comparable(text.username),
+        email_lower: text.email === undefined ? undefined : comparable(text.email),
       })
       if (taken.username) errors.add('username', 'A user with that username already exists.')
       if (taken.email) errors.add('email', 'A user with that email already exists.')
@@ -82,9 +82,9 @@ export class AuthService {
       return await db.kysely.transaction().execute(async (trx) => {
         const user = await users.insert(trx, {
           username,
-          username_lower: username.toLowerCase(),
+          username_lower: comparable(username),
           email,
-          email_lower: email.toLowerCase(),
+          email_lower: comparable(email),
           password_hash: passwordHash,
           first_name: text.first_name ?? '',
           last_name: text.last_name ?? '',
@@ -106,8 +106,8 @@ export class AuthService {
   /** Same 401 for an unknown user, an inactive one and a wrong password, each after one hash comparison. */
   async signIn(login: { field: 'email' | 'username'; value: string }, password: string, address: string) {
     const { db, users, limiter } = this.deps
-    // One spelling per account, so "Bob", " bob" and "BOB" share a failure count.
-    const account = login.value.trim().toLowerCase()
+    // One spelling per account, so "Bob", " bob" and "BOB" share a failure count and find the same user.
+    const account = comparable(login.value.trim())
     await limiter.assertAllowed(account, address)
     const column = login.field === 'email' ? 'email_lower' : 'username_lower'
     const user = await users.findByLogin(db.kysely, column, account)

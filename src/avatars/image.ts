@@ -16,6 +16,8 @@ const WEBP_OPTIONS = { quality: 80, effort: 0 } as const
 
 export class InvalidImageError extends Error {}
 
+const TOO_MANY_PIXELS = 'The image has too many pixels (40 million at most).'
+
 /** The image format by its magic bytes; the file name and the client's Content-Type are never consulted. */
 export function sniffImageFormat(bytes: Buffer): string | undefined {
   if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpeg'
@@ -38,7 +40,7 @@ export async function processAvatar(bytes: Buffer, size: number): Promise<Buffer
     const { format, width = 0, height = 0 } = await image.metadata()
     if (format !== sniffed || !ALLOWED_FORMATS.has(format)) throw new InvalidImageError('Upload a JPEG, PNG, WebP or GIF image.')
     // Checked from the header, before a single pixel is decoded.
-    if (width * height > MAX_INPUT_PIXELS) throw new InvalidImageError('The image has too many pixels (40 million at most).')
+    if (width * height > MAX_INPUT_PIXELS) throw new InvalidImageError(TOO_MANY_PIXELS)
     return await image
       .rotate()
       .resize({ width: size, height: size, fit: 'inside', withoutEnlargement: true })
@@ -46,6 +48,8 @@ export async function processAvatar(bytes: Buffer, size: number): Promise<Buffer
       .toBuffer()
   } catch (error) {
     if (error instanceof InvalidImageError) throw error
+    // sharp itself refuses a pixel bomb from the header (limitInputPixels) before our own check runs.
+    if (/pixel limit/i.test(String((error as Error).message))) throw new InvalidImageError(TOO_MANY_PIXELS, { cause: error })
     throw new InvalidImageError('The file is not a readable image (corrupt or truncated).', { cause: error })
   }
 }

@@ -13,6 +13,12 @@ const CONTROL = /\p{Cc}/u
 
 export const codePoints = (value: string): number => [...value].length
 
+/**
+ * The form a username or email is compared in: NFKC (as Django normalises usernames, so a composed and a
+ * decomposed "Zoë" are one name) and lower case. The value itself is stored as typed.
+ */
+export const comparable = (value: string): string => value.normalize('NFKC').toLowerCase()
+
 function maxLength(limit: number): FieldRule {
   return (value) => (codePoints(value) > limit ? `Ensure this field has no more than ${limit} characters.` : undefined)
 }

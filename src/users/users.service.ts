@@ -6,6 +6,7 @@ import { type AvatarStorage, newAvatarName } from '../avatars/storage.js'
 import { violatedUniqueIndex } from '../db/constraints.js'
 import type { Db } from '../db/database.js'
 import { AppError, FieldErrorList, validationError } from '../errors.js'
+import { comparable } from './field-rules.js'
 import { type ProfileUpdateInput, parseProfileUpdate } from './profile-update.js'
 import type { UsersRepository } from './users.repository.js'
 import { usersPolicy } from './users.policy.js'
@@ -76,7 +77,7 @@ export class UsersService {
     if (username !== undefined || email !== undefined) {
       const taken = await users.takenBy(
         db.kysely,
-        { username_lower: username?.toLowerCase(), email_lower: email?.toLowerCase() },
+        { username_lower: username === undefined ? undefined : comparable(username), email_lower: email === undefined ? undefined : comparable(email) },
         target.id,
       )
       if (taken.username) errors.add('username', 'A user with that username already exists.')
@@ -95,8 +96,8 @@ export class UsersService {
     errors.throwIfAny()
 
     const row: UserRowUpdate = { ...changes.text }
-    if (username !== undefined) row.username_lower = username.toLowerCase()
-    if (email !== undefined) row.email_lower = email.toLowerCase()
+    if (username !== undefined) row.username_lower = comparable(username)
+    if (email !== undefined) row.email_lower = comparable(email)
     for (const [flag, value] of Object.entries(changes.flags)) row[flag as keyof typeof changes.flags] = value ? 1 : 0
     const expectedVersion = parseIfMatch(ifMatch, target)
 
