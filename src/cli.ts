@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util'
 import { passwordProblems, hashPassword } from './auth/passwords.js'
 import { sweepUnreferencedAvatars } from './avatars/media-sweep.js'
 import { createAvatarStorage } from './avatars/storage-factory.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
+import { type Config, ConfigError, loadConfig, parseDurationSeconds } from './config.js'
 import { createDb } from './db/database.js'
 import { migrateToLatest } from './db/migrate.js'
 import { cleanText, comparable } from './users/field-rules.js'
@@ -15,7 +15,8 @@ const USAGE = `usage: portrait <command>
 commands:
   migrate                                   apply pending database migrations
   create-superuser --username U --email E   create a superuser (password from PORTRAIT_PASSWORD or a hidden prompt)
-  media gc                                  remove stored avatar images no profile references`
+  media gc [--min-age 10m]                  remove stored avatar images no profile references,
+                                            sparing files younger than --min-age (uploads about to commit)`
 
 class UsageError extends Error {}
 
@@ -27,7 +28,7 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv
   if (command === 'migrate') return migrate(config)
   if (command === 'create-superuser') return createSuperuser(config, rest)
-  if (command === 'media' && rest[0] === 'gc') return mediaGc(config)
+  if (command === 'media' && rest[0] === 'gc') return mediaGc(config, rest.slice(1))
   throw new UsageError(command ? `unknown command: ${[command, ...rest].join(' ')}` : 'no command given')
 }
 
@@ -89,11 +90,16 @@ async function createSuperuser(config: Config, args: string[]): Promise<void> {
   console.log(`superuser ${user.username} created with id ${user.id}`)
 }
 
-async function mediaGc(config: Config): Promise<void> {
+async function mediaGc(config: Config, args: string[]): Promise<void> {
+  // The default spares recent files: a server may be running beside this command, its uploads stored
+  // moments before their profile rows commit.
+  const { values } = parseArgs({ args, options: { 'min-age': { type: 'string', default: '10m' } }, strict: true })
+  const minAgeSeconds = parseDurationSeconds(values['min-age'])
+  if (minAgeSeconds === undefined) throw new UsageError('--min-age takes a duration such as 0, 90s, 10m or 1h')
   const removed = await withDb(config, async (db) => {
     await migrateToLatest(db.kysely)
     const storage = await createAvatarStorage(config, db)
-    return sweepUnreferencedAvatars(db.kysely, new UsersRepository(db.dialect), storage)
+    return sweepUnreferencedAvatars(db.kysely, new UsersRepository(db.dialect), storage, { minAgeMs: minAgeSeconds * 1000 })
   })
   console.log(`removed ${removed} unreferenced avatar image(s)`)
 }

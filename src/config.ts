@@ -69,11 +69,17 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   return value
 }
 
+/** Seconds in a duration such as 900, 30s, 15m, 12h or 7d; undefined when malformed. */
+export function parseDurationSeconds(raw: string): number | undefined {
+  const match = DURATION.exec(raw)
+  return match ? Number(match[1]) * UNIT_SECONDS[(match[2] ?? 's') as keyof typeof UNIT_SECONDS] : undefined
+}
+
 function duration(env: Env, name: string, fallback: string): number {
   const raw = env[name] || fallback
-  const match = DURATION.exec(raw)
-  if (!match || Number(match[1]) === 0) fail(name, 'a positive duration such as 900, 30s, 15m, 12h or 7d', raw)
-  return Number(match[1]) * UNIT_SECONDS[(match[2] ?? 's') as keyof typeof UNIT_SECONDS]
+  const seconds = parseDurationSeconds(raw)
+  if (!seconds) fail(name, 'a positive duration such as 900, 30s, 15m, 12h or 7d', raw)
+  return seconds
 }
 
 function oneOf<T extends string>(env: Env, name: string, choices: readonly T[], fallback: T): T {

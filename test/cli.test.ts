@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -64,10 +64,19 @@ test('when media gc runs, then image files no profile references are removed and
      values ('a', 'a', 'a@x.io', 'a@x.io', 'h', ?, '2026-01-01T00:00:00.000Z', 1, 0, 0)`,
   ).run(kept)
   db.close()
+  // By default a recent orphan is spared: it may be an upload whose profile row is about to commit.
+  const spared = portrait(['media', 'gc'], env)
+  assert.equal(spared.code, 0, spared.err)
+  assert.match(spared.out, /removed 0 /)
+  const old = new Date(Date.now() - 11 * 60_000)
+  utimesSync(join(avatars, orphan), old, old)
   const result = portrait(['media', 'gc'], env)
   assert.equal(result.code, 0, result.err)
   assert.match(result.out, /removed 1 /)
   assert.deepEqual(readdirSync(avatars).sort(), ['README.txt', kept].sort())
+  writeFileSync(join(avatars, orphan), 'x')
+  assert.match(portrait(['media', 'gc', '--min-age', '0'], env).out, /removed 1 /)
+  assert.equal(portrait(['media', 'gc', '--min-age', 'soon'], env).code, 2)
 })
 
 test('when the command is unknown or the config is bad, then it exits 2 with a usage line', () => {
