@@ -1,23 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { DIALECTS, problemOf, testApp } from './helpers/app.js'
+import { DIALECTS, problemOf, testApp, USER_FIELDS } from './helpers/app.js'
 import { setFlags } from './helpers/db.js'
 import { suite } from './helpers/suite.js'
-
-const USER_FIELDS = [
-  'avatar',
-  'date_joined',
-  'email',
-  'first_name',
-  'id',
-  'is_active',
-  'is_staff',
-  'is_superuser',
-  'last_login',
-  'last_name',
-  'number_phone',
-  'username',
-]
 
 for (const dialect of DIALECTS) {
   suite(`reading profiles (${dialect.name})`, dialect.skip, () => {

@@ -1,24 +1,8 @@
 import assert from 'node:assert/strict'
 import { request as httpRequest } from 'node:http'
-import { GOOD_PASSWORD } from '../helpers/app.js'
+import { GOOD_PASSWORD, USER_FIELDS } from '../helpers/app.js'
 
-export { GOOD_PASSWORD }
-
-/** The 12 fields a user may ever be shown with (SPEC §2). */
-export const USER_FIELDS = [
-  'avatar',
-  'date_joined',
-  'email',
-  'first_name',
-  'id',
-  'is_active',
-  'is_staff',
-  'is_superuser',
-  'last_login',
-  'last_name',
-  'number_phone',
-  'username',
-]
+export { GOOD_PASSWORD, USER_FIELDS }
 
 export interface Reply {
   status: number

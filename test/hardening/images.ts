@@ -1,4 +1,3 @@
-import { deflateSync } from 'node:zlib'
 import sharp from 'sharp'
 
 // Hostile and benign upload fixtures, built in code so every byte is explained.
@@ -60,24 +59,8 @@ export function gifHtmlPolyglot(): Buffer {
 
 export const SVG_WITH_SCRIPT = `<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script><rect width="10" height="10"/></svg>`
 
-/**
- * A genuine 1-bit greyscale PNG of width×height pixels, built by hand: rows of zeros deflate to a few
- * kilobytes, so a 20000×20000 image (400 million pixels) is a small upload — a decompression bomb.
- */
-export function pngBomb(width: number, height: number): Buffer {
-  const header = Buffer.alloc(13)
-  header.writeUInt32BE(width, 0)
-  header.writeUInt32BE(height, 4)
-  header.set([1, 0, 0, 0, 0], 8)
-  const rowBytes = 1 + Math.ceil(width / 8)
-  const pixels = deflateSync(Buffer.alloc(rowBytes * height), { level: 9 })
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    pngChunk('IHDR', header),
-    pngChunk('IDAT', pixels),
-    pngChunk('IEND', Buffer.alloc(0)),
-  ])
-}
+/** A 1-bit PNG of width×height pixels in a few kilobytes: a decompression bomb (shared with the unit suite). */
+export { bigPng as pngBomb } from '../helpers/images.js'
 
 /** A GIF whose screen and single frame claim 65535×65535 pixels, in a few dozen bytes. */
 export function gifBomb(): Buffer {
@@ -105,25 +88,4 @@ function u32le(value: number): Buffer {
   const bytes = Buffer.alloc(4)
   bytes.writeUInt32LE(value)
   return bytes
-}
-
-function pngChunk(type: string, data: Buffer): Buffer {
-  const length = Buffer.alloc(4)
-  length.writeUInt32BE(data.length)
-  const body = Buffer.concat([Buffer.from(type, 'latin1'), data])
-  const crc = Buffer.alloc(4)
-  crc.writeUInt32BE(crc32(body))
-  return Buffer.concat([length, body, crc])
-}
-
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
-  return c >>> 0
-})
-
-function crc32(bytes: Buffer): number {
-  let crc = 0xffffffff
-  for (const byte of bytes) crc = (CRC_TABLE[(crc ^ byte) & 0xff] as number) ^ (crc >>> 8)
-  return (crc ^ 0xffffffff) >>> 0
 }

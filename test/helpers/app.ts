@@ -76,6 +76,22 @@ export function uniqueName(prefix = 'user'): string {
 
 export const GOOD_PASSWORD = 'correct-Horse-battery-9'
 
+/** The 12 fields a user may ever be shown with (SPEC §2), stated here independently of the schema. */
+export const USER_FIELDS = [
+  'avatar',
+  'date_joined',
+  'email',
+  'first_name',
+  'id',
+  'is_active',
+  'is_staff',
+  'is_superuser',
+  'last_login',
+  'last_name',
+  'number_phone',
+  'username',
+]
+
 /** Thin helpers over inject: real routing, hooks, parsing and serialisation, no socket. */
 export class TestClient {
   constructor(readonly app: FastifyInstance) {}
