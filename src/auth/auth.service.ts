@@ -65,10 +65,7 @@ export class AuthService {
     if (typeof password !== 'string') errors.add('password', password === undefined ? 'This field is required.' : 'Not a valid string.')
     else for (const problem of passwordProblems(password, { username: text.username, email: text.email })) errors.add('password', problem)
     if (text.username !== undefined || text.email !== undefined) {
-      const taken = await users.takenBy(db.kysely, {
-        username_lower: text.username === undefined ? undefined : comparable(text.username),
-        email_lower: text.email === undefined ? undefined : comparable(text.email),
-      })
+      const taken = await users.takenBy(db.kysely, { username: text.username, email: text.email })
       if (taken.username) errors.add('username', 'A user with that username already exists.')
       if (taken.email) errors.add('email', 'A user with that email already exists.')
     }

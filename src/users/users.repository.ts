@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely'
 import type { Database, Dialect } from '../db/database.js'
+import { comparable } from './field-rules.js'
 import type { NewUserRow, UserRow, UserRowUpdate } from './users.table.js'
 
 type Executor = Kysely<Database>
@@ -26,26 +27,28 @@ export class UsersRepository {
     return executor.selectFrom('users').selectAll().where(field, '=', value).executeTakeFirst()
   }
 
-  /** Which of the given lower-cased names belong to someone other than `exceptId`. */
+  /** Which of the given names (compared as `comparable` does) belong to someone other than `exceptId`. */
   async takenBy(
     executor: Executor,
-    names: { username_lower?: string; email_lower?: string },
+    names: { username?: string; email?: string },
     exceptId?: number,
   ): Promise<{ username: boolean; email: boolean }> {
+    const username = names.username === undefined ? undefined : comparable(names.username)
+    const email = names.email === undefined ? undefined : comparable(names.email)
     const rows = await executor
       .selectFrom('users')
       .select(['username_lower', 'email_lower'])
       .where((eb) =>
         eb.or([
-          ...(names.username_lower !== undefined ? [eb('username_lower', '=', names.username_lower)] : []),
-          ...(names.email_lower !== undefined ? [eb('email_lower', '=', names.email_lower)] : []),
+          ...(username !== undefined ? [eb('username_lower', '=', username)] : []),
+          ...(email !== undefined ? [eb('email_lower', '=', email)] : []),
         ]),
       )
       .$if(exceptId !== undefined, (query) => query.where('id', '!=', exceptId as number))
       .execute()
     return {
-      username: rows.some((row) => row.username_lower === names.username_lower),
-      email: rows.some((row) => row.email_lower === names.email_lower),
+      username: rows.some((row) => row.username_lower === username),
+      email: rows.some((row) => row.email_lower === email),
     }
   }
 

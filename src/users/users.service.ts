@@ -75,11 +75,7 @@ export class UsersService {
     )
     const { username, email } = changes.text
     if (username !== undefined || email !== undefined) {
-      const taken = await users.takenBy(
-        db.kysely,
-        { username_lower: username === undefined ? undefined : comparable(username), email_lower: email === undefined ? undefined : comparable(email) },
-        target.id,
-      )
+      const taken = await users.takenBy(db.kysely, { username, email }, target.id)
       if (taken.username) errors.add('username', 'A user with that username already exists.')
       if (taken.email) errors.add('email', 'A user with that email already exists.')
     }
