@@ -53,23 +53,3 @@ export async function processAvatar(bytes: Buffer, size: number): Promise<Buffer
     throw new InvalidImageError('The file is not a readable image (corrupt or truncated).', { cause: error })
   }
 }
-
-/** At most `limit` tasks at once; the rest wait in order. Bounds image work to the CPU count. */
-export class ConcurrencyLimit {
-  private running = 0
-  private readonly waiting: (() => void)[] = []
-
-  constructor(private readonly limit: number) {}
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve))
-    else this.running++
-    try {
-      return await task()
-    } finally {
-      const next = this.waiting.shift()
-      if (next) next()
-      else this.running--
-    }
-  }
-}
