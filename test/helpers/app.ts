@@ -3,16 +3,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
-import pg from 'pg'
 import { buildApp } from '../../src/app.js'
 import { type Config, loadConfig } from '../../src/config.js'
+import { freshSchema, POSTGRES_SKIP } from './postgres.js'
 
 export type DialectName = 'sqlite' | 'postgres'
 
 /** The dialects every database-touching suite runs on; PostgreSQL only when TEST_DATABASE_URL is set. */
 export const DIALECTS: { name: DialectName; skip: string | false }[] = [
   { name: 'sqlite', skip: false },
-  { name: 'postgres', skip: process.env.TEST_DATABASE_URL ? false : 'TEST_DATABASE_URL is not set' },
+  { name: 'postgres', skip: POSTGRES_SKIP },
 ]
 
 export const TEST_JWT_SECRET = 'test-secret-that-is-long-enough-for-hs256-0123456789'
@@ -34,23 +34,9 @@ export async function testConfig(t: TestContext, dialect: DialectName = 'sqlite'
     logLevel: 'silent' as const,
   }
   if (dialect === 'postgres') {
-    const url = process.env.TEST_DATABASE_URL as string
-    const schema = `portrait_test_${process.pid}_${Math.random().toString(36).slice(2, 10)}`
-    await runOnPostgres(url, `CREATE SCHEMA ${schema}`)
-    t.after(() => runOnPostgres(url, `DROP SCHEMA ${schema} CASCADE`))
-    Object.assign(base, { databaseUrl: url, databaseSchema: schema })
+    Object.assign(base, { databaseUrl: process.env.TEST_DATABASE_URL as string, databaseSchema: await freshSchema(t) })
   }
   return { ...base, ...overrides }
-}
-
-async function runOnPostgres(url: string, statement: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    await client.query(statement)
-  } finally {
-    await client.end()
-  }
 }
 
 /** The real app, built exactly as the server builds it, closed when the test ends. */
