@@ -1,48 +1,19 @@
 import assert from 'node:assert/strict'
-import { type ChildProcess, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { GOOD_PASSWORD } from './helpers/app.js'
+import { startServer } from './helpers/processes.js'
 
 const ROOT = join(import.meta.dirname, '..')
-
-/** Starts `npm start`'s entry point as a real process on a free port; resolves with its base URL. */
-async function startServer(env: Record<string, string>): Promise<{ url: string; child: ChildProcess; logs: () => string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let output = ''
-  child.stdout?.on('data', (chunk) => (output += chunk))
-  child.stderr?.on('data', (chunk) => (output += chunk))
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setInterval(() => {
-      const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)
-      if (match) {
-        clearInterval(timer)
-        resolve(match[1] as string)
-      }
-    }, 50)
-    child.once('exit', (code) => {
-      clearInterval(timer)
-      reject(new Error(`server exited with ${code}: ${output}`))
-    })
-  })
-  return { url, child, logs: () => output }
-}
 
 test('when the server runs as a process, then a whole session works over a real socket and secrets stay out of the log', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'portrait-socket-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
-  const { url, child, logs } = await startServer({
-    DATA_DIR: dir,
-    DATABASE_URL: `sqlite:${join(dir, 'portrait.db')}`,
-    MEDIA_ROOT: join(dir, 'media'),
-  })
-  t.after(() => child.kill('SIGKILL'))
+  // No JWT_SECRET: the server generates one, as on a newcomer's first start.
+  const { url, child, output } = await startServer(t, { env: { DATA_DIR: dir, JWT_SECRET: '' } })
 
   const json = { 'content-type': 'application/json' }
   const signUp = await fetch(`${url}/api/auth/sign-up`, {
@@ -67,7 +38,7 @@ test('when the server runs as a process, then a whole session works over a real 
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
   child.kill('SIGTERM')
   assert.equal(await exited, 0)
-  const log = logs()
+  const log = output()
   assert.match(log, /"url":"\/api\/users\/me","status":200/)
   for (const secret of [GOOD_PASSWORD, session.access, session.refresh]) assert.ok(!log.includes(secret), 'a secret reached the log')
 })
