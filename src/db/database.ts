@@ -7,6 +7,7 @@ import type { SessionsTable } from '../auth/sessions.table.js'
 import type { AvatarsTable } from '../avatars/avatars.table.js'
 import type { UsersTable } from '../users/users.table.js'
 import { CurrentSchemaPostgresDialect } from './current-schema-introspector.js'
+import { withStatementCache } from './statement-cache.js'
 
 export interface Database {
   users: UsersTable
@@ -52,7 +53,7 @@ function openSqlite(path: string): Db {
   sqlite.pragma('busy_timeout = 5000')
   // SQLite's lower() folds ASCII only; searches must match "Ünal" when asked for "ünal", as PostgreSQL does.
   sqlite.function('unicode_lower', { deterministic: true }, (value) => (typeof value === 'string' ? value.toLowerCase() : value))
-  const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) })
+  const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) })
   return { kysely, dialect: 'sqlite', sqlite, destroy: () => kysely.destroy() }
 }
 
