@@ -3,6 +3,16 @@ import type { UserRow } from './users.table.js'
 
 const DateTime = Type.String({ format: 'date-time' })
 
+/**
+ * A string or null, written as `type: ['string', 'null']` rather than a union: fast-json-stringify
+ * serialises a union by running Ajv on every value to pick its branch (formats included), which was a
+ * measurable share of each response; a type list is a plain null check. OpenAPI 3.0 output still
+ * says `nullable: true` (@fastify/swagger converts it).
+ */
+function NullableString(options: { format?: string; description?: string } = {}) {
+  return Type.Unsafe<string | null>({ type: ['string', 'null'], ...options })
+}
+
 /** The only shape a user ever leaves the service in: an allowlist, so a hash can never be serialised. */
 export const UserSchema = Type.Object(
   {
@@ -12,9 +22,9 @@ export const UserSchema = Type.Object(
     first_name: Type.String(),
     last_name: Type.String(),
     number_phone: Type.String(),
-    avatar: Type.Union([Type.String(), Type.Null()], { description: 'URL path of the avatar image' }),
+    avatar: NullableString({ description: 'URL path of the avatar image' }),
     date_joined: DateTime,
-    last_login: Type.Union([DateTime, Type.Null()]),
+    last_login: NullableString({ format: 'date-time' }),
     is_active: Type.Boolean(),
     is_staff: Type.Boolean(),
     is_superuser: Type.Boolean(),
@@ -25,8 +35,8 @@ export type User = Static<typeof UserSchema>
 
 export const UserListSchema = Type.Object({
   count: Type.Integer(),
-  next: Type.Union([Type.String(), Type.Null()]),
-  previous: Type.Union([Type.String(), Type.Null()]),
+  next: NullableString(),
+  previous: NullableString(),
   results: Type.Array(UserSchema),
 })
 
