@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { cpus, loadavg, tmpdir } from 'node:os'
@@ -40,6 +41,7 @@ if (args.help) {
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const TSX = import.meta.resolve('tsx')
+const START = startCommand()
 const DURATION = positive(args.duration, '--duration')
 const WARMUP = Number(args.warmup)
 const REPEAT = positive(args.repeat, '--repeat')
@@ -48,6 +50,18 @@ const CONNECTIONS = [32, 1]
 // More sign-ins in flight than libuv has threads (4): the hashing pool never waits for work.
 const SIGN_IN_BACKGROUND_CONNECTIONS = 8
 const PASSWORD = 'Quartz-lantern-4f9c2e'
+
+/**
+ * `npm start` as package.json spells it (`VAR=value … node [flags] dist/server.js`), split into the environment
+ * and node's arguments, so that the benchmark runs the server exactly as a user would without a second copy.
+ */
+function startCommand(): { env: Record<string, string>; nodeArgs: string[] } {
+  const words = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(/\s+/)
+  const node = words.indexOf('node')
+  if (node < 0 || words.slice(0, node).some((word) => !word.includes('='))) throw new Error('npm start is not `[VAR=value …] node …`')
+  const env = Object.fromEntries(words.slice(0, node).map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]))
+  return { env, nodeArgs: words.slice(node + 1).map((word) => (word.endsWith('.js') ? join(ROOT, word) : word)) }
+}
 
 function positive(raw: string | undefined, name: string): number {
   const value = Number(raw)
@@ -95,8 +109,10 @@ async function startCeiling(): Promise<{ url: string; pid: number | undefined }>
   return { url: `http://127.0.0.1:${port}`, pid: child.pid }
 }
 
-/** Portrait as `npm start` runs it: defaults from loadConfig, real argon2 cost, info logs to a file. */
+/** Portrait as `npm start` runs it (built into dist/, then plain node): defaults from loadConfig, real argon2 cost, info logs to a file. */
 async function startPortrait(database: { url: string; schema?: string }) {
+  const built = spawnSync(process.execPath, [join(ROOT, 'scripts/build.mjs')], { encoding: 'utf8' })
+  if (built.status !== 0) throw new Error(`the build failed:\n${built.stderr}`)
   const port = await freePort()
   const dataDir = join(workDir, 'data')
   const logFile = join(workDir, 'server.log')
@@ -110,13 +126,14 @@ async function startPortrait(database: { url: string; schema?: string }) {
     DATABASE_URL: database.url,
     MEDIA_ROOT: join(dataDir, 'media'),
     LOG_LEVEL: 'info',
+    ...START.env,
     ...(database.schema ? { DATABASE_SCHEMA: database.schema } : {}),
     ...Object.fromEntries((args.env ?? []).map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)])),
   }
   const profile = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${resolve(args['cpu-prof'])}`] : []
   const log = openSync(logFile, 'a')
   // cwd is the scratch directory, so a developer's .env in the repository cannot change the configuration.
-  const child = processes.start(process.execPath, [...profile, '--import', TSX, join(ROOT, 'src/server.ts')], {
+  const child = processes.start(process.execPath, [...profile, ...START.nodeArgs], {
     cpu: CPU.server,
     env,
     stdio: ['ignore', log, log],
