@@ -27,6 +27,8 @@ export interface StartServerOptions {
   /** Wait until GET /api/health answers 200 (default); false returns once the socket is bound. */
   waitForHealthy?: boolean
   timeoutMs?: number
+  /** What node runs; default the TypeScript sources through tsx. */
+  nodeArgs?: string[]
 }
 
 const running = new Set<ChildProcess>()
@@ -36,7 +38,7 @@ process.once('exit', () => {
 })
 
 /**
- * Starts `node --import tsx src/server.ts` as its own process on a free port (PORT=0; the bound address is
+ * Starts `node --import tsx src/server.ts` (or `options.nodeArgs`) as its own process on a free port (PORT=0; the bound address is
  * read from the "Server listening at" log line) and stops it when the test ends.
  */
 export async function startServer(t: TestContext, options: StartServerOptions = {}): Promise<ServerProcess> {
@@ -53,7 +55,7 @@ export async function startServer(t: TestContext, options: StartServerOptions = 
     LOG_LEVEL: 'info',
     ...options.env,
   }
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, options.nodeArgs ?? ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
   running.add(child)
   let output = ''
   const exited = once(child, 'exit')
