@@ -1,9 +1,26 @@
-import { type Kysely, sql } from 'kysely'
+import { CompiledQuery, type Kysely, sql } from 'kysely'
 import type { Database, Dialect } from '../db/database.js'
 import { comparable } from './field-rules.js'
 import type { NewUserRow, UserRow, UserRowUpdate } from './users.table.js'
 
 type Executor = Kysely<Database>
+
+/** The columns a profile write may set (never id or version, which the statement itself manages). */
+const WRITABLE_COLUMNS = new Set([
+  'username',
+  'username_lower',
+  'email',
+  'email_lower',
+  'password_hash',
+  'first_name',
+  'last_name',
+  'number_phone',
+  'avatar',
+  'last_login',
+  'is_active',
+  'is_staff',
+  'is_superuser',
+])
 
 /** Data access for users; the caller owns the transaction and passes it as the executor. */
 export class UsersRepository {
@@ -56,15 +73,30 @@ export class UsersRepository {
     return executor.insertInto('users').values(user).returningAll().executeTakeFirstOrThrow()
   }
 
-  /** Applies the changes and bumps the version; undefined when the row is gone or its version moved on. */
-  update(executor: Executor, id: number, changes: UserRowUpdate, expectedVersion?: number): Promise<UserRow | undefined> {
-    return executor
-      .updateTable('users')
-      .set({ ...changes, version: sql`version + 1` })
-      .where('id', '=', id)
-      .$if(expectedVersion !== undefined, (query) => query.where('version', '=', expectedVersion as number))
-      .returningAll()
-      .executeTakeFirst()
+  /**
+   * Applies the changes and bumps the version; undefined when the row is gone or its version moved on.
+   *
+   * Every profile write runs this statement, so it is written as SQL text instead of through the query
+   * builder: building and compiling it with Kysely was a tenth of a JSON PATCH's CPU time (BENCHMARKS.md).
+   * Column names come from a fixed list, every value is a bound parameter.
+   */
+  async update(executor: Executor, id: number, changes: UserRowUpdate, expectedVersion?: number): Promise<UserRow | undefined> {
+    const columns = Object.keys(changes).filter((column) => changes[column as keyof UserRowUpdate] !== undefined)
+    const parameters: unknown[] = columns.map((column) => {
+      if (!WRITABLE_COLUMNS.has(column)) throw new Error(`users.${column} cannot be updated`)
+      return changes[column as keyof UserRowUpdate]
+    })
+    // The n-th bound parameter, as each dialect spells it.
+    const param = (n: number) => (this.dialect === 'postgres' ? `$${n}` : '?')
+    const assignments = columns.map((column, index) => `"${column}" = ${param(index + 1)}`)
+    parameters.push(id)
+    let text = `update "users" set ${[...assignments, '"version" = "version" + 1'].join(', ')} where "id" = ${param(parameters.length)}`
+    if (expectedVersion !== undefined) {
+      parameters.push(expectedVersion)
+      text += ` and "version" = ${param(parameters.length)}`
+    }
+    const { rows } = await executor.executeQuery<UserRow>(CompiledQuery.raw(`${text} returning *`, parameters))
+    return rows[0]
   }
 
   async delete(executor: Executor, id: number): Promise<boolean> {
