@@ -1,7 +1,6 @@
 import cookie from '@fastify/cookie'
 import cors from '@fastify/cors'
 import formbody from '@fastify/formbody'
-import multipart from '@fastify/multipart'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -117,7 +116,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
 
-  // Only JSON, forms and multipart are read; anything else is 415.
+  // Only JSON and forms are read here (multipart only by the profile update routes); anything else is 415.
   // An empty JSON body means "no fields" (SPEC §4); anything else goes through Fastify's safe parser.
   const parseJson = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser(['application/json', 'text/plain'])
@@ -126,7 +125,6 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     else parseJson(request, body as string, done)
   })
   await app.register(formbody, { bodyLimit: JSON_BODY_LIMIT })
-  await app.register(multipart, { limits: { fileSize: config.avatarMaxBytes } })
   if (config.corsOrigins.length > 0) {
     await app.register(cors, { origin: config.corsOrigins, exposedHeaders: ['etag', 'x-request-id', 'retry-after'] })
   }

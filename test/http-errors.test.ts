@@ -43,7 +43,8 @@ for (const dialect of DIALECTS) {
 
     test('when the Content-Type is not one we read, then 415', async (t) => {
       const { client } = await testApp(t, dialect.name)
-      for (const type of ['text/plain', 'application/xml', 'application/json-patch+json']) {
+      // multipart/form-data is read only by the profile update routes, which take an avatar file.
+      for (const type of ['text/plain', 'application/xml', 'application/json-patch+json', 'multipart/form-data; boundary=abc']) {
         const response = await client.request({ method: 'POST', url: '/api/auth/sign-in', payload: 'username=a', headers: { 'content-type': type } })
         problemOf(response, 415)
       }

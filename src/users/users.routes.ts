@@ -1,4 +1,4 @@
-import type { Multipart, MultipartFile } from '@fastify/multipart'
+import multipart, { type Multipart, type MultipartFile } from '@fastify/multipart'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
@@ -117,8 +117,6 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       response: { 200: UserSchema, 400: ProblemSchema, ...errors, 412: ProblemSchema, 413: ProblemSchema, 415: ProblemSchema },
     },
   }
-  app.put('/:id', updateRoute, update)
-  app.patch('/:id', updateRoute, update)
 
   // SPEC §4: /me takes the same updates as /{id}, on the signed-in user's own profile.
   const { params: _noParams, ...meSchema } = updateRoute.schema
@@ -130,8 +128,15 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
     },
     schema: { ...meSchema, summary: 'Update your own profile (the same as PUT /api/users/{id})' },
   }
-  app.put('/me', updateMeRoute, update)
-  app.patch('/me', updateMeRoute, update)
+  // Multipart is read by these four routes only: registered here, its parser and its two async hooks (a
+  // response 'close' listener, a temp-file cleanup) stay off every other request (GET /me among them).
+  await app.register(async (updates) => {
+    await updates.register(multipart, { limits: { fileSize: avatarMaxBytes } })
+    updates.put('/:id', updateRoute, update)
+    updates.patch('/:id', updateRoute, update)
+    updates.put('/me', updateMeRoute, update)
+    updates.patch('/me', updateMeRoute, update)
+  })
 
   app.post(
     '/:id/password',
