@@ -273,6 +273,8 @@ test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ?
       const img = document.getElementById('avatar-image') as HTMLImageElement
       return img.src.startsWith('blob:') && img.complete && img.naturalWidth === 800
     })
+    // The status is announced 50 ms after the preview is set (forms.js announce), so wait for it.
+    await page.waitForFunction(() => /Preview/.test(document.getElementById('avatar-status')?.textContent ?? ''))
     assert.match(await textOf(page, '#avatar-status') ?? '', /Preview/)
 
     // Record whether the progress state was ever shown, whatever the upload's speed.
