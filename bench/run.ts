@@ -52,14 +52,16 @@ const SIGN_IN_BACKGROUND_CONNECTIONS = 8
 const PASSWORD = 'Quartz-lantern-4f9c2e'
 
 /**
- * `npm start` as package.json spells it (`VAR=value … node [flags] dist/server.js`), split into the environment
- * and node's arguments, so that the benchmark runs the server exactly as a user would without a second copy.
+ * `npm start` as package.json spells it (`VAR=value … exec node [flags] dist/server.js`), split into the
+ * environment and node's arguments, so that the benchmark runs the server exactly as a user would without a
+ * second copy.
  */
 function startCommand(): { env: Record<string, string>; nodeArgs: string[] } {
   const words = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(/\s+/)
   const node = words.indexOf('node')
-  if (node < 0 || words.slice(0, node).some((word) => !word.includes('='))) throw new Error('npm start is not `[VAR=value …] node …`')
-  const env = Object.fromEntries(words.slice(0, node).map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]))
+  const assignments = words.slice(0, node).filter((word) => word !== 'exec')
+  if (node < 0 || assignments.some((word) => !word.includes('='))) throw new Error('npm start is not `[VAR=value …] [exec] node …`')
+  const env = Object.fromEntries(assignments.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]))
   return { env, nodeArgs: words.slice(node + 1).map((word) => (word.endsWith('.js') ? join(ROOT, word) : word)) }
 }
 
