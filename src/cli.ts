@@ -6,7 +6,7 @@ import { createAvatarStorage } from './avatars/storage-factory.js'
 import { type Config, ConfigError, loadConfig, parseDurationSeconds } from './config.js'
 import { createDb } from './db/database.js'
 import { migrateToLatest } from './db/migrate.js'
-import { cleanText, comparable } from './users/field-rules.js'
+import { cleanText } from './users/field-rules.js'
 import { UsersRepository } from './users/users.repository.js'
 import { uniqueViolationError } from './users/users.service.js'
 
@@ -67,9 +67,7 @@ async function createSuperuser(config: Config, args: string[]): Promise<void> {
     try {
       return await new UsersRepository(db.dialect).insert(db.kysely, {
         username: name,
-        username_lower: comparable(name),
         email: address,
-        email_lower: comparable(address),
         password_hash: hash,
         first_name: '',
         last_name: '',

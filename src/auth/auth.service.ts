@@ -79,9 +79,7 @@ export class AuthService {
       return await db.kysely.transaction().execute(async (trx) => {
         const user = await users.insert(trx, {
           username,
-          username_lower: comparable(username),
           email,
-          email_lower: comparable(email),
           password_hash: passwordHash,
           first_name: text.first_name ?? '',
           last_name: text.last_name ?? '',

@@ -7,12 +7,11 @@ import { type AvatarStorage, newAvatarName } from '../avatars/storage.js'
 import { violatedUniqueIndex } from '../db/constraints.js'
 import type { Db } from '../db/database.js'
 import { AppError, FieldErrorList, validationError } from '../errors.js'
-import { comparable } from './field-rules.js'
 import { type ProfileUpdateInput, parseProfileUpdate } from './profile-update.js'
-import type { UsersRepository } from './users.repository.js'
+import type { UserChanges, UsersRepository } from './users.repository.js'
 import { usersPolicy } from './users.policy.js'
 import { etagOf, toUser } from './users.schemas.js'
-import type { UserRow, UserRowUpdate } from './users.table.js'
+import type { UserRow } from './users.table.js'
 
 type Rule = (actor: UserRow, target: UserRow) => boolean
 
@@ -92,9 +91,7 @@ export class UsersService {
     }
     errors.throwIfAny()
 
-    const row: UserRowUpdate = { ...changes.text }
-    if (username !== undefined) row.username_lower = comparable(username)
-    if (email !== undefined) row.email_lower = comparable(email)
+    const row: UserChanges = { ...changes.text }
     for (const [flag, value] of Object.entries(changes.flags)) row[flag as keyof typeof changes.flags] = value ? 1 : 0
     const expectedVersion = parseIfMatch(ifMatch, target)
 
@@ -115,7 +112,7 @@ export class UsersService {
   }
 
   /** A write that touches no image: one UPDATE … RETURNING, no transaction needed. */
-  private async write(id: number, row: UserRowUpdate, expectedVersion?: number): Promise<UserRow> {
+  private async write(id: number, row: UserChanges, expectedVersion?: number): Promise<UserRow> {
     try {
       const updated = await this.deps.users.update(this.deps.db.kysely, id, row, expectedVersion)
       if (!updated) throw expectedVersion === undefined ? new AppError('not_found') : preconditionFailed()
@@ -131,7 +128,7 @@ export class UsersService {
    */
   private async replaceAvatar(
     id: number,
-    row: UserRowUpdate,
+    row: UserChanges,
     newName: string | null,
     image: Buffer | undefined,
     expectedVersion?: number,
