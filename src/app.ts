@@ -23,7 +23,7 @@ import { createDb } from './db/database.js'
 import { migrateToLatest } from './db/migrate.js'
 import { databaseCheck, healthRoutes } from './health/health.routes.js'
 import { batchedStdout } from './http/log-stream.js'
-import { clientErrorHandler, errorHandler, notFoundHandler } from './http/problem.js'
+import { clientErrorHandler, errorHandler, expectationFailedHandler, frameworkErrorHandler, notFoundHandler } from './http/problem.js'
 import { UsersRepository } from './users/users.repository.js'
 import { usersRoutes } from './users/users.routes.js'
 import { UsersService } from './users/users.service.js'
@@ -55,6 +55,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
       connectionsCheckingInterval: Math.max(100, Math.min(1000, config.requestTimeoutMs / 4)),
     },
     clientErrorHandler,
+    frameworkErrors: frameworkErrorHandler,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     genReqId: (request) => {
       const given = request.headers['x-request-id']
@@ -115,6 +116,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   })
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
+  app.server.on('checkExpectation', expectationFailedHandler)
 
   // Only JSON and forms are read here (multipart only by the profile update routes); anything else is 415.
   // An empty JSON body means "no fields" (SPEC §4); anything else goes through Fastify's safe parser.

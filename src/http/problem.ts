@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isDatabaseUnavailable } from '../db/unavailable.js'
@@ -27,8 +28,13 @@ const FRAMEWORK_ERRORS: Record<string, ErrorCode> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'validation_failed',
   FST_PROTO_VIOLATION: 'validation_failed',
-  FST_ERR_BAD_URL: 'route_not_found',
-  FST_ERR_ASYNC_CONSTRAINT: 'route_not_found',
+}
+
+// Errors Fastify's router raises before routing. Their messages quote the URL, so each gets a fixed detail.
+const ROUTER_ERRORS: Record<string, [ErrorCode, string]> = {
+  FST_ERR_BAD_URL: ['bad_request', 'The URL is malformed.'],
+  FST_ERR_MAX_PARAM_LENGTH: ['uri_too_long', 'A part of the URL is too long.'],
+  FST_ERR_ASYNC_CONSTRAINT: ['route_not_found', 'No route matches this request.'],
 }
 
 type ValidationEntry = NonNullable<FastifyError['validation']>[number]
@@ -67,6 +73,8 @@ export function toProblem(error: unknown, requestId: string): { problem: Problem
   if (error instanceof AppError) return { problem: build(error.code, error.detail, error.errors), headers: error.headers }
   if (isDatabaseUnavailable(error)) return toProblem(dependencyUnavailable('database', error), requestId)
   const fastifyError = error as FastifyError
+  const routerError = ROUTER_ERRORS[fastifyError.code]
+  if (routerError) return { problem: build(routerError[0], routerError[1]) }
   if (fastifyError.validation) {
     return { problem: build('validation_failed', 'One or more fields are invalid.', fieldErrors(fastifyError.validation)) }
   }
@@ -83,9 +91,18 @@ export function toProblem(error: unknown, requestId: string): { problem: Problem
 
 /** The one error handler: every error leaves as problem+json; server faults are logged, never shown. */
 export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  // A client that went away mid-body fails the body's stream with ECONNRESET: its doing, not the database's.
+  // Checked before toProblem, which would take that code for a lost database connection.
+  if (!request.raw.complete && request.raw.readableAborted) {
+    request.log.info({ code: (error as { code?: unknown }).code }, 'client aborted the request')
+    reply.header('connection', 'close')
+    // Nobody is left to read it; the status is for the access log.
+    sendProblem(reply, toProblem(new AppError('bad_request', { detail: 'The request was not received in full.' }), request.id).problem)
+    return
+  }
   const { problem, headers } = toProblem(error, request.id)
-  // A body left half-read (e.g. an upload refused at 413) would stall the next request on this connection.
-  if (!request.raw.complete) reply.header('connection', 'close')
+  // A body left half-read (e.g. an upload refused at 413 or 401) would stall the next request on this connection.
+  if (bodyLeftUnread(request)) lingerThenClose(request, reply)
   if (problem.status >= 500) request.log.error({ err: error }, 'request failed')
   else request.log.info({ code: problem.type, status: problem.status }, 'request rejected')
   sendProblem(reply, problem, headers)
@@ -97,8 +114,97 @@ export function sendProblem(reply: FastifyReply, problem: Problem, headers?: Rec
 }
 
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): void {
-  const { problem } = toProblem(new AppError('route_not_found', { detail: `No route ${request.method} ${request.url.split('?')[0]}.` }), request.id)
+  // The path is not repeated: a response never echoes the client's input.
+  const { problem } = toProblem(new AppError('route_not_found', { detail: 'No route matches this method and path.' }), request.id)
+  if (bodyLeftUnread(request)) lingerThenClose(request, reply)
   sendProblem(reply, problem)
+}
+
+/**
+ * Fastify's `frameworkErrors`: what its router refuses before any route or hook runs (a malformed URL, a
+ * path parameter over `maxParamLength`) leaves as problem+json with `X-Request-Id` like everything else,
+ * instead of Fastify's own JSON that quotes the URL back.
+ */
+export function frameworkErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const { problem } = toProblem(error, request.id)
+  // No onRequest or onResponse hook runs here: the header and the access line are written by hand.
+  reply.header('x-request-id', request.id)
+  if (bodyLeftUnread(request)) lingerThenClose(request, reply)
+  request.log.info({ method: request.method, code: problem.type, status: problem.status }, 'request rejected by the router')
+  sendProblem(reply, problem)
+}
+
+/**
+ * Whether the request has a body not yet (fully) read. `complete` alone is not enough: a request without a
+ * body is marked complete only after a synchronous handler has run.
+ */
+function bodyLeftUnread(request: FastifyRequest): boolean {
+  const { complete, headers } = request.raw
+  return !complete && (headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0'))
+}
+
+// Lingering close: how much of a refused request's unread body is read and thrown away, and for how long at most.
+const LINGER_MAX_BYTES = 256 * 1024
+const LINGER_MAX_MS = 3000
+
+/**
+ * Answers with `Connection: close` but, before closing, reads and discards what is left of the request body
+ * (up to LINGER_MAX_BYTES, for LINGER_MAX_MS at most), as nginx's lingering close does. Closing at once resets
+ * a connection the client is still writing to, and the reset destroys the answer before the client reads it:
+ * Node's fetch streaming a small upload to a refused route got `fetch failed` (EPIPE) instead of its 401.
+ * Nothing is kept, so a 413 still never buffers the body; past the cap or the deadline the socket is closed.
+ */
+export function lingerThenClose(request: FastifyRequest, reply: FastifyReply): void {
+  reply.header('connection', 'close')
+  const raw = request.raw
+  const socket = raw.socket
+  // Fastify's inject() has no real socket: nothing to linger on.
+  if (raw.complete || socket.destroyed || typeof socket.destroySoon !== 'function') return
+  // Node ends a `Connection: close` answer with destroySoon(): FIN, then destroy once written. Here the FIN
+  // goes out with the answer, and the socket is destroyed once the answer is written and the body has ended
+  // or passed the cap.
+  const destroySoon = socket.destroySoon.bind(socket)
+  let answered = false
+  let drained = false
+  const closeIfDone = () => {
+    if (answered && drained) destroySoon()
+  }
+  socket.destroySoon = () => {
+    answered = true
+    socket.end()
+    closeIfDone()
+  }
+  const stopDraining = () => {
+    if (drained) return
+    drained = true
+    raw.pause()
+    closeIfDone()
+  }
+  const deadline = setTimeout(() => socket.destroy(), LINGER_MAX_MS)
+  socket.once('close', () => clearTimeout(deadline))
+  let bytes = 0
+  // A body parser that gave up (multipart's) may still be piped: its data now goes nowhere.
+  raw.unpipe()
+  raw.on('error', () => {})
+  raw.on('data', (chunk: Buffer) => {
+    bytes += chunk.length
+    if (bytes > LINGER_MAX_BYTES) stopDraining()
+  })
+  raw.once('end', stopDraining)
+  raw.resume()
+}
+
+/** Node answers an `Expect` other than 100-continue with a bare 417 unless told otherwise: problem+json here too. */
+export function expectationFailedHandler(_request: IncomingMessage, response: ServerResponse): void {
+  const { problem } = toProblem(new AppError('expectation_failed', { detail: 'Only "Expect: 100-continue" is supported.' }), crypto.randomUUID())
+  const body = JSON.stringify(problem)
+  response.writeHead(problem.status, {
+    'content-type': PROBLEM_CONTENT_TYPE,
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': problem.request_id,
+    connection: 'close',
+  })
+  response.end(body)
 }
 
 // Errors Node raises on a connection before any request object exists.
