@@ -11,6 +11,7 @@ import { AuthService } from './auth/auth.service.js'
 import { createAuthenticate } from './auth/authenticate.js'
 import { createFailureStore } from './auth/failure-store.js'
 import { resolveJwtSecret } from './auth/jwt-secret.js'
+import { startSessionPurge } from './auth/session-purge.js'
 import { SessionsRepository } from './auth/sessions.repository.js'
 import { SignInLimiter } from './auth/sign-in-limiter.js'
 import { AccessTokens } from './auth/tokens.js'
@@ -69,6 +70,9 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   await migrateToLatest(db.kysely)
 
   const sessions = new SessionsRepository(db)
+  // preClose: stopped, and a run in progress finished, before the database closes.
+  const stopSessionPurge = startSessionPurge(sessions, config.sessionPurgeIntervalMs, app.log)
+  app.addHook('preClose', stopSessionPurge)
   const usersRepository = new UsersRepository(db.dialect)
   const tokens = await AccessTokens.create(resolveJwtSecret(config.jwtSecret, config.dataDir), config.accessTokenTtlSeconds)
   const storage = await createAvatarStorage(config, db)

@@ -45,6 +45,8 @@ export interface Config {
   requestTimeoutMs: number
   /** Remove unreferenced avatar files when the app starts. */
   sweepMediaOnStart: boolean
+  /** How often expired sessions are deleted. */
+  sessionPurgeIntervalMs: number
 }
 
 export const OWASP_ARGON2ID: PasswordHashCost = { memoryCost: 19456, timeCost: 2, parallelism: 1 }
@@ -167,5 +169,6 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     },
     requestTimeoutMs: duration(env, 'REQUEST_TIMEOUT', '30s') * 1000,
     sweepMediaOnStart: true,
+    sessionPurgeIntervalMs: duration(env, 'SESSION_PURGE_INTERVAL', '10m') * 1000,
   })
 }

@@ -19,6 +19,7 @@ test('when nothing is set, then the documented defaults apply', () => {
   assert.equal(config.avatarSize, 512)
   assert.deepEqual(config.passwordHashCost, OWASP_ARGON2ID)
   assert.equal(config.jwtSecret, undefined)
+  assert.equal(config.sessionPurgeIntervalMs, 10 * 60 * 1000)
   assert.ok(Object.isFrozen(config))
 })
 
@@ -58,6 +59,7 @@ test('when a variable is malformed, then the error names it and the accepted for
     [{ CORS_ORIGINS: '*' }, /^CORS_ORIGINS=/],
     [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL=/],
     [{ TRUST_PROXY: 'yes please' }, /^TRUST_PROXY=/],
+    [{ SESSION_PURGE_INTERVAL: 'hourly' }, /^SESSION_PURGE_INTERVAL=.*duration/],
   ]
   for (const [env, message] of cases) {
     assert.throws(() => loadConfig(env), (error: Error) => error instanceof ConfigError && message.test(error.message) && !error.message.includes('\n'))

@@ -59,4 +59,13 @@ export class SessionsRepository {
     if (exceptId !== undefined) query = query.where('id', '!=', exceptId)
     await query.execute()
   }
+
+  /** Deletes up to `limit` sessions that expired before `now`; returns how many. One short statement, by the expires_at index. */
+  async deleteExpiredBatch(now: string, limit: number): Promise<number> {
+    const result = await this.db.kysely
+      .deleteFrom('sessions')
+      .where('id', 'in', (query) => query.selectFrom('sessions').select('id').where('expires_at', '<', now).limit(limit))
+      .executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
 }

@@ -1,9 +1,11 @@
 import { type Kysely, type Migration, Migrator, PostgresAdapter, sql } from 'kysely'
 import * as initial from './migrations/0001_initial.js'
+import * as sessionsExpiresAtIndex from './migrations/0002_sessions_expires_at_index.js'
 
 // Listed statically so migrations work the same from source, from a bundle and in tests.
 const migrations: Record<string, Migration> = {
   '0001_initial': initial,
+  '0002_sessions_expires_at_index': sessionsExpiresAtIndex,
 }
 
 /** Brings the schema up to date; returns the names of the migrations it applied. */
