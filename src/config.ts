@@ -45,6 +45,9 @@ export interface Config {
   requestTimeoutMs: number
   /** Remove unreferenced avatar files when the app starts. */
   sweepMediaOnStart: boolean
+  /** While serving, look for leftover temporary avatar files this often, and remove those older than mediaTempMaxAgeMs. */
+  mediaTempSweepIntervalMs: number
+  mediaTempMaxAgeMs: number
 }
 
 export const OWASP_ARGON2ID: PasswordHashCost = { memoryCost: 19456, timeCost: 2, parallelism: 1 }
@@ -167,5 +170,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     },
     requestTimeoutMs: duration(env, 'REQUEST_TIMEOUT', '30s') * 1000,
     sweepMediaOnStart: true,
+    mediaTempSweepIntervalMs: 60_000,
+    mediaTempMaxAgeMs: 5 * 60_000,
   })
 }
