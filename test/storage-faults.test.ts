@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmdirSync, rmSync, utimesSync, writeFileSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import { GOOD_PASSWORD, problemOf, type Session, type TestClient, testApp } from './helpers/app.js'
 import { image, multipart } from './helpers/images.js'
+import { type ServerProcess, startServer, waitForHealth } from './helpers/processes.js'
 import { suite } from './helpers/suite.js'
 
 // Real faults on file systems of the test's own: a small tmpfs that can be filled or remounted read-only.
@@ -153,4 +154,98 @@ test('when a temporary file is older than the configured age, then the periodic 
   assert.equal(existsSync(old), false, 'the old temporary file was swept')
   assert.equal(existsSync(young), true, 'a young temporary file (a write in flight) stays')
   assert.equal((await app.inject({ method: 'GET', url: '/api/health' })).statusCode, 200)
+})
+
+async function call(server: ServerProcess, method: string, path: string, body?: unknown, access?: string) {
+  const headers: Record<string, string> = access ? { authorization: `Bearer ${access}` } : {}
+  if (body !== undefined) headers['content-type'] = 'application/json'
+  // The timeout only turns a hang into a failure; nothing asserts on speed.
+  const response = await fetch(`${server.url}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(20_000),
+  })
+  return { status: response.status, headers: response.headers, json: (await response.json()) as Record<string, any> }
+}
+
+function assertDatabaseUnavailable(response: Awaited<ReturnType<typeof call>>) {
+  assert.equal(response.status, 503, JSON.stringify(response.json))
+  assert.equal(response.json.type, '/problems/service_unavailable')
+  assert.match(response.json.detail, /database/)
+  assert.ok(Number(response.headers.get('retry-after')) > 0, 'Retry-After')
+  assert.doesNotMatch(JSON.stringify(response.json), /SQLITE|readonly|\/tmp\//)
+}
+
+const signUpBody = { username: 'rosa', email: 'rosa@example.com', password: GOOD_PASSWORD }
+const signInBody = { username: 'rosa', password: GOOD_PASSWORD }
+
+suite('SQLite storage faults (real tmpfs)', MOUNT_SKIP, () => {
+  test('when the SQLite file system is read-only at a restart, then health says database down, writes get 503, and rw recovers without a restart', async (t) => {
+    const disk = tmpfs(t, '16m')
+    const env = { DATABASE_URL: `sqlite:${join(disk.dir, 'portrait.db')}` }
+    const first = await startServer(t, { env })
+    const { access } = (await call(first, 'POST', '/api/auth/sign-up', signUpBody)).json
+    // A crash leaves the WAL and its index behind, as when a host's disk turns read-only under a running server.
+    await first.kill()
+    assert.ok(existsSync(join(disk.dir, 'portrait.db-wal')))
+    // The kernel refuses to remount read-only while a process holds a file open for writing, so the fault comes between runs.
+    disk.remount('ro')
+
+    const server = await startServer(t, { env, waitForHealthy: false })
+    const health = await waitForHealth(server.url, 503, Date.now() + 20_000, server.output)
+    assert.deepEqual(health, { status: 'unavailable', checks: { database: 'down', media: 'ok' } })
+    // Reads still work; every write is a 503, never a 500.
+    assert.equal((await call(server, 'GET', '/api/users/me', undefined, access)).status, 200)
+    assertDatabaseUnavailable(await call(server, 'PATCH', '/api/users/me', { first_name: 'Rosa' }, access))
+    assertDatabaseUnavailable(await call(server, 'POST', '/api/auth/sign-in', signInBody))
+
+    disk.remount('rw')
+    // Traffic alone brings it back (no health poll in between): the next writes reopen the file.
+    let edited = await call(server, 'PATCH', '/api/users/me', { first_name: 'Rosa' }, access)
+    for (const deadline = Date.now() + 20_000; edited.status === 503 && Date.now() < deadline; ) {
+      await new Promise((wait) => setTimeout(wait, 200))
+      edited = await call(server, 'PATCH', '/api/users/me', { first_name: 'Rosa' }, access)
+    }
+    assert.equal(edited.status, 200, JSON.stringify(edited.json))
+    assert.equal((await call(server, 'GET', '/api/health')).status, 200)
+    assert.equal((await call(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
+    assert.equal((await call(server, 'GET', '/api/users/me', undefined, access)).json.first_name, 'Rosa')
+    assert.equal(server.child.exitCode, null)
+  })
+
+  test('when the SQLite database cannot be opened at start, then the server exits 1 with one line naming the cause', async (t) => {
+    const disk = tmpfs(t, '16m')
+    const env = { DATABASE_URL: `sqlite:${join(disk.dir, 'portrait.db')}` }
+    const first = await startServer(t, { env })
+    await first.stop()
+    // A clean stop removes the WAL index; read-only, SQLite cannot make a new one, so the file cannot be opened.
+    disk.remount('ro')
+    const dir = mkdtempSync(join(tmpdir(), 'portrait-rodb-'))
+    t.after(() => rmSync(dir, { recursive: true, force: true }))
+    const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      cwd: join(import.meta.dirname, '..'),
+      env: { PATH: process.env.PATH, DATA_DIR: dir, MEDIA_ROOT: join(dir, 'media'), PORT: '0', ...env },
+      encoding: 'utf8',
+      timeout: 60_000,
+    })
+    assert.equal(result.status, 1, result.stderr)
+    assert.match(result.stderr.trim(), /^portrait: [^\n]*database[^\n]*\(SQLITE_CANTOPEN\)[^\n]*$/)
+    assert.doesNotMatch(result.stderr, /SqliteError|\n\s+at /)
+  })
+
+  test('when the SQLite disk fills while serving, then writes get 503 (not 500), reads work, and freeing space recovers', async (t) => {
+    const disk = tmpfs(t, '8m')
+    const { client } = await testApp(t, 'sqlite', { databaseUrl: `sqlite:${join(disk.dir, 'portrait.db')}` })
+    const me = await client.signUp()
+    disk.fill()
+    const refused = await client.send('PATCH', `/api/users/${me.user.id}`, { first_name: 'x'.repeat(100), last_name: 'y'.repeat(100) }, me.access)
+    const problem = problemOf(refused, 503)
+    assert.match(problem.detail, /database/)
+    assert.ok(Number(refused.headers['retry-after']) > 0)
+    assert.equal((await client.get('/api/users/me', me.access)).statusCode, 200)
+    disk.free()
+    const edited = await client.send('PATCH', `/api/users/${me.user.id}`, { first_name: 'Freed' }, me.access)
+    assert.equal(edited.statusCode, 200, edited.body)
+  })
 })
