@@ -37,8 +37,9 @@ function probeWritable(sqlite: SQLite.Database): void {
  * the file or its directory was read-only stays read-only for good (SQLite falls back to O_RDONLY at open):
  * every write answers SQLITE_READONLY even once permissions are back, until the file is opened again.
  * So after such a fault (`failed`), the next statement outside a transaction (`beforeStatement`) or a health
- * probe opens the file again and switches over only if the new connection can write. Kysely runs one query at
- * a time on this connection and a transaction holds it from BEGIN to COMMIT, so no transaction ever spans two.
+ * probe opens the file again, once the file and its directory are writable (checked first, so a file still
+ * read-only costs two access(2) calls a second, not a reopening). Kysely runs one query at a time on this
+ * connection and a transaction holds it from BEGIN to COMMIT, so no transaction ever spans two connections.
  */
 export class SqliteConnection {
   #current: SQLite.Database
