@@ -15,7 +15,7 @@ import { startSessionPurge } from './auth/session-purge.js'
 import { SessionsRepository } from './auth/sessions.repository.js'
 import { SignInLimiter } from './auth/sign-in-limiter.js'
 import { AccessTokens } from './auth/tokens.js'
-import { sweepUnreferencedAvatars } from './avatars/media-sweep.js'
+import { startTemporaryFileSweep, sweepUnreferencedAvatars } from './avatars/media-sweep.js'
 import { mediaRoutes } from './avatars/media.routes.js'
 import { createAvatarStorage } from './avatars/storage-factory.js'
 import { ConcurrencyLimit } from './concurrency.js'
@@ -99,9 +99,19 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   })
   await auth.warmUp()
   if (config.sweepMediaOnStart) {
-    const removed = await sweepUnreferencedAvatars(db.kysely, usersRepository, storage)
+    // A full or read-only media disk must not keep the service from starting: only uploads need it.
+    const removed = await sweepUnreferencedAvatars(db.kysely, usersRepository, storage).catch((error: unknown) => {
+      app.log.warn({ err: error }, 'could not sweep avatar images at start')
+      return 0
+    })
     if (removed > 0) app.log.info({ removed }, 'removed unreferenced avatar images')
   }
+  const stopTemporaryFileSweep = startTemporaryFileSweep(storage, {
+    intervalMs: config.mediaTempSweepIntervalMs,
+    maxAgeMs: config.mediaTempMaxAgeMs,
+    log: app.log,
+  })
+  app.addHook('onClose', async () => stopTemporaryFileSweep())
 
   // Callback hooks, not async ones: no promise and microtask per request for a header or a log line.
   app.addHook('onRequest', (request, reply, done) => {
@@ -154,7 +164,9 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   )
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
   await app.register(mediaRoutes, { prefix: '/media', storage })
-  await app.register(healthRoutes, { prefix: '/api', checks: [databaseCheck(db), ...(failures.healthCheck ? [failures.healthCheck] : [])] })
+  // The fs driver's own disk; with MEDIA_STORAGE=db the database check covers the images.
+  const mediaCheck = storage.probe ? [{ name: 'media', check: () => storage.probe!() }] : []
+  await app.register(healthRoutes, { prefix: '/api', checks: [databaseCheck(db), ...mediaCheck, ...(failures.healthCheck ? [failures.healthCheck] : [])] })
   await app.register(webRoutes)
   return app
 }

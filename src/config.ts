@@ -47,6 +47,9 @@ export interface Config {
   sweepMediaOnStart: boolean
   /** How often expired sessions are deleted. */
   sessionPurgeIntervalMs: number
+  /** While serving, look for leftover temporary avatar files this often, and remove those older than mediaTempMaxAgeMs. */
+  mediaTempSweepIntervalMs: number
+  mediaTempMaxAgeMs: number
 }
 
 export const OWASP_ARGON2ID: PasswordHashCost = { memoryCost: 19456, timeCost: 2, parallelism: 1 }
@@ -170,5 +173,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     requestTimeoutMs: duration(env, 'REQUEST_TIMEOUT', '30s') * 1000,
     sweepMediaOnStart: true,
     sessionPurgeIntervalMs: duration(env, 'SESSION_PURGE_INTERVAL', '10m') * 1000,
+    mediaTempSweepIntervalMs: 60_000,
+    mediaTempMaxAgeMs: 5 * 60_000,
   })
 }

@@ -48,7 +48,7 @@ suite('when Redis goes away', THROWAWAY_REDIS_SKIP, () => {
     assert.equal((await call(server, 'GET', '/api/users/me', undefined, access)).status, 200)
     const health = await call(server, 'GET', '/api/health')
     assert.equal(health.status, 503)
-    assert.deepEqual(health.json, { status: 'unavailable', checks: { database: 'ok', redis: 'down' } })
+    assert.deepEqual(health.json, { status: 'unavailable', checks: { database: 'ok', media: 'ok', redis: 'down' } })
 
     await redis.start()
     await waitForHealth(server.url, 200, Date.now() + 20_000, server.output)
@@ -63,7 +63,7 @@ suite('when Redis is down at start', THROWAWAY_REDIS_SKIP, () => {
     await redis.stop()
     const server = await startServer(t, { env: { REDIS_URL: redis.url }, waitForHealthy: false })
     const health = await waitForHealth(server.url, 503, Date.now() + 20_000, server.output)
-    assert.deepEqual(health, { status: 'unavailable', checks: { database: 'ok', redis: 'down' } })
+    assert.deepEqual(health, { status: 'unavailable', checks: { database: 'ok', media: 'ok', redis: 'down' } })
     assert.equal((await call(server, 'POST', '/api/auth/sign-up', signUpBody)).status, 201)
     assertUnavailable(await call(server, 'POST', '/api/auth/sign-in', signInBody), 'redis')
 
@@ -86,7 +86,7 @@ suite('when PostgreSQL goes away', THROWAWAY_POSTGRES_SKIP, () => {
     assertUnavailable(await call(server, 'PATCH', '/api/users/me', { first_name: 'Ivan' }, access), 'database')
     const health = await call(server, 'GET', '/api/health')
     assert.equal(health.status, 503)
-    assert.deepEqual(health.json, { status: 'unavailable', checks: { database: 'down' } })
+    assert.deepEqual(health.json, { status: 'unavailable', checks: { database: 'down', media: 'ok' } })
 
     await postgres.start()
     await waitForHealth(server.url, 200, Date.now() + 20_000, server.output)

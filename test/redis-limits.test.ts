@@ -80,7 +80,7 @@ for (const dialect of DIALECTS) {
       const { client } = await testApp(t, dialect.name, { redisUrl: REDIS_URL, redisKeyPrefix: testRedisPrefix(t) })
       const response = await client.get('/api/health')
       assert.equal(response.statusCode, 200)
-      assert.deepEqual(response.json().checks, { database: 'ok', redis: 'ok' })
+      assert.deepEqual(response.json().checks, { database: 'ok', media: 'ok', redis: 'ok' })
     })
   })
 }

@@ -13,7 +13,7 @@ const LIVE_SESSION_USER = `
 
 /** Data access for sessions; callers pass a transaction when they own one. */
 export class SessionsRepository {
-  private readonly liveSessionUser?: Statement<unknown[], UserRow>
+  private liveSessionUser?: Statement<unknown[], UserRow>
 
   constructor(private readonly db: Db) {
     // Prepared once: better-sqlite3 would otherwise re-parse the statement on every request.
@@ -22,7 +22,12 @@ export class SessionsRepository {
 
   /** The user behind a live session of that user, or undefined (signed out, expired, user gone or inactive). */
   async findLiveSessionUser(sessionId: string, userId: number, now: string): Promise<UserRow | undefined> {
-    if (this.liveSessionUser) return this.liveSessionUser.get(sessionId, userId, now, 1)
+    if (this.liveSessionUser) {
+      // Prepared again only when SQLite's connection was replaced (after a read-only or unopenable file).
+      const sqlite = this.db.sqlite!
+      if (this.liveSessionUser.database !== sqlite) this.liveSessionUser = sqlite.prepare(this.liveSessionUser.source)
+      return this.liveSessionUser.get(sessionId, userId, now, 1)
+    }
     const result = await this.db.pool!.query<UserRow>({
       name: 'live_session_user',
       text: LIVE_SESSION_USER,

@@ -32,3 +32,35 @@ export async function sweepUnreferencedAvatars(
   for (const { name } of garbage) await storage.remove(name, db)
   return garbage.length
 }
+
+export interface TemporaryFileSweepOptions {
+  intervalMs: number
+  /** A temporary file lives for the microseconds of one write; one older than this is left from a failure or a crash. */
+  maxAgeMs: number
+  log: { info(fields: object, message: string): void; warn(fields: object, message: string): void }
+}
+
+/**
+ * Removes leftover temporary files every `intervalMs` while the server runs (the start-up sweep only sees
+ * those of an earlier run). The timer does not keep the process alive; call the returned function to stop it.
+ */
+export function startTemporaryFileSweep(storage: AvatarStorage, { intervalMs, maxAgeMs, log }: TemporaryFileSweepOptions): () => void {
+  const removeTemporaryFiles = storage.removeTemporaryFiles?.bind(storage)
+  if (!removeTemporaryFiles) return () => {}
+  let running = false
+  const timer = setInterval(async () => {
+    // A slow disk must not stack sweeps up.
+    if (running) return
+    running = true
+    try {
+      const removed = await removeTemporaryFiles(new Date(Date.now() - maxAgeMs))
+      if (removed > 0) log.info({ removed }, 'removed leftover temporary avatar files')
+    } catch (error) {
+      log.warn({ err: error }, 'could not sweep temporary avatar files')
+    } finally {
+      running = false
+    }
+  }, intervalMs)
+  timer.unref()
+  return () => clearInterval(timer)
+}

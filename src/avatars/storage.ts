@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { renameSync, unlinkSync, writeFileSync } from 'node:fs'
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises'
+import { mkdir, opendir, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Kysely } from 'kysely'
 import type { Database } from '../db/database.js'
+import { AppError } from '../errors.js'
 
 type Executor = Kysely<Database>
 
@@ -29,12 +30,35 @@ export interface AvatarStorage {
   get(name: string): Promise<Buffer | undefined>
   /** Every stored name and when it was written, for the sweep. */
   list(): Promise<StoredAvatar[]>
+  /** Drivers with a storage of their own (fs): throws unless a file can be written there now. */
+  probe?(): Promise<void>
+  /** Drivers that write temporary files (fs): removes those last modified before `olderThan`; returns how many. */
+  removeTemporaryFiles?(olderThan: Date): Promise<number>
 }
 
 export interface StoredAvatar {
   name: string
   storedAt: Date
 }
+
+// What a write can fail with when the disk, not the request, is at fault.
+const FULL = new Set(['ENOSPC', 'EDQUOT'])
+const NOT_WRITABLE = new Set(['EROFS', 'EACCES', 'EPERM'])
+
+/** A 503 telling the client why no avatar can be stored now, or undefined for any other error. */
+export function avatarStorageUnavailable(error: unknown): AppError | undefined {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code ?? ''
+  const state = FULL.has(code) ? 'full' : NOT_WRITABLE.has(code) ? 'not writable' : undefined
+  if (!state) return undefined
+  return new AppError('service_unavailable', {
+    detail: `The avatar storage is ${state}, so no new avatar can be saved now. Try again later; changes without an avatar still work.`,
+    headers: { 'retry-after': '60' },
+    cause: error,
+  })
+}
+
+// About one stored avatar: the health check says down once another one would not fit.
+const PROBE_BYTES = Buffer.alloc(64 * 1024)
 
 /**
  * Files under MEDIA_ROOT/avatars, written to a temporary file and renamed into place.
@@ -59,8 +83,16 @@ export class FsAvatarStorage implements AvatarStorage {
 
   async put(name: string, bytes: Buffer): Promise<void> {
     const temporary = join(this.dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`)
-    writeFileSync(temporary, bytes)
-    renameSync(temporary, join(this.dir, name))
+    try {
+      writeFileSync(temporary, bytes)
+      renameSync(temporary, join(this.dir, name))
+    } catch (error) {
+      // A write that failed part-way may hold the last free blocks: give them back at once.
+      try {
+        unlinkSync(temporary)
+      } catch {}
+      throw avatarStorageUnavailable(error) ?? error
+    }
   }
 
   async remove(name: string): Promise<void> {
@@ -79,6 +111,34 @@ export class FsAvatarStorage implements AvatarStorage {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
       throw error
     }
+  }
+
+  /** Writes and removes a file the size of an avatar (named like a temporary file, so a crash in between leaves it to the sweep). */
+  async probe(): Promise<void> {
+    const file = join(this.dir, `.probe.${randomBytes(6).toString('hex')}.tmp`)
+    try {
+      await writeFile(file, PROBE_BYTES)
+    } finally {
+      await rm(file, { force: true }).catch(() => {})
+    }
+  }
+
+  /** Streams the directory (it may hold a file per user) and removes the temporary files older than `olderThan`. */
+  async removeTemporaryFiles(olderThan: Date): Promise<number> {
+    let removed = 0
+    for await (const entry of await opendir(this.dir)) {
+      if (!entry.name.endsWith('.tmp')) continue
+      const file = join(this.dir, entry.name)
+      try {
+        if ((await stat(file)).mtime > olderThan) continue
+        await unlink(file)
+        removed += 1
+      } catch (error) {
+        // Renamed into place or removed since the listing.
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+      }
+    }
+    return removed
   }
 
   /** Avatar files and leftover temporary files (from a crash mid-write). */

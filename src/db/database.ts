@@ -1,12 +1,13 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import SQLite from 'better-sqlite3'
+import type SQLite from 'better-sqlite3'
 import { Kysely, SqliteDialect } from 'kysely'
 import pg from 'pg'
 import type { SessionsTable } from '../auth/sessions.table.js'
 import type { AvatarsTable } from '../avatars/avatars.table.js'
 import type { UsersTable } from '../users/users.table.js'
 import { CurrentSchemaPostgresDialect } from './current-schema-introspector.js'
+import { SQLITE_BUSY_TIMEOUT_MS, SqliteConnection } from './sqlite-connection.js'
 import { withStatementCache } from './statement-cache.js'
 
 export interface Database {
@@ -23,6 +24,8 @@ export interface Db {
   dialect: Dialect
   sqlite?: SQLite.Database
   pool?: pg.Pool
+  /** SQLite: throws unless the database can take a write (a read-only file passes `select 1`). */
+  probe?(): Promise<void>
   destroy(): Promise<void>
 }
 
@@ -45,16 +48,29 @@ export function createDb(options: DbOptions): Db {
 
 function openSqlite(path: string): Db {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
-  const sqlite = new SQLite(path)
+  const connection = new SqliteConnection(path, configureSqlite)
+  const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(connection) }) })
+  return {
+    kysely,
+    dialect: 'sqlite',
+    // The connection in use now: a new one after the file was read-only or unopenable (see SqliteConnection).
+    get sqlite() {
+      return connection.current
+    },
+    // Holding Kysely's one connection, so the probe never lands inside someone's transaction.
+    probe: () => kysely.connection().execute(async () => connection.probe()),
+    destroy: () => kysely.destroy(),
+  }
+}
+
+function configureSqlite(sqlite: SQLite.Database): void {
   sqlite.pragma('journal_mode = WAL')
   // NORMAL in WAL mode: a committed write survives a process crash; only power loss may drop the last commits.
   sqlite.pragma('synchronous = NORMAL')
   sqlite.pragma('foreign_keys = ON')
-  sqlite.pragma('busy_timeout = 5000')
+  sqlite.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`)
   // SQLite's lower() folds ASCII only; searches must match "Ünal" when asked for "ünal", as PostgreSQL does.
   sqlite.function('unicode_lower', { deterministic: true }, (value) => (typeof value === 'string' ? value.toLowerCase() : value))
-  const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) })
-  return { kysely, dialect: 'sqlite', sqlite, destroy: () => kysely.destroy() }
 }
 
 function openPostgres({ databaseUrl, databaseSchema, databasePoolSize, queryTimeoutMs = 15_000 }: DbOptions): Db {

@@ -14,7 +14,8 @@ const HealthSchema = Type.Object({
 })
 
 export function databaseCheck(db: Db): HealthCheck {
-  return { name: 'database', check: async () => void (await sql`select 1`.execute(db.kysely)) }
+  // SQLite answers `select 1` from a read-only file too; its probe checks that a write could start.
+  return { name: 'database', check: async () => void (await (db.probe ? db.probe() : sql`select 1`.execute(db.kysely))) }
 }
 
 /** 200 when every dependency answers, 503 naming the ones that do not. */

@@ -134,6 +134,7 @@ export class UsersService {
     expectedVersion?: number,
   ): Promise<UserRow> {
     const { db, users, storage } = this.deps
+    // A full or read-only disk fails here with a 503 (avatarStorageUnavailable) before anything is written.
     if (newName && image && !storage.transactional) await storage.put(newName, image, db.kysely)
     let oldName: string | null = null
     try {
@@ -147,12 +148,23 @@ export class UsersService {
         if (oldName && storage.transactional) await storage.remove(oldName, trx)
         return result as UserRow
       })
-      if (oldName && !storage.transactional) await storage.remove(oldName, db.kysely)
+      if (oldName && !storage.transactional) await this.discardFile(oldName)
       return updated
     } catch (error) {
-      if (newName && !storage.transactional) await storage.remove(newName, db.kysely)
+      if (newName && !storage.transactional) await this.discardFile(newName)
       throw uniqueViolationError(error) ?? error
     }
+  }
+
+  /**
+   * Removes an image file no profile references (fs driver, outside any transaction). The change it follows
+   * is decided already, so a disk that refuses the removal (read-only, say) must not turn it into an error:
+   * the file stays for the start-up sweep or `portrait media gc`.
+   */
+  private async discardFile(name: string): Promise<void> {
+    try {
+      await this.deps.storage.remove(name, this.deps.db.kysely)
+    } catch {}
   }
 
   /** Changes the password after checking the current one; every other session of the user ends. */
@@ -198,7 +210,7 @@ export class UsersService {
       if (avatar && storage.transactional) await storage.remove(avatar, trx)
       await users.delete(trx, target.id)
     })
-    if (avatar && !storage.transactional) await storage.remove(avatar, db.kysely)
+    if (avatar && !storage.transactional) await this.discardFile(avatar)
   }
 
   async list(search: string, page: number, pageSize: number) {
