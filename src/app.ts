@@ -9,6 +9,7 @@ import sharp from 'sharp'
 import { authRoutes } from './auth/auth.routes.js'
 import { AuthService } from './auth/auth.service.js'
 import { createAuthenticate } from './auth/authenticate.js'
+import { DeviceProofs } from './auth/device-proof.js'
 import { createFailureStore } from './auth/failure-store.js'
 import { resolveJwtSecret } from './auth/jwt-secret.js'
 import { SessionsRepository } from './auth/sessions.repository.js'
@@ -69,10 +70,12 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
 
   const sessions = new SessionsRepository(db)
   const usersRepository = new UsersRepository(db.dialect)
-  const tokens = await AccessTokens.create(resolveJwtSecret(config.jwtSecret, config.dataDir), config.accessTokenTtlSeconds)
+  const jwtSecret = resolveJwtSecret(config.jwtSecret, config.dataDir)
+  const tokens = await AccessTokens.create(jwtSecret, config.accessTokenTtlSeconds)
   const storage = await createAvatarStorage(config, db)
   const failures = await createFailureStore(config)
   app.addHook('onClose', async () => failures.close?.())
+  const limiter = new SignInLimiter(failures, config.signInLimits, config.signUpLimits)
   // One libvips thread per image; parallelism comes from running up to one image per CPU.
   sharp.concurrency(1)
   sharp.cache(false)
@@ -82,6 +85,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     sessions,
     storage,
     imageLimit: new ConcurrencyLimit(config.imageConcurrency),
+    limiter,
     config,
   })
   const auth = new AuthService({
@@ -89,7 +93,8 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     users: usersRepository,
     sessions,
     tokens,
-    limiter: new SignInLimiter(failures, config.signInLimits),
+    limiter,
+    devices: new DeviceProofs(jwtSecret),
     config,
   })
   await auth.warmUp()
@@ -142,7 +147,13 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   await app.register(
     async (scope) => {
       await scope.register(cookie)
-      await scope.register(authRoutes, { auth, users, authenticate, refreshTokenTtlSeconds: config.refreshTokenTtlSeconds })
+      await scope.register(authRoutes, {
+        auth,
+        users,
+        authenticate,
+        refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
+        secureCookies: config.publicUrl?.startsWith('https:') ?? false,
+      })
     },
     { prefix: '/api/auth' },
   )
