@@ -91,10 +91,6 @@ export class RedisFailureStore implements FailureStore {
     await this.call(() => this.redis.eval(RELEASE, 1, key))
   }
 
-  async reset(key: string): Promise<void> {
-    await this.call(() => this.redis.del(key))
-  }
-
   async close(): Promise<void> {
     this.redis.disconnect()
   }

@@ -22,7 +22,6 @@ export interface FailureStore {
   reserve(counters: readonly Counter[], windowSeconds: number): Promise<Reservation>
   /** Gives one reserved attempt back (the attempt succeeded); a count never goes below zero. */
   release(key: string): Promise<void>
-  reset(key: string): Promise<void>
   close?(): Promise<void>
 }
 
@@ -54,10 +53,6 @@ export class MemoryFailureStore implements FailureStore {
     if (window.count <= 0) this.windows.delete(key)
   }
 
-  async reset(key: string): Promise<void> {
-    this.windows.delete(key)
-  }
-
   private live(key: string, now: number) {
     const window = this.windows.get(key)
     return window && window.endsAt > now ? window : undefined
@@ -79,6 +74,7 @@ export interface Attempt {
 
 /** A reserved attempt: call `succeeded` when the password was right; a failure needs nothing (it stays counted). */
 export interface Ticket {
+  /** Gives the attempt back on every counter; failures before it stay counted until their window ends. */
   succeeded(): Promise<void>
   /** The attempt ended before a password was judged (an error): it does not count. */
   cancelled(): Promise<void>
@@ -112,14 +108,9 @@ export class SignInLimiter {
     const reservation = await this.store.reserve(counters, windowSeconds)
     if (!reservation.allowed) throw tooMany('Too many failed password attempts. Try again later.', reservation.retryAfterSeconds)
     const giveBack = () => Promise.all(counters.map(({ key }) => this.store.release(key))).then(() => {})
-    return {
-      // The right password: the address gets its attempt back (one address may serve many people), and the
-      // account's or device's count starts again — a device success leaves the shared account count alone.
-      succeeded: async () => {
-        await Promise.all([this.store.reset(counters[0]?.key as string), ...counters.slice(1).map(({ key }) => this.store.release(key))])
-      },
-      cancelled: giveBack,
-    }
+    // The right password gives back its own attempt only: the failures before it stay counted, so a success
+    // inside a burst of guesses does not open the way for another limit's worth of them.
+    return { succeeded: giveBack, cancelled: giveBack }
   }
 
   /**

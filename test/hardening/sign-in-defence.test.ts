@@ -117,6 +117,14 @@ for (const store of STORES) {
       assert.equal(viaWeb.status, 200, JSON.stringify(viaWeb.json))
     })
 
+    await t.test('when the right password comes inside a run of guesses, then it signs in but does not reset the failures before it', async () => {
+      await api.signUp('steady')
+      for (let n = 0; n < ACCOUNT_LIMIT - 1; n++) assert.equal((await signIn('127.0.0.16', { username: 'steady', password: WRONG })).status, 401)
+      assert.equal((await signIn('127.0.0.17', { username: 'steady', password: GOOD_PASSWORD })).status, 200)
+      const replies = await Promise.all(Array.from({ length: 10 }, () => signIn('127.0.0.16', { username: 'steady', password: WRONG })))
+      assertBurst(replies, 401, 1)
+    })
+
     await t.test('when one address guesses 150 unknown accounts at once, then at most its limit are checked', async () => {
       const replies = await Promise.all(Array.from({ length: 150 }, (_, n) => signIn('127.0.0.9', { username: `nobody${n}`, password: WRONG })))
       assertBurst(replies, 401, ADDRESS_LIMIT)
