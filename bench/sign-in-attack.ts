@@ -21,6 +21,11 @@ const env: Record<string, string> = {
   ...(process.env.REDIS_URL ? { REDIS_URL: process.env.REDIS_URL, REDIS_KEY_PREFIX: `portrait-attack:${process.pid}:` } : {}),
 }
 const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: resolve(import.meta.dirname, '..'), env, stdio: ['ignore', 'pipe', 'inherit'] })
+// However this script ends (even on an uncaught error), the server and its data go with it.
+process.once('exit', () => {
+  child.kill('SIGKILL')
+  rmSync(dir, { recursive: true, force: true })
+})
 const url = await new Promise<string>((done) => {
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => {
