@@ -9,6 +9,7 @@ import sharp from 'sharp'
 import { authRoutes } from './auth/auth.routes.js'
 import { AuthService } from './auth/auth.service.js'
 import { createAuthenticate } from './auth/authenticate.js'
+import { DeviceProofs } from './auth/device-proof.js'
 import { createFailureStore } from './auth/failure-store.js'
 import { resolveJwtSecret } from './auth/jwt-secret.js'
 import { startSessionPurge } from './auth/session-purge.js'
@@ -74,10 +75,12 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   const stopSessionPurge = startSessionPurge(sessions, config.sessionPurgeIntervalMs, app.log)
   app.addHook('preClose', stopSessionPurge)
   const usersRepository = new UsersRepository(db.dialect)
-  const tokens = await AccessTokens.create(resolveJwtSecret(config.jwtSecret, config.dataDir), config.accessTokenTtlSeconds)
+  const jwtSecret = resolveJwtSecret(config.jwtSecret, config.dataDir)
+  const tokens = await AccessTokens.create(jwtSecret, config.accessTokenTtlSeconds)
   const storage = await createAvatarStorage(config, db)
   const failures = await createFailureStore(config)
   app.addHook('onClose', async () => failures.close?.())
+  const limiter = new SignInLimiter(failures, config.signInLimits, config.signUpLimits)
   // One libvips thread per image; parallelism comes from running up to one image per CPU.
   sharp.concurrency(1)
   sharp.cache(false)
@@ -87,6 +90,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     sessions,
     storage,
     imageLimit: new ConcurrencyLimit(config.imageConcurrency),
+    limiter,
     config,
   })
   const auth = new AuthService({
@@ -94,7 +98,8 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     users: usersRepository,
     sessions,
     tokens,
-    limiter: new SignInLimiter(failures, config.signInLimits),
+    limiter,
+    devices: new DeviceProofs(jwtSecret),
     config,
   })
   await auth.warmUp()
@@ -158,7 +163,13 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   await app.register(
     async (scope) => {
       await scope.register(cookie)
-      await scope.register(authRoutes, { auth, users, authenticate, refreshTokenTtlSeconds: config.refreshTokenTtlSeconds })
+      await scope.register(authRoutes, {
+        auth,
+        users,
+        authenticate,
+        refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
+        secureCookies: config.publicUrl?.startsWith('https:') ?? false,
+      })
     },
     { prefix: '/api/auth' },
   )

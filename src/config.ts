@@ -13,6 +13,12 @@ export interface SignInLimits {
   windowSeconds: number
 }
 
+/** Sign-ups (each an argon2 hash) allowed per client address per window. */
+export interface SignUpLimits {
+  maxPerAddress: number
+  windowSeconds: number
+}
+
 export interface Config {
   port: number
   host: string
@@ -41,6 +47,7 @@ export interface Config {
   trustProxy: boolean | string
   passwordHashCost: PasswordHashCost
   signInLimits: SignInLimits
+  signUpLimits: SignUpLimits
   /** A request body must arrive within this time (slow-client protection). */
   requestTimeoutMs: number
   /** Remove unreferenced avatar files when the app starts. */
@@ -169,6 +176,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       maxFailuresPerAccount: integer(env, 'SIGN_IN_MAX_FAILURES_PER_ACCOUNT', 10, 1, 1_000_000),
       maxFailuresPerAddress: integer(env, 'SIGN_IN_MAX_FAILURES_PER_ADDRESS', 100, 1, 1_000_000),
       windowSeconds: duration(env, 'SIGN_IN_FAILURE_WINDOW', '15m'),
+    },
+    signUpLimits: {
+      maxPerAddress: integer(env, 'SIGN_UP_MAX_PER_ADDRESS', 30, 1, 1_000_000),
+      windowSeconds: duration(env, 'SIGN_UP_WINDOW', '5m'),
     },
     requestTimeoutMs: duration(env, 'REQUEST_TIMEOUT', '30s') * 1000,
     sweepMediaOnStart: true,

@@ -23,7 +23,7 @@ for (const dialect of DIALECTS) {
       })
       assert.equal(response.statusCode, 201)
       const body = response.json()
-      assert.deepEqual(Object.keys(body).sort(), ['access', 'refresh', 'user'])
+      assert.deepEqual(Object.keys(body).sort(), ['access', 'device_token', 'refresh', 'user'])
       assert.equal(body.user.username, 'Zoë.Smith')
       assert.equal(body.user.email, 'Zoe@Example.com')
       assert.equal(body.user.first_name, 'Zoë')

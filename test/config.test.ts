@@ -68,6 +68,18 @@ test('when a variable is malformed, then the error names it and the accepted for
   assert.throws(() => loadConfig({ JWT_SECRET: 'do-not-print-me' }), (error: Error) => !error.message.includes('do-not-print-me'))
 })
 
+test('when the sign-up limit is configured, then it is parsed; defaults are 30 per 5 minutes; a bad value names its variable', () => {
+  assert.deepEqual(loadConfig({}).signUpLimits, { maxPerAddress: 30, windowSeconds: 300 })
+  assert.deepEqual(loadConfig({ SIGN_UP_MAX_PER_ADDRESS: '5', SIGN_UP_WINDOW: '1h' }).signUpLimits, { maxPerAddress: 5, windowSeconds: 3600 })
+  for (const [env, message] of [
+    [{ SIGN_UP_MAX_PER_ADDRESS: '0' }, /^SIGN_UP_MAX_PER_ADDRESS="0" is invalid: expected an integer from 1 to/],
+    [{ SIGN_UP_MAX_PER_ADDRESS: 'lots' }, /^SIGN_UP_MAX_PER_ADDRESS=/],
+    [{ SIGN_UP_WINDOW: '5 minutes' }, /^SIGN_UP_WINDOW=.*duration/],
+  ] as [Record<string, string>, RegExp][]) {
+    assert.throws(() => loadConfig(env), (error: Error) => error instanceof ConfigError && message.test(error.message) && !error.message.includes('\n'))
+  }
+})
+
 test('when no JWT secret is configured, then one is generated once, kept with mode 0600 and reused', () => {
   const dir = mkdtempSync(join(tmpdir(), 'portrait-secret-'))
   const first = resolveJwtSecret(undefined, dir)

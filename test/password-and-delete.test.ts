@@ -21,8 +21,9 @@ for (const dialect of DIALECTS) {
       const url = `/api/users/${me.user.id}/password`
       const wrong = problemOf(await client.send('POST', url, { current_password: 'not-my-password-1', new_password: NEW_PASSWORD }, me.access), 400)
       assert.deepEqual(Object.keys(wrong.errors ?? {}), ['current_password'])
+      // With new_password invalid too, current_password is not judged: a right and a wrong guess read the same (issue 12 §4).
       const both = problemOf(await client.send('POST', url, { current_password: 'not-my-password-1', new_password: 'short' }, me.access), 400)
-      assert.deepEqual(Object.keys(both.errors ?? {}).sort(), ['current_password', 'new_password'])
+      assert.deepEqual(Object.keys(both.errors ?? {}).sort(), ['new_password'])
       await signIn(client, me.user.username)
       problemOf(await client.send('POST', '/api/auth/sign-in', { username: me.user.username, password: NEW_PASSWORD }), 401)
     })

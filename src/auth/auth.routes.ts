@@ -13,6 +13,7 @@ import {
   SignUpBodySchema,
 } from './auth.schemas.js'
 import type { AuthService, TokenPair } from './auth.service.js'
+import { deliverDeviceProof, presentedDeviceProof } from './device-proof.js'
 import { clearRefreshCookie, isWebClient, presentedRefreshToken, setRefreshCookie } from './refresh-cookie.js'
 
 export interface AuthRoutesOptions {
@@ -20,12 +21,14 @@ export interface AuthRoutesOptions {
   users: UsersService
   authenticate: (request: import('fastify').FastifyRequest) => Promise<void>
   refreshTokenTtlSeconds: number
+  /** PUBLIC_URL is https: the device cookie is Secure even when TLS ends at a proxy. */
+  secureCookies: boolean
 }
 
 const tags = ['auth']
 
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
-  const { auth, users, authenticate, refreshTokenTtlSeconds } = options
+  const { auth, users, authenticate, refreshTokenTtlSeconds, secureCookies } = options
 
   /** The web page gets its refresh token as an HttpOnly cookie instead of in the body. */
   const deliver = <T extends TokenPair>(request: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply, tokens: T) => {
@@ -45,9 +48,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
     async (request, reply) => {
       const fields = bodyFields(request.body)
       if (!fields) throw validationError({ non_field_errors: ['Send a JSON object.'] })
-      const { user, ...tokens } = await auth.signUp(fields)
+      const { user, ...tokens } = await auth.signUp(fields, request.ip)
       reply.code(201)
-      return { ...deliver(request, reply, tokens), user: users.present(user) }
+      const session = deliver(request, reply, tokens)
+      return { ...session, ...deliverDeviceProof(request, reply, auth.deviceProofFor(user.id), secureCookies), user: users.present(user) }
     },
   )
 
@@ -58,17 +62,26 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         tags,
         summary: 'Sign in with email or username and password',
         body: SignInBodySchema,
-        response: { 200: SessionResponseSchema, 400: ProblemSchema, 401: ProblemSchema, 429: ProblemSchema },
+        response: { 200: SessionResponseSchema, 400: ProblemSchema, 401: ProblemSchema, 415: ProblemSchema, 429: ProblemSchema },
+      },
+      // JSON only: a cross-site form can post urlencoded or multipart without a CORS preflight, JSON it cannot.
+      onRequest: async (request) => {
+        const type = request.headers['content-type']
+        if (type !== undefined && type.split(';')[0]?.trim().toLowerCase() !== 'application/json') {
+          throw new AppError('unsupported_media_type', { detail: 'Sign-in accepts application/json only.' })
+        }
       },
     },
     async (request, reply) => {
-      const { email, username, password } = request.body
+      const { email, username, password, device_token } = request.body
       if ((email === undefined) === (username === undefined)) {
         throw validationError({ non_field_errors: ['Send either email or username, with password.'] })
       }
       const login = email !== undefined ? { field: 'email' as const, value: email } : { field: 'username' as const, value: username as string }
-      const { user, ...tokens } = await auth.signIn(login, password, request.ip)
-      return { ...deliver(request, reply, tokens), user: users.present(user) }
+      const client = { address: request.ip, deviceProof: presentedDeviceProof(request, device_token) }
+      const { user, deviceProof, ...tokens } = await auth.signIn(login, password, client)
+      const session = deliver(request, reply, tokens)
+      return { ...session, ...deliverDeviceProof(request, reply, deviceProof, secureCookies), user: users.present(user) }
     },
   )
 

@@ -20,6 +20,9 @@ export const SignInBodySchema = Type.Object(
     email: Type.Optional(Type.String({ maxLength: 254 })),
     username: Type.Optional(Type.String({ maxLength: 254 })),
     password: Password,
+    device_token: Type.Optional(
+      Type.String({ maxLength: 200, description: 'the device_token of an earlier sign-in: failures elsewhere cannot lock this client out' }),
+    ),
   },
   { additionalProperties: false, description: 'Either email or username, plus password' },
 )
@@ -37,10 +40,11 @@ export const SignOutBodySchema = Type.Object(
   { additionalProperties: false },
 )
 
-/** `refresh` is absent for the web page, which gets it as an HttpOnly cookie instead. */
+/** `refresh` and `device_token` are absent for the web page, which gets them as HttpOnly cookies instead. */
 export const SessionResponseSchema = Type.Object({
   access: Type.String(),
   refresh: Type.Optional(Type.String()),
+  device_token: Type.Optional(Type.String({ description: 'proof of this sign-in: store it and send it with later sign-ins' })),
   user: UserSchema,
 })
 

@@ -6,6 +6,7 @@ import { cleanText, comparable, TEXT_FIELDS, type TextField } from '../users/fie
 import type { UsersRepository } from '../users/users.repository.js'
 import { uniqueViolationError } from '../users/users.service.js'
 import type { UserRow } from '../users/users.table.js'
+import type { DeviceProofs } from './device-proof.js'
 import { hashPassword, passwordProblems, verifyPassword } from './passwords.js'
 import type { SessionsRepository } from './sessions.repository.js'
 import type { SignInLimiter } from './sign-in-limiter.js'
@@ -22,6 +23,7 @@ export interface AuthServiceDeps {
   sessions: SessionsRepository
   tokens: AccessTokens
   limiter: SignInLimiter
+  devices: DeviceProofs
   config: Pick<Config, 'passwordHashCost' | 'refreshTokenTtlSeconds'>
 }
 
@@ -45,7 +47,7 @@ export class AuthService {
     await this.dummyPasswordHash()
   }
 
-  async signUp(body: Record<string, unknown>): Promise<{ user: UserRow } & TokenPair> {
+  async signUp(body: Record<string, unknown>, address: string): Promise<{ user: UserRow } & TokenPair> {
     const { db, users, config } = this.deps
     const errors = new FieldErrorList()
     const text: Partial<Record<TextField, string>> = {}
@@ -71,6 +73,7 @@ export class AuthService {
     }
     errors.throwIfAny()
 
+    await this.deps.limiter.reserveSignUp(address)
     const passwordHash = await hashPassword(password as string, config.passwordHashCost)
     const now = new Date().toISOString()
     const username = text.username as string
@@ -98,25 +101,40 @@ export class AuthService {
     }
   }
 
-  /** Same 401 for an unknown user, an inactive one and a wrong password, each after one hash comparison. */
-  async signIn(login: { field: 'email' | 'username'; value: string }, password: string, address: string) {
-    const { db, users, limiter } = this.deps
-    // One spelling per account, so "Bob", " bob" and "BOB" share a failure count and find the same user.
-    const account = comparable(login.value.trim())
-    await limiter.assertAllowed(account, address)
+  /**
+   * Same 401 for an unknown user, an inactive one and a wrong password, each after one hash comparison.
+   * The attempt is reserved before the hash is checked (429 without a hash once the limit is used up).
+   * `deviceProof`: proof of an earlier sign-in from this client (SECURITY.md); the reply carries one for next time.
+   */
+  async signIn(login: { field: 'email' | 'username'; value: string }, password: string, client: { address: string; deviceProof?: string }) {
+    const { db, users, limiter, devices } = this.deps
+    // One spelling per login, so "Bob", " bob" and "BOB" find the same user (and share a count when there is none).
+    const text = comparable(login.value.trim())
     const column = login.field === 'email' ? 'email_lower' : 'username_lower'
-    const user = await users.findByLogin(db.kysely, column, account)
-    const matches = await verifyPassword(user?.password_hash ?? (await this.dummyPasswordHash()), password)
-    if (!user || !matches || !user.is_active) {
-      await limiter.recordFailure(account, address)
-      throw invalidCredentials()
+    const user = await users.findByLogin(db.kysely, column, text)
+    const device = user ? devices.verify(client.deviceProof, user.id) : undefined
+    const ticket = await limiter.reserve({ account: user ? { userId: user.id } : { login: text }, address: client.address, device })
+    let matches: boolean
+    try {
+      matches = await verifyPassword(user?.password_hash ?? (await this.dummyPasswordHash()), password)
+    } catch (error) {
+      await ticket.cancelled()
+      throw error
     }
-    await limiter.recordSuccess(account)
+    // A failure stays counted: the reservation was the count.
+    if (!user || !matches || !user.is_active) throw invalidCredentials()
+    await ticket.succeeded()
     const now = new Date().toISOString()
-    return db.kysely.transaction().execute(async (trx) => {
+    const session = await db.kysely.transaction().execute(async (trx) => {
       const signedIn = (await users.update(trx, user.id, { last_login: now })) as UserRow
       return { user: signedIn, ...(await this.startSession(trx, user.id, now)) }
     })
+    return { ...session, deviceProof: device ? (client.deviceProof as string) : devices.issue(user.id) }
+  }
+
+  /** Proof for the client that just created this account, so it counts as a known device from now on. */
+  deviceProofFor(userId: number): string {
+    return this.deps.devices.issue(userId)
   }
 
   /** Rotates the refresh token. Presenting one that was already rotated ends the whole session (theft detection). */

@@ -1,16 +1,40 @@
 import { Redis } from 'ioredis'
 import { dependencyUnavailable } from '../errors.js'
 import type { HealthCheck } from '../health/health.routes.js'
-import type { FailureStore } from './sign-in-limiter.js'
+import type { Counter, FailureStore, Reservation } from './sign-in-limiter.js'
 
-// One round trip, atomic: the window starts with the first failure and is never extended by later ones.
-// A key left without a TTL (TTL < 0) gets one, so a count can never become permanent.
-const INCREMENT = `
-local count = redis.call('INCR', KEYS[1])
-if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+// One decision, one round trip, atomic: either every counter is below its limit and each gets one more attempt,
+// or nothing changes and the reply is the milliseconds until the last blocking window ends (0 = allowed).
+// KEYS: the counters; ARGV[1]: the window in seconds; ARGV[1 + i]: the limit of KEYS[i].
+// A window starts with a counter's first attempt and is never extended; a key left without a TTL gets one,
+// so a count can never become permanent.
+const RESERVE = `
+local window = tonumber(ARGV[1])
+local blocked = 0
+for i, key in ipairs(KEYS) do
+  local count = tonumber(redis.call('GET', key) or '0')
+  if count >= tonumber(ARGV[i + 1]) then
+    local ttl = redis.call('PTTL', key)
+    if ttl < 0 then
+      redis.call('EXPIRE', key, window)
+      ttl = window * 1000
+    end
+    if ttl > blocked then blocked = ttl end
+  end
+end
+if blocked > 0 then return blocked end
+for _, key in ipairs(KEYS) do
+  redis.call('INCR', key)
+  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, window) end
+end
+return 0`
+
+// Gives one attempt back; a count that reaches zero goes (never below zero, never a key without a TTL).
+const RELEASE = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local count = redis.call('DECR', KEYS[1])
+if count <= 0 then redis.call('DEL', KEYS[1]) end
 return count`
-
-const READ = `return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}`
 
 export interface RedisFailureStoreOptions {
   url: string
@@ -19,7 +43,7 @@ export interface RedisFailureStoreOptions {
   commandTimeoutMs?: number
 }
 
-/** Failure counts in Redis, shared by every instance that uses the same URL and prefix. */
+/** Attempt counts in Redis, shared by every instance that uses the same URL and prefix. */
 export class RedisFailureStore implements FailureStore {
   readonly healthCheck: HealthCheck
   private readonly redis: Redis
@@ -54,20 +78,17 @@ export class RedisFailureStore implements FailureStore {
     })
   }
 
-  async increment(key: string, windowSeconds: number): Promise<number> {
-    return this.call(async () => Number(await this.redis.eval(INCREMENT, 1, key, windowSeconds)))
-  }
-
-  async get(key: string): Promise<{ count: number; retryAfterSeconds: number }> {
+  async reserve(counters: readonly Counter[], windowSeconds: number): Promise<Reservation> {
     return this.call(async () => {
-      const [count, ttlMs] = (await this.redis.eval(READ, 1, key)) as [string | null, number]
-      if (count === null || ttlMs <= 0) return { count: 0, retryAfterSeconds: 0 }
-      return { count: Number(count), retryAfterSeconds: Math.ceil(ttlMs / 1000) }
+      const keys = counters.map(({ key }) => key)
+      const limits = counters.map(({ limit }) => limit)
+      const blockedMs = Number(await this.redis.eval(RESERVE, keys.length, ...keys, windowSeconds, ...limits))
+      return blockedMs > 0 ? { allowed: false, retryAfterSeconds: Math.ceil(blockedMs / 1000) } : { allowed: true }
     })
   }
 
-  async reset(key: string): Promise<void> {
-    await this.call(() => this.redis.del(key))
+  async release(key: string): Promise<void> {
+    await this.call(() => this.redis.eval(RELEASE, 1, key))
   }
 
   async close(): Promise<void> {

@@ -1,38 +1,61 @@
-import type { SignInLimits } from '../config.js'
+import { isIPv4, isIPv6 } from 'node:net'
+import type { SignInLimits, SignUpLimits } from '../config.js'
 import { AppError } from '../errors.js'
 
-/** Counts failures per key within a fixed window. Memory by default; Redis shares counts between instances. */
+/** A counter and the most it may reach within a window. */
+export interface Counter {
+  key: string
+  limit: number
+}
+
+export type Reservation = { allowed: true } | { allowed: false; retryAfterSeconds: number }
+
+/**
+ * Attempt counts per key within a fixed window. Memory by default; Redis shares counts between instances.
+ * A decision is one atomic step (`reserve`), so parallel requests cannot all pass a check made before any was counted.
+ */
 export interface FailureStore {
-  /** Adds one failure; returns the count in the current window. */
-  increment(key: string, windowSeconds: number): Promise<number>
-  /** The count and the seconds until the window ends (0 when there is none). */
-  get(key: string): Promise<{ count: number; retryAfterSeconds: number }>
-  reset(key: string): Promise<void>
+  /**
+   * If every counter is below its limit, adds one to each (a window starts with a counter's first attempt and is
+   * never extended) and allows; otherwise changes nothing and returns the seconds until the last blocking window ends.
+   */
+  reserve(counters: readonly Counter[], windowSeconds: number): Promise<Reservation>
+  /** Gives one reserved attempt back (the attempt succeeded); a count never goes below zero. */
+  release(key: string): Promise<void>
   close?(): Promise<void>
 }
 
-/** Per-process counts, swept as they expire. */
+/** Per-process counts, swept as they expire. Atomic because nothing awaits between the check and the count. */
 export class MemoryFailureStore implements FailureStore {
   private readonly windows = new Map<string, { count: number; endsAt: number }>()
 
-  async increment(key: string, windowSeconds: number): Promise<number> {
+  async reserve(counters: readonly Counter[], windowSeconds: number): Promise<Reservation> {
     const now = Date.now()
-    const window = this.windows.get(key)
-    if (window && window.endsAt > now) return ++window.count
+    let blockedUntil = 0
+    for (const { key, limit } of counters) {
+      const window = this.live(key, now)
+      if (window && window.count >= limit) blockedUntil = Math.max(blockedUntil, window.endsAt)
+    }
+    if (blockedUntil > 0) return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((blockedUntil - now) / 1000)) }
     if (this.windows.size > 100_000) this.sweep(now)
-    this.windows.set(key, { count: 1, endsAt: now + windowSeconds * 1000 })
-    return 1
+    for (const { key } of counters) {
+      const window = this.live(key, now)
+      if (window) window.count += 1
+      else this.windows.set(key, { count: 1, endsAt: now + windowSeconds * 1000 })
+    }
+    return { allowed: true }
   }
 
-  async get(key: string): Promise<{ count: number; retryAfterSeconds: number }> {
+  async release(key: string): Promise<void> {
+    const window = this.live(key, Date.now())
+    if (!window) return
+    window.count -= 1
+    if (window.count <= 0) this.windows.delete(key)
+  }
+
+  private live(key: string, now: number) {
     const window = this.windows.get(key)
-    const now = Date.now()
-    if (!window || window.endsAt <= now) return { count: 0, retryAfterSeconds: 0 }
-    return { count: window.count, retryAfterSeconds: Math.ceil((window.endsAt - now) / 1000) }
-  }
-
-  async reset(key: string): Promise<void> {
-    this.windows.delete(key)
+    return window && window.endsAt > now ? window : undefined
   }
 
   private sweep(now: number): void {
@@ -40,39 +63,103 @@ export class MemoryFailureStore implements FailureStore {
   }
 }
 
-/** The sign-in brute-force limit (SPEC §5): failures counted per account and per client address. */
+/** Whose attempt this is: the account a password is checked for, and where the request comes from. */
+export interface Attempt {
+  /** The user's id when the login names an existing user (by username or email), else the login text. */
+  account: { userId: number } | { login: string }
+  address: string
+  /** Set when the client proved (SECURITY.md, device proof) an earlier successful sign-in to this very account. */
+  device?: string
+}
+
+/** A reserved attempt: call `succeeded` when the password was right; a failure needs nothing (it stays counted). */
+export interface Ticket {
+  /** Gives the attempt back on every counter; failures before it stay counted until their window ends. */
+  succeeded(): Promise<void>
+  /** The attempt ended before a password was judged (an error): it does not count. */
+  cancelled(): Promise<void>
+}
+
+/**
+ * The brute-force limits on every password check (sign-in, password change, deletion) and on sign-ups.
+ * Each attempt is counted before the password is checked, so N parallel guesses get at most the limit's worth of checks.
+ */
 export class SignInLimiter {
+  private readonly localSignUps = new MemoryFailureStore()
+
   constructor(
     private readonly store: FailureStore,
     private readonly limits: SignInLimits,
+    private readonly signUpLimits: SignUpLimits,
   ) {}
 
-  /** Throws 429 with Retry-After when either the account or the address has used up its failures. */
-  async assertAllowed(account: string, address: string): Promise<void> {
-    const [byAccount, byAddress] = await Promise.all([this.store.get(accountKey(account)), this.store.get(addressKey(address))])
-    const blocked = [
-      byAccount.count >= this.limits.maxFailuresPerAccount ? byAccount.retryAfterSeconds : 0,
-      byAddress.count >= this.limits.maxFailuresPerAddress ? byAddress.retryAfterSeconds : 0,
-    ]
-    const retryAfter = Math.max(...blocked)
-    if (retryAfter > 0) {
-      throw new AppError('too_many_requests', {
-        detail: 'Too many failed sign-in attempts. Try again later.',
-        headers: { 'retry-after': String(retryAfter) },
-      })
-    }
+  /**
+   * Reserves one attempt or throws 429 with Retry-After. A device with proof is judged by its own count only,
+   * so failures from elsewhere cannot lock its owner out; any other client shares the account's and its address's.
+   */
+  async reserve(attempt: Attempt): Promise<Ticket> {
+    const { maxFailuresPerAccount, maxFailuresPerAddress, windowSeconds } = this.limits
+    const counters: Counter[] = attempt.device
+      ? [{ key: deviceKey(attempt.device), limit: maxFailuresPerAccount }]
+      : [
+          { key: accountKey(attempt.account), limit: maxFailuresPerAccount },
+          { key: addressKey(attempt.address), limit: maxFailuresPerAddress },
+        ]
+    const reservation = await this.store.reserve(counters, windowSeconds)
+    if (!reservation.allowed) throw tooMany('Too many failed password attempts. Try again later.', reservation.retryAfterSeconds)
+    const giveBack = () => Promise.all(counters.map(({ key }) => this.store.release(key))).then(() => {})
+    // The right password gives back its own attempt only: the failures before it stay counted, so a success
+    // inside a burst of guesses does not open the way for another limit's worth of them.
+    return { succeeded: giveBack, cancelled: giveBack }
   }
 
-  async recordFailure(account: string, address: string): Promise<void> {
-    const window = this.limits.windowSeconds
-    await Promise.all([this.store.increment(accountKey(account), window), this.store.increment(addressKey(address), window)])
-  }
-
-  /** A successful sign-in clears the account's count (not the address's: one address may try many accounts). */
-  async recordSuccess(account: string): Promise<void> {
-    await this.store.reset(accountKey(account))
+  /**
+   * Counts one sign-up from this address, or throws 429 with Retry-After once it has made `maxPerAddress` in the window.
+   * While Redis is down sign-ups go on, counted by this instance alone (sign-up needs no shared state otherwise).
+   */
+  async reserveSignUp(address: string): Promise<void> {
+    const { maxPerAddress, windowSeconds } = this.signUpLimits
+    const counters = [{ key: `signup:address:${addressBucket(address)}`, limit: maxPerAddress }]
+    const reservation = await this.store.reserve(counters, windowSeconds).catch((error: unknown) => {
+      if (error instanceof AppError && error.code === 'service_unavailable') return this.localSignUps.reserve(counters, windowSeconds)
+      throw error
+    })
+    if (!reservation.allowed) throw tooMany('Too many sign-ups from this address. Try again later.', reservation.retryAfterSeconds)
   }
 }
 
-const accountKey = (account: string) => `signin:account:${account.toLowerCase()}`
-const addressKey = (address: string) => `signin:address:${address}`
+function tooMany(detail: string, retryAfterSeconds: number): AppError {
+  return new AppError('too_many_requests', { detail, headers: { 'retry-after': String(retryAfterSeconds) } })
+}
+
+const accountKey = (account: Attempt['account']) =>
+  'userId' in account ? `signin:account:id:${account.userId}` : `signin:account:login:${account.login.toLowerCase()}`
+const addressKey = (address: string) => `signin:address:${addressBucket(address)}`
+const deviceKey = (device: string) => `signin:device:${device}`
+
+/**
+ * The unit a client address is limited by: an IPv4 address itself (also when written IPv4-mapped, ::ffff:a.b.c.d),
+ * an IPv6 address by its /64 — one subscriber or host usually holds a whole /64 and can pick any address in it.
+ */
+export function addressBucket(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  if (mapped && isIPv4(mapped[1] as string)) return mapped[1] as string
+  const bare = address.replace(/%.*$/, '')
+  if (!isIPv6(bare)) return address
+  return `${expandIPv6(bare).slice(0, 4).join(':')}::/64`
+}
+
+/** The eight 16-bit groups of an IPv6 address, lower-case hex without leading zeros. */
+function expandIPv6(address: string): string[] {
+  let text = address.toLowerCase()
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)
+  if (v4) {
+    const [a, b, c, d] = (v4[1] as string).split('.').map(Number) as [number, number, number, number]
+    text = `${text.slice(0, v4.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
+  }
+  const [head, tail] = text.split('::') as [string, string | undefined]
+  const left = head ? head.split(':') : []
+  const right = tail === undefined ? [] : tail ? tail.split(':') : []
+  const groups = tail === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill('0'), ...right]
+  return groups.map((group) => Number.parseInt(group, 16).toString(16))
+}

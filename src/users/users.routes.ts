@@ -151,11 +151,11 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
           { current_password: Type.String({ maxLength: 1024 }), new_password: Type.String({ maxLength: 1024 }) },
           { additionalProperties: false },
         ),
-        response: { 204: Type.Null(), 400: ProblemSchema, ...errors },
+        response: { 204: Type.Null(), 400: ProblemSchema, ...errors, 429: ProblemSchema },
       },
     },
     async (request, reply) => {
-      await users.changePassword(request.target, request.sessionId, request.body)
+      await users.changePassword(request.target, request.sessionId, request.body, request.ip)
       reply.code(204).send(null)
     },
   )
@@ -171,11 +171,11 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         summary: 'Delete an account (yourself with current_password, or a non-superuser as superuser)',
         params: IdParamsSchema,
         body: Type.Object({ current_password: Type.Optional(Type.String({ maxLength: 1024 })) }, { additionalProperties: false }),
-        response: { 204: Type.Null(), 400: ProblemSchema, ...errors, 412: ProblemSchema },
+        response: { 204: Type.Null(), 400: ProblemSchema, ...errors, 412: ProblemSchema, 429: ProblemSchema },
       },
     },
     async (request, reply) => {
-      await users.delete(request.actor, request.target, request.body.current_password, request.headers['if-match'])
+      await users.delete(request.actor, request.target, request.body.current_password, request.headers['if-match'], request.ip)
       reply.code(204).send(null)
     },
   )

@@ -1,6 +1,7 @@
 import type { Config } from '../config.js'
 import { verifyPassword, hashPassword, passwordProblems } from '../auth/passwords.js'
 import type { SessionsRepository } from '../auth/sessions.repository.js'
+import type { SignInLimiter } from '../auth/sign-in-limiter.js'
 import { InvalidImageError, processAvatar } from '../avatars/image.js'
 import type { ConcurrencyLimit } from '../concurrency.js'
 import { type AvatarStorage, newAvatarName } from '../avatars/storage.js'
@@ -36,6 +37,8 @@ export interface UsersServiceDeps {
   sessions: SessionsRepository
   storage: AvatarStorage
   imageLimit: ConcurrencyLimit
+  /** The same per-account limit sign-in uses: every check of a password counts against it. */
+  limiter: SignInLimiter
   config: Pick<Config, 'avatarSize' | 'passwordHashCost' | 'publicUrl'>
 }
 
@@ -167,21 +170,24 @@ export class UsersService {
     } catch {}
   }
 
-  /** Changes the password after checking the current one; every other session of the user ends. */
+  /**
+   * Changes the password after checking the current one; every other session of the user ends.
+   * The current password is checked last, once everything else is valid, so the answer never tells a right
+   * guess from a wrong one; the check counts against the account's sign-in limit (429 without a hash when used up).
+   */
   async changePassword(
     target: UserRow,
     currentSessionId: string,
     body: { current_password: string; new_password: string },
+    address: string,
   ): Promise<void> {
     const { db, users, sessions, config } = this.deps
     const errors = new FieldErrorList()
-    if (!(await verifyPassword(target.password_hash, body.current_password))) {
-      errors.add('current_password', 'Your current password is incorrect.')
-    }
     for (const problem of passwordProblems(body.new_password, { username: target.username, email: target.email })) {
       errors.add('new_password', problem)
     }
     errors.throwIfAny()
+    await this.checkCurrentPassword(target, body.current_password, address)
     const hash = await hashPassword(body.new_password, config.passwordHashCost)
     await db.kysely.transaction().execute(async (trx) => {
       await users.update(trx, target.id, { password_hash: hash })
@@ -189,18 +195,31 @@ export class UsersService {
     })
   }
 
+  /** 400 on current_password when it is wrong; the attempt is reserved against the account's limit first. */
+  private async checkCurrentPassword(target: UserRow, password: string, address: string): Promise<void> {
+    const ticket = await this.deps.limiter.reserve({ account: { userId: target.id }, address })
+    let matches: boolean
+    try {
+      matches = await verifyPassword(target.password_hash, password)
+    } catch (error) {
+      await ticket.cancelled()
+      throw error
+    }
+    if (!matches) throw validationError({ current_password: ['Your current password is incorrect.'] })
+    await ticket.succeeded()
+  }
+
   /** Deletes the account, its sessions (by cascade) and its avatar; a stale If-Match deletes nothing. */
-  async delete(actor: UserRow, target: UserRow, currentPassword: unknown, ifMatch?: string): Promise<void> {
+  async delete(actor: UserRow, target: UserRow, currentPassword: unknown, ifMatch: string | undefined, address: string): Promise<void> {
     const { db, users, storage } = this.deps
+    // Judged before the password, so a 412 says nothing about the guess.
+    const expectedVersion = parseIfMatch(ifMatch, target)
     if (usersPolicy.deleteNeedsPassword(actor, target)) {
       if (typeof currentPassword !== 'string' || currentPassword === '') {
         throw validationError({ current_password: ['Your current password is required to delete the account.'] })
       }
-      if (!(await verifyPassword(target.password_hash, currentPassword))) {
-        throw validationError({ current_password: ['Your current password is incorrect.'] })
-      }
+      await this.checkCurrentPassword(target, currentPassword, address)
     }
-    const expectedVersion = parseIfMatch(ifMatch, target)
     let avatar: string | null = null
     await db.kysely.transaction().execute(async (trx) => {
       const current = await users.findByIdForUpdate(trx, target.id)

@@ -143,12 +143,15 @@ test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ?
 
     const stored = await page.evaluate(() => [localStorage.length, sessionStorage.length, document.cookie])
     assert.deepEqual(stored, [0, 0, ''])
-    const [cookie, ...others] = await page.context().cookies()
-    assert.equal(others.length, 0)
-    assert.equal(cookie?.name, 'portrait_refresh')
-    assert.equal(cookie?.httpOnly, true)
-    assert.equal(cookie?.sameSite, 'Strict')
-    assert.equal(cookie?.path, '/api/auth')
+    // The refresh token, and the device proof that keeps this browser signing in while others lock the account.
+    const cookies = (await page.context().cookies()).sort((a, b) => a.name.localeCompare(b.name))
+    assert.deepEqual(
+      cookies.map(({ name, httpOnly, sameSite, path }) => ({ name, httpOnly, sameSite, path })),
+      [
+        { name: 'portrait_device', httpOnly: true, sameSite: 'Strict', path: '/api/auth/sign-in' },
+        { name: 'portrait_refresh', httpOnly: true, sameSite: 'Strict', path: '/api/auth' },
+      ],
+    )
   })
 
   await t.test('when several tabs load at once, then their refreshes take turns and nobody is signed out', async (st) => {

@@ -152,7 +152,8 @@ test('access control on a running server', async (t) => {
     const signIn = await api.call('/api/auth/sign-in', { method: 'POST', json: { email: 'carol@example.com', password: GOOD_PASSWORD } })
     const refresh = await api.call('/api/auth/refresh', { method: 'POST', json: { refresh: signIn.json.refresh } })
     for (const reply of [signUp, signIn]) {
-      assert.deepEqual(Object.keys(reply.json).sort(), ['access', 'refresh', 'user'], reply.text)
+      // device_token: proof of this sign-in for the sign-in limit (issue 12 §2, README "Sign-in limits").
+      assert.deepEqual(Object.keys(reply.json).sort(), ['access', 'device_token', 'refresh', 'user'], reply.text)
       assertUserShape(reply.json.user)
     }
     assert.deepEqual(Object.keys(refresh.json).sort(), ['access', 'refresh'])

@@ -113,10 +113,12 @@ export function requestFrom(
   url: string,
   method: string,
   json: unknown,
+  headers: Record<string, string> = {},
 ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; json: any }> {
   return new Promise((resolve, reject) => {
     const body = Buffer.from(JSON.stringify(json))
-    const req = httpRequest(url, { method, localAddress, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
+    const sent = { 'content-type': 'application/json', 'content-length': String(body.length), ...headers }
+    const req = httpRequest(url, { method, localAddress, headers: sent }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (chunk) => chunks.push(chunk))
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, json: JSON.parse(Buffer.concat(chunks).toString() || 'null') }))
