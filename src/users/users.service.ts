@@ -69,6 +69,7 @@ export class UsersService {
       input,
       {
         currentAvatarUrl: this.present(target).avatar,
+        currentUsername: target.username,
         writableFlags: usersPolicy.writableFlags(actor, target),
       },
       errors,
