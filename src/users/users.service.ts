@@ -20,6 +20,7 @@ const USER_ID = /^\d{1,16}$/
 /** Maps a unique index to the field whose value collided. */
 const UNIQUE_FIELDS: Record<string, string> = {
   users_username_lower_key: 'username',
+  users_username_skeleton_key: 'username',
   users_email_lower_key: 'email',
 }
 

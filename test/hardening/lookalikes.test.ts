@@ -7,7 +7,8 @@ import { suite } from '../helpers/suite.js'
 import { Api, assertProblem, GOOD_PASSWORD, type Reply, type Session } from './client.js'
 
 // Usernames that impersonate (issue 12 §6), attacked over real sockets on each dialect: invisible and
-// direction characters, overlay marks, stacked accents and mixed scripts.
+// direction characters, overlay marks, stacked accents, mixed scripts, and names that merely look like
+// someone else's (Unicode TS #39 skeletons), also when their sign-ups race.
 
 /** 149 different combining accents on one letter (the issue's "149 stacked accents"). */
 const STACKED = `r${Array.from({ length: 149 }, (_, n) => String.fromCodePoint(0x300 + (n % 0x34))).join('')}`
@@ -32,6 +33,15 @@ const ATTACKS: [string, string][] = [
 
 /** Spellings that must keep working. */
 const ALLOWED = ['José.Núñez', '山田_太郎', 'Ünïcödé', 'ada', 'user@host', '20261201', 'a.b+c-d_e']
+
+/** Single-script names whose skeleton is another's: refused whichever came first. */
+const LOOKALIKES: [string, string, string][] = [
+  ['digits for letters', 'root', 'r00t'],
+  ['upper-case I for lower-case l', 'alice', 'aIice'],
+  ['rn for m', 'emma', 'ernrna'],
+  ['Latin after a Cyrillic name', '\u0440\u043E\u0440', 'pop'],
+  ['Latin after a Greek name', '\u0391\u0392\u0395', 'abe'],
+]
 
 /** A server of its own on `dialect`: a fresh SQLite file, or a fresh PostgreSQL schema. */
 async function server(t: TestContext, dialect: DialectName): Promise<Api> {
@@ -79,6 +89,31 @@ for (const dialect of DIALECTS) {
       assert.match(assertProblem(signUps[7] as Reply, 400).errors?.username?.[0] ?? '', /one script/)
     })
 
+    test('when a username looks like an existing one (TS #39 skeleton), then it is refused, whichever came first', async (t) => {
+      const api = await server(t, dialect.name)
+      const firsts = await Promise.all(LOOKALIKES.map(([, first]) => api.signUp(first)))
+      const labels = LOOKALIKES.map(([label, first, second]) => `${label}: ${second} after ${first}`)
+      const signUps = await Promise.all(LOOKALIKES.map(([, , second]) => signUp(api, second)))
+      const other = await api.signUp('bystander')
+      const patches: Reply[] = []
+      for (const [, , second] of LOOKALIKES) patches.push(await patch(api, other, { username: second }))
+      t.diagnostic(`${LOOKALIKES.length} lookalike sign-ups: ${tally(signUps)}; PATCHes: ${tally(patches)}`)
+      assertRefused(signUps, 'username', labels)
+      assertRefused(patches, 'username', labels)
+      const upper = await Promise.all(LOOKALIKES.map(([, first]) => patch(api, other, { username: first.toUpperCase() })))
+      assertRefused(upper, 'username', LOOKALIKES.map(([, first]) => `${first.toUpperCase()} after ${first}`))
+      // A user may still send back their own name, or change its case.
+      const [root] = firsts as [Session]
+      assert.equal((await patch(api, root, { username: 'root', first_name: 'Ro' })).status, 200)
+      const renamed = await patch(api, root, { username: 'Root' })
+      assert.equal(renamed.status, 200, renamed.text)
+      assert.equal(renamed.json.username, 'Root')
+      // …and once a name is given up, its lookalikes are free.
+      assert.equal((await patch(api, root, { username: 'groot' })).status, 200)
+      const freed = await signUp(api, 'r00t')
+      assert.equal(freed.status, 201, freed.text)
+    })
+
     test('when the allowed spellings sign up, and names carry direction overrides or invisible characters, then names are judged apart', async (t) => {
       const api = await server(t, dialect.name)
       const accepted = await Promise.all(ALLOWED.map((username) => signUp(api, username)))
@@ -115,6 +150,36 @@ for (const dialect of DIALECTS) {
       // Joiners and variation selectors that shape the character before them stay (Persian, emoji).
       const shaped = await patch(api, me, { first_name: 'مهر\u200Cآفرین', last_name: '❤\uFE0F \u{1F468}\u200D\u{1F469}\u200D\u{1F467}' })
       assert.equal(shaped.status, 200, shaped.text)
+    })
+
+    test('when confusable usernames are claimed at once by sign-ups and by PATCHes, then exactly one account owns them', async (t) => {
+      const api = await server(t, dialect.name)
+      // Latin, Cyrillic, Greek, digits, Coptic, capitals: six spellings, one skeleton ("pop").
+      const names = ['pop', '\u0440\u043E\u0440', '\u03C1\u03BF\u03C1', 'p0p', '\u2CA3\u2C9F\u2CA3', 'POP']
+      const signUps = await Promise.all(names.map((username) => signUp(api, username)))
+      const winners = signUps.filter((reply) => reply.status === 201)
+      t.diagnostic(`${names.length} racing lookalike sign-ups: ${tally(signUps)}`)
+      assert.equal(winners.length, 1, signUps.map((reply) => `${reply.status} ${reply.text.slice(0, 120)}`).join('\n'))
+      assertRefused(
+        signUps.filter((reply) => reply.status !== 201),
+        'username',
+        names.filter((_, n) => signUps[n]?.status !== 201),
+      )
+      const signIns = await Promise.all(names.map((username) => api.call('/api/auth/sign-in', { method: 'POST', json: { username, password: GOOD_PASSWORD } })))
+      // pop and POP are one login; every spelling that signs in reaches the one account.
+      const owners = new Set(signIns.filter((reply) => reply.status === 200).map((reply) => reply.json.user.id))
+      assert.deepEqual([...owners], [winners[0]?.json.user.id], tally(signIns))
+
+      const claimants: Session[] = []
+      for (let n = 0; n < names.length; n++) claimants.push(await api.signUp(`claimant${'abcdef'[n]}`))
+      const renames = await Promise.all(claimants.map((claimant, n) => patch(api, claimant, { username: `${names[n]}2` })))
+      t.diagnostic(`${names.length} racing lookalike PATCHes: ${tally(renames)}`)
+      assert.equal(renames.filter((reply) => reply.status === 200).length, 1, renames.map((reply) => `${reply.status} ${reply.text.slice(0, 120)}`).join('\n'))
+      assertRefused(
+        renames.filter((reply) => reply.status !== 200),
+        'username',
+        names.filter((_, n) => renames[n]?.status !== 200),
+      )
     })
   })
 }
