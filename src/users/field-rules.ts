@@ -72,6 +72,13 @@ export const rules = {
   },
 } satisfies Record<string, FieldRule>
 
+/** The rules above in words, for the OpenAPI document (sign-up and profile update bodies). */
+export const descriptions = {
+  username:
+    'Letters, digits and @ . + - _; the letters of one script (Latin may go with one other, such as Han and kana or Hangul, not with Cyrillic or Greek); no invisible characters, overlays or stacked accents; unique ignoring case and not confusable with another user\'s (Unicode TS #39 skeleton)',
+  name: 'No text-direction controls or invisible characters (joiners and variation selectors after a letter or emoji are kept)',
+}
+
 export type TextField = keyof typeof rules
 export const TEXT_FIELDS = Object.keys(rules) as TextField[]
 
