@@ -1,15 +1,16 @@
 import { Type } from 'typebox'
+import { descriptions } from '../users/field-rules.js'
 import { UserSchema } from '../users/users.schemas.js'
 
 const Password = Type.String({ maxLength: 1024 })
 
 export const SignUpBodySchema = Type.Object(
   {
-    username: Type.String({ maxLength: 150 }),
+    username: Type.String({ maxLength: 150, description: descriptions.username }),
     email: Type.String({ maxLength: 200 }),
     password: Type.String({ minLength: 8, maxLength: 128 }),
-    first_name: Type.Optional(Type.String({ maxLength: 200 })),
-    last_name: Type.Optional(Type.String({ maxLength: 200 })),
+    first_name: Type.Optional(Type.String({ maxLength: 200, description: descriptions.name })),
+    last_name: Type.Optional(Type.String({ maxLength: 200, description: descriptions.name })),
     number_phone: Type.Optional(Type.String({ maxLength: 10 })),
   },
   { additionalProperties: false },

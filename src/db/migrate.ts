@@ -1,12 +1,17 @@
 import { type Kysely, type Migration, Migrator, PostgresAdapter, sql } from 'kysely'
 import * as initial from './migrations/0001_initial.js'
 import * as sessionsExpiresAtIndex from './migrations/0002_sessions_expires_at_index.js'
+import * as usernameSkeleton from './migrations/0004_username_skeleton.js'
 
 // Listed statically so migrations work the same from source, from a bundle and in tests.
 const migrations: Record<string, Migration> = {
   '0001_initial': initial,
   '0002_sessions_expires_at_index': sessionsExpiresAtIndex,
+  '0004_username_skeleton': usernameSkeleton,
 }
+
+/** Every migration's name, in the order they apply. */
+export const MIGRATION_NAMES: readonly string[] = Object.keys(migrations).sort()
 
 /** Brings the schema up to date; returns the names of the migrations it applied. */
 export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {

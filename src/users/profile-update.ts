@@ -26,16 +26,20 @@ const FORM_BOOLEANS: Record<string, boolean> = { true: true, false: false, '1': 
 /**
  * Checks every field at once (SPEC §4) and returns what to change, or records every problem in `errors`.
  * `currentAvatar` lets a client PUT back the avatar URL it got; `writableFlags` is the policy's answer.
+ * `currentUsername` sent back unchanged is no change: a name from before the username rules tightened (or
+ * one that already looked like an older account's, migration 0004) is not judged again on every PUT.
  */
 export function parseProfileUpdate(
   input: ProfileUpdateInput,
-  context: { currentAvatarUrl: string | null; writableFlags: readonly AccountFlag[] },
+  context: { currentAvatarUrl: string | null; writableFlags: readonly AccountFlag[]; currentUsername?: string },
   errors: FieldErrorList,
 ): ProfileChanges {
   const changes: ProfileChanges = { text: {}, flags: {}, avatar: input.upload ? { kind: 'upload', bytes: input.upload } : { kind: 'keep' } }
   for (const [field, raw] of Object.entries(input.fields)) {
     if (input.source === 'form' && Array.isArray(raw)) {
       errors.add(field, 'Send this field only once.')
+    } else if (field === 'username' && typeof raw === 'string' && raw.trim() === context.currentUsername) {
+      // Unchanged (see above).
     } else if (WRITABLE_TEXT.has(field)) {
       const result = cleanText(field as TextField, raw)
       if ('error' in result) errors.add(field, result.error)

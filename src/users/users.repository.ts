@@ -1,12 +1,13 @@
 import { CompiledQuery, type Kysely, sql } from 'kysely'
 import type { Database, Dialect } from '../db/database.js'
 import { comparable } from './field-rules.js'
+import { skeleton } from './lookalikes.js'
 import type { NewUserRow, UserRow, UserRowUpdate } from './users.table.js'
 
 type Executor = Kysely<Database>
 
-/** The lower-cased copies are derived here from the names, so no caller can store one normalised differently. */
-type Derived = 'username_lower' | 'email_lower'
+/** The lower-cased copies and the skeleton are derived here from the names, so no caller can store one computed differently. */
+type Derived = 'username_lower' | 'username_skeleton' | 'email_lower'
 export type NewUser = Omit<NewUserRow, Derived>
 export type UserChanges = Omit<UserRowUpdate, Derived>
 
@@ -14,6 +15,7 @@ export type UserChanges = Omit<UserRowUpdate, Derived>
 const WRITABLE_COLUMNS = new Set([
   'username',
   'username_lower',
+  'username_skeleton',
   'email',
   'email_lower',
   'password_hash',
@@ -49,33 +51,43 @@ export class UsersRepository {
     return executor.selectFrom('users').selectAll().where(field, '=', value).executeTakeFirst()
   }
 
-  /** Which of the given names (compared as `comparable` does) belong to someone other than `exceptId`. */
+  /**
+   * Which of the given names belong to someone other than `exceptId`: the email compared as `comparable`
+   * does, the username also by its skeleton, so a name that looks like another user's counts as taken.
+   */
   async takenBy(
     executor: Executor,
     names: { username?: string; email?: string },
     exceptId?: number,
   ): Promise<{ username: boolean; email: boolean }> {
     const username = names.username === undefined ? undefined : comparable(names.username)
+    const lookalike = names.username === undefined ? undefined : skeleton(names.username)
     const email = names.email === undefined ? undefined : comparable(names.email)
     const rows = await executor
       .selectFrom('users')
-      .select(['username_lower', 'email_lower'])
+      .select(['username_lower', 'username_skeleton', 'email_lower'])
       .where((eb) =>
         eb.or([
           ...(username !== undefined ? [eb('username_lower', '=', username)] : []),
+          ...(lookalike !== undefined ? [eb('username_skeleton', '=', lookalike)] : []),
           ...(email !== undefined ? [eb('email_lower', '=', email)] : []),
         ]),
       )
       .$if(exceptId !== undefined, (query) => query.where('id', '!=', exceptId as number))
       .execute()
     return {
-      username: rows.some((row) => row.username_lower === username),
+      username: rows.some((row) => row.username_lower === username || row.username_skeleton === lookalike),
       email: rows.some((row) => row.email_lower === email),
     }
   }
 
   insert(executor: Executor, user: NewUser): Promise<UserRow> {
-    const row: NewUserRow = { ...user, username_lower: comparable(user.username), email_lower: comparable(user.email) }
+    const row: NewUserRow = {
+      ...user,
+      username_lower: comparable(user.username),
+      username_skeleton: skeleton(user.username),
+      email_lower: comparable(user.email),
+    }
     return executor.insertInto('users').values(row).returningAll().executeTakeFirstOrThrow()
   }
 
@@ -88,7 +100,10 @@ export class UsersRepository {
    */
   async update(executor: Executor, id: number, changes: UserChanges, expectedVersion?: number): Promise<UserRow | undefined> {
     const row: UserRowUpdate = { ...changes }
-    if (changes.username !== undefined) row.username_lower = comparable(changes.username)
+    if (changes.username !== undefined) {
+      row.username_lower = comparable(changes.username)
+      row.username_skeleton = skeleton(changes.username)
+    }
     if (changes.email !== undefined) row.email_lower = comparable(changes.email)
     const columns = Object.keys(row).filter((column) => row[column as keyof UserRowUpdate] !== undefined)
     const parameters: unknown[] = columns.map((column) => {

@@ -1,4 +1,5 @@
 import { type Static, Type } from 'typebox'
+import { descriptions } from './field-rules.js'
 import type { UserRow } from './users.table.js'
 
 const DateTime = Type.String({ format: 'date-time' })
@@ -43,10 +44,10 @@ export const UserListSchema = Type.Object({
 /** Fields a client may write on a profile (SPEC §2). */
 export const ProfileUpdateSchema = Type.Object(
   {
-    username: Type.Optional(Type.String({ maxLength: 150 })),
+    username: Type.Optional(Type.String({ maxLength: 150, description: descriptions.username })),
     email: Type.Optional(Type.String({ maxLength: 200 })),
-    first_name: Type.Optional(Type.String({ maxLength: 200 })),
-    last_name: Type.Optional(Type.String({ maxLength: 200 })),
+    first_name: Type.Optional(Type.String({ maxLength: 200, description: descriptions.name })),
+    last_name: Type.Optional(Type.String({ maxLength: 200, description: descriptions.name })),
     number_phone: Type.Optional(Type.String({ maxLength: 10, pattern: '^(\\+?[0-9]+)?$' })),
     avatar: Type.Optional(
       Type.Union([Type.Null(), Type.String({ format: 'binary' })], {

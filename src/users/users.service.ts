@@ -21,6 +21,7 @@ const USER_ID = /^\d{1,16}$/
 /** Maps a unique index to the field whose value collided. */
 const UNIQUE_FIELDS: Record<string, string> = {
   users_username_lower_key: 'username',
+  users_username_skeleton_key: 'username',
   users_email_lower_key: 'email',
 }
 
@@ -72,6 +73,7 @@ export class UsersService {
       input,
       {
         currentAvatarUrl: this.present(target).avatar,
+        currentUsername: target.username,
         writableFlags: usersPolicy.writableFlags(actor, target),
       },
       errors,

@@ -8,6 +8,8 @@ export interface UsersTable {
   id: Generated<number>
   username: string
   username_lower: string
+  /** lookalikes.ts `skeleton(username)`, unique: no two usernames that look alike. Null only for an account that already looked like an older one when the column was added (migration 0004). */
+  username_skeleton: string | null
   email: string
   email_lower: string
   password_hash: string

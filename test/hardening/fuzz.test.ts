@@ -23,10 +23,12 @@ const fieldName = fc.oneof(
 )
 
 // Characters chosen to hit the rules: white space the trim removes (and some it must not), control
-// characters, lone surrogates, combining marks, emoji, and the username/phone/email alphabets.
+// characters, lone surrogates, combining marks, emoji, the username/phone/email alphabets, and what
+// impersonates (invisible marks, direction overrides, overlays, a Cyrillic о among Latin letters).
 const tricky = fc.constantFrom(
   ' ', '\t', '\n', '\r', '\u000b', '\u0000', '\u001f', '\u007f', '\u0085', '\u00a0', '\u200b', '\u2028', '\ufeff',
   '\ud800', '\udfff', '\u0301', '😀', 'é', 'ß', 'Ω', '٣', '@', '.', '+', '-', '_', '"', "'", '<', '%', '\\',
+  '\u034f', '\ufe0f', '\u202e', '\u0338', '\u043e',
 )
 const plain = fc.constantFrom(...'abcxyzABC0123456789')
 const text = fc.array(fc.oneof({ weight: 3, arbitrary: plain }, { weight: 2, arbitrary: tricky }, fc.string({ unit: 'binary', maxLength: 1 })), { maxLength: 24 }).map((chars) => chars.join(''))
@@ -36,7 +38,7 @@ const validish = fc.oneof(
   padded(fc.stringMatching(/^[a-z0-9@.+_-]{1,12}$/)), // a username
   padded(fc.stringMatching(/^[a-z0-9]{1,10}$/).map((local) => `${local}@example.org`)), // an email
   padded(fc.stringMatching(/^\+?[0-9]{0,10}$/)), // a phone number
-  fc.constantFrom('taken', 'TAKEN', 'taken@example.com', 'Taken@Example.com'), // someone else's name and address
+  fc.constantFrom('taken', 'TAKEN', 't\u0251ken', 'tak\u0435n', 'taken@example.com', 'Taken@Example.com'), // someone else's name and address, and lookalikes
   fc.constantFrom(...[9, 10, 11, 149, 150, 151, 199, 200, 201].map((length) => 'x'.repeat(length))), // lengths around the limits
 )
 const stringValue = fc.oneof({ weight: 3, arbitrary: padded(text) }, { weight: 3, arbitrary: validish })
