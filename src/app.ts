@@ -32,6 +32,16 @@ import { webRoutes } from './web/web.routes.js'
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/
 const JSON_BODY_LIMIT = 64 * 1024
 
+/**
+ * Fastify's own number form trusts nothing (5.x fails closed), so a hop count becomes "the first `hops`
+ * addresses from the socket inwards are proxies": request.ip is then the rightmost X-Forwarded-For entry
+ * no trusted proxy wrote. An address list goes to proxy-addr as it is.
+ */
+function fastifyTrustProxy(trust: Config['trustProxy']): false | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof trust !== 'number') return trust
+  return (_address, hop) => hop < trust
+}
+
 /** Builds the whole service from a config; the server and the tests both start here. */
 export async function buildApp(config: Readonly<Config>): Promise<FastifyInstance> {
   const app = Fastify({
@@ -44,7 +54,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     },
     // One line per request, written by the onResponse hook below.
     logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: config.trustProxy,
+    trustProxy: fastifyTrustProxy(config.trustProxy),
     bodyLimit: JSON_BODY_LIMIT,
     requestTimeout: config.requestTimeoutMs,
     // Node checks request deadlines on an interval (30 s by default) and keeps its own 60 s header
