@@ -13,7 +13,7 @@ import { createFailureStore } from './auth/failure-store.js'
 import { resolveJwtSecret } from './auth/jwt-secret.js'
 import { SessionsRepository } from './auth/sessions.repository.js'
 import { SignInLimiter } from './auth/sign-in-limiter.js'
-import { AccessTokens } from './auth/tokens.js'
+import { AccessTokens, RefreshSuccessors } from './auth/tokens.js'
 import { sweepUnreferencedAvatars } from './avatars/media-sweep.js'
 import { mediaRoutes } from './avatars/media.routes.js'
 import { createAvatarStorage } from './avatars/storage-factory.js'
@@ -79,7 +79,8 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
 
   const sessions = new SessionsRepository(db)
   const usersRepository = new UsersRepository(db.dialect)
-  const tokens = await AccessTokens.create(resolveJwtSecret(config.jwtSecret, config.dataDir), config.accessTokenTtlSeconds)
+  const jwtSecret = resolveJwtSecret(config.jwtSecret, config.dataDir)
+  const tokens = await AccessTokens.create(jwtSecret, config.accessTokenTtlSeconds)
   const storage = await createAvatarStorage(config, db)
   const failures = await createFailureStore(config)
   app.addHook('onClose', async () => failures.close?.())
@@ -99,6 +100,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     users: usersRepository,
     sessions,
     tokens,
+    successors: new RefreshSuccessors(jwtSecret),
     limiter: new SignInLimiter(failures, config.signInLimits),
     config,
   })

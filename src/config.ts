@@ -30,6 +30,8 @@ export interface Config {
   jwtSecret?: string
   accessTokenTtlSeconds: number
   refreshTokenTtlSeconds: number
+  /** A rotated refresh token presented again within this many seconds gets the same successor (0: never). */
+  refreshReuseGraceSeconds: number
   avatarMaxBytes: number
   avatarSize: number
   /** How many images are decoded and encoded at once. */
@@ -85,6 +87,14 @@ function duration(env: Env, name: string, fallback: string): number {
   const raw = env[name] || fallback
   const seconds = parseDurationSeconds(raw)
   if (!seconds) fail(name, 'a positive duration such as 900, 30s, 15m, 12h or 7d', raw)
+  return seconds
+}
+
+/** Like duration, but 0 (off) is allowed and the value is capped. */
+function shortDuration(env: Env, name: string, fallback: string, maxSeconds: number): number {
+  const raw = env[name] || fallback
+  const seconds = parseDurationSeconds(raw)
+  if (seconds === undefined || seconds > maxSeconds) fail(name, `a duration from 0 to ${maxSeconds}s such as 0, 10s or 1m`, raw)
   return seconds
 }
 
@@ -178,6 +188,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     jwtSecret,
     accessTokenTtlSeconds: duration(env, 'ACCESS_TOKEN_TTL', '15m'),
     refreshTokenTtlSeconds: duration(env, 'REFRESH_TOKEN_TTL', '7d'),
+    refreshReuseGraceSeconds: shortDuration(env, 'REFRESH_REUSE_GRACE', '10s', 300),
     avatarMaxBytes: integer(env, 'AVATAR_MAX_BYTES', 5 * 1024 * 1024, 1024, 100 * 1024 * 1024),
     avatarSize: integer(env, 'AVATAR_SIZE', 512, 16, 4096),
     imageConcurrency: availableParallelism(),

@@ -97,3 +97,17 @@ test('when no JWT secret is configured, then one is generated once, kept with mo
   assert.equal(readFileSync(file, 'utf8').trim(), first)
   assert.equal(resolveJwtSecret('configured-secret', dir), 'configured-secret')
 })
+
+test('when REFRESH_REUSE_GRACE is set, then a duration from 0 to 5 minutes is accepted', () => {
+  assert.equal(loadConfig({}).refreshReuseGraceSeconds, 10)
+  assert.equal(loadConfig({ REFRESH_REUSE_GRACE: '0' }).refreshReuseGraceSeconds, 0)
+  assert.equal(loadConfig({ REFRESH_REUSE_GRACE: '2s' }).refreshReuseGraceSeconds, 2)
+  assert.equal(loadConfig({ REFRESH_REUSE_GRACE: '5m' }).refreshReuseGraceSeconds, 300)
+  for (const value of ['6m', '1h', '-1', 'soon', '1.5s']) {
+    assert.throws(
+      () => loadConfig({ REFRESH_REUSE_GRACE: value }),
+      (error: Error) => error instanceof ConfigError && /^REFRESH_REUSE_GRACE=.*from 0 to 300s/.test(error.message),
+      value,
+    )
+  }
+})

@@ -163,7 +163,8 @@ suite('PostgreSQL migrations', POSTGRES_SKIP, () => {
       await queryPostgres(`CREATE SCHEMA ${schema}`)
       const db = createDb({ databaseUrl: url, databaseSchema: schema, databasePoolSize: 2 })
       try {
-        assert.deepEqual(await migrateToLatest(db.kysely), ['0001_initial'], `round ${round}`)
+        const applied = await migrateToLatest(db.kysely)
+        assert.ok(applied[0] === '0001_initial' && applied.includes('0003_refresh_reuse_grace'), `round ${round}: ${applied}`)
         assert.deepEqual(await migrateToLatest(db.kysely), [], `round ${round}, second run`)
       } finally {
         await db.destroy()

@@ -128,10 +128,31 @@ export function newRefreshToken(sessionId: string): { token: string; hash: strin
   return { token: `${sessionId}.${secret}`, hash: hashSecret(secret) }
 }
 
-export function parseRefreshToken(token: string): { sessionId: string; hash: string } | undefined {
+export function parseRefreshToken(token: string): { sessionId: string; secret: string; hash: string } | undefined {
   const match = REFRESH_TOKEN.exec(token)
   if (!match) return undefined
-  return { sessionId: match[1] as string, hash: hashSecret(match[2] as string) }
+  const secret = match[2] as string
+  return { sessionId: match[1] as string, secret, hash: hashSecret(secret) }
+}
+
+/**
+ * The successor of a refresh secret is an HMAC of it under a server key, so a refresh repeated within the
+ * grace gets the very same successor again without any secret being stored: the session keeps only the
+ * hashes of both. Knowing a secret without the key tells nothing about its successor.
+ */
+export class RefreshSuccessors {
+  private readonly key: KeyObject
+
+  constructor(serverSecret: string) {
+    // A key of its own, derived from the JWT secret, so no HMAC here can ever pass for an access-token signature.
+    this.key = createSecretKey(createHmac('sha256', serverSecret).update('portrait refresh-token successor v1').digest())
+  }
+
+  /** The token that replaces `presented` (a parsed refresh token): 32 bytes, as long as a random secret. */
+  of(presented: { sessionId: string; secret: string }): { token: string; hash: string } {
+    const secret = createHmac('sha256', this.key).update(`${presented.sessionId}.${presented.secret}`).digest('base64url')
+    return { token: `${presented.sessionId}.${secret}`, hash: hashSecret(secret) }
+  }
 }
 
 export function newSessionId(): string {

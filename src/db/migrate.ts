@@ -1,9 +1,11 @@
 import { type Kysely, type Migration, Migrator, PostgresAdapter, sql } from 'kysely'
 import * as initial from './migrations/0001_initial.js'
+import * as refreshReuseGrace from './migrations/0003_refresh_reuse_grace.js'
 
 // Listed statically so migrations work the same from source, from a bundle and in tests.
 const migrations: Record<string, Migration> = {
   '0001_initial': initial,
+  '0003_refresh_reuse_grace': refreshReuseGrace,
 }
 
 /** Brings the schema up to date; returns the names of the migrations it applied. */
