@@ -59,6 +59,10 @@ test('tokens against a running server', async (t) => {
       // A valid signature over another user's id keeps the victim's session id: the session belongs to someone else.
       ['sub of another user with a valid signature', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, sub: String(other.user.id) }, TEST_JWT_SECRET)],
       ['sid of an unknown session (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, sid: 'A'.repeat(22) }, TEST_JWT_SECRET)],
+      ['typ header missing (validly signed)', hmacJwt({ alg: 'HS256' }, claims, TEST_JWT_SECRET)],
+      ['typ header at+jwt (validly signed)', hmacJwt({ alg: 'HS256', typ: 'at+jwt' }, claims, TEST_JWT_SECRET)],
+      ['iat a day in the future (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, iat: now() + 86400, exp: now() + 86400 + 900 }, TEST_JWT_SECRET)],
+      ['exp ten years away (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, iat: now(), exp: now() + 10 * 365 * 86400 }, TEST_JWT_SECRET)],
       ['sub not an integer (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, sub: `${claims.sub} OR 1=1` }, TEST_JWT_SECRET)],
       ['the refresh token as an access token', victim.refresh],
       ['garbage', 'a.b.c'],
@@ -67,6 +71,10 @@ test('tokens against a running server', async (t) => {
     const noScheme = await api.call('/api/users/me', { headers: { authorization: victim.access } })
     assertProblem(noScheme, 401)
     assert.equal((await api.me(victim.access)).status, 200, 'the genuine token still works')
+    for (const scheme of ['bearer', 'BEARER']) {
+      const reply = await api.call('/api/users/me', { headers: { authorization: `${scheme} ${victim.access}` } })
+      assert.equal(reply.status, 200, `scheme ${scheme}: ${reply.text}`)
+    }
   })
 
   await t.test('when the session ends by sign-out, then its access token is refused at once', async () => {
