@@ -9,6 +9,7 @@ import sharp from 'sharp'
 import { authRoutes } from './auth/auth.routes.js'
 import { AuthService } from './auth/auth.service.js'
 import { createAuthenticate } from './auth/authenticate.js'
+import { refreshCookieSettings } from './auth/refresh-cookie.js'
 import { createFailureStore } from './auth/failure-store.js'
 import { resolveJwtSecret } from './auth/jwt-secret.js'
 import { SessionsRepository } from './auth/sessions.repository.js'
@@ -154,7 +155,13 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   await app.register(
     async (scope) => {
       await scope.register(cookie)
-      await scope.register(authRoutes, { auth, users, authenticate, refreshTokenTtlSeconds: config.refreshTokenTtlSeconds })
+      await scope.register(authRoutes, {
+        auth,
+        users,
+        authenticate,
+        refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
+        refreshCookie: refreshCookieSettings(config.publicUrl),
+      })
     },
     { prefix: '/api/auth' },
   )
