@@ -32,6 +32,12 @@ import { webRoutes } from './web/web.routes.js'
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/
 const JSON_BODY_LIMIT = 64 * 1024
+// The strictest policy Swagger UI renders under (checked in headless Chromium, test/browser/docs-page.test.ts):
+// its scripts, styles and the spec all come from here, and it is never framed. The one inline style is the
+// <style> inside the top bar's SVG logo, allowed by its hash alone (a new swagger-ui may need a new hash).
+const DOCS_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self' 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='; " +
+  "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 /**
  * Fastify's own number form trusts nothing (5.x fails closed), so a hop count becomes "the first `hops`
@@ -147,7 +153,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
     },
   })
-  await app.register(swaggerUi, { routePrefix: '/api/docs' })
+  await app.register(swaggerUi, { routePrefix: '/api/docs', staticCSP: DOCS_CSP })
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   const authenticate = createAuthenticate(tokens, sessions)
