@@ -10,12 +10,13 @@ import { authRoutes } from './auth/auth.routes.js'
 import { AuthService } from './auth/auth.service.js'
 import { createAuthenticate } from './auth/authenticate.js'
 import { DeviceProofs } from './auth/device-proof.js'
+import { refreshCookieSettings } from './auth/refresh-cookie.js'
 import { createFailureStore } from './auth/failure-store.js'
 import { resolveJwtSecret } from './auth/jwt-secret.js'
 import { startSessionPurge } from './auth/session-purge.js'
 import { SessionsRepository } from './auth/sessions.repository.js'
 import { SignInLimiter } from './auth/sign-in-limiter.js'
-import { AccessTokens } from './auth/tokens.js'
+import { AccessTokens, RefreshSuccessors } from './auth/tokens.js'
 import { startTemporaryFileSweep, sweepUnreferencedAvatars } from './avatars/media-sweep.js'
 import { mediaRoutes } from './avatars/media.routes.js'
 import { createAvatarStorage } from './avatars/storage-factory.js'
@@ -33,6 +34,22 @@ import { webRoutes } from './web/web.routes.js'
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/
 const JSON_BODY_LIMIT = 64 * 1024
+// The strictest policy Swagger UI renders under (checked in headless Chromium, test/browser/docs-page.test.ts):
+// its scripts, styles and the spec all come from here, and it is never framed. The one inline style is the
+// <style> inside the top bar's SVG logo, allowed by its hash alone (a new swagger-ui may need a new hash).
+const DOCS_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self' 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='; " +
+  "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+/**
+ * Fastify's own number form trusts nothing (5.x fails closed), so a hop count becomes "the first `hops`
+ * addresses from the socket inwards are proxies": request.ip is then the rightmost X-Forwarded-For entry
+ * no trusted proxy wrote. An address list goes to proxy-addr as it is.
+ */
+function fastifyTrustProxy(trust: Config['trustProxy']): false | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof trust !== 'number') return trust
+  return (_address, hop) => hop < trust
+}
 
 /** Builds the whole service from a config; the server and the tests both start here. */
 export async function buildApp(config: Readonly<Config>): Promise<FastifyInstance> {
@@ -46,7 +63,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     },
     // One line per request, written by the onResponse hook below.
     logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: config.trustProxy,
+    trustProxy: fastifyTrustProxy(config.trustProxy),
     bodyLimit: JSON_BODY_LIMIT,
     requestTimeout: config.requestTimeoutMs,
     // Node checks request deadlines on an interval (30 s by default) and keeps its own 60 s header
@@ -100,6 +117,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     tokens,
     limiter,
     devices: new DeviceProofs(jwtSecret),
+    successors: new RefreshSuccessors(jwtSecret),
     config,
   })
   await auth.warmUp()
@@ -155,7 +173,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
     },
   })
-  await app.register(swaggerUi, { routePrefix: '/api/docs' })
+  await app.register(swaggerUi, { routePrefix: '/api/docs', staticCSP: DOCS_CSP })
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   const authenticate = createAuthenticate(tokens, sessions)
@@ -168,7 +186,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
         users,
         authenticate,
         refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
-        secureCookies: config.publicUrl?.startsWith('https:') ?? false,
+        refreshCookie: refreshCookieSettings(config.publicUrl),
       })
     },
     { prefix: '/api/auth' },

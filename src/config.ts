@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 
 /** Argon2id cost. Production uses the OWASP minimum; tests pass something cheap. */
@@ -35,6 +36,8 @@ export interface Config {
   jwtSecret?: string
   accessTokenTtlSeconds: number
   refreshTokenTtlSeconds: number
+  /** A rotated refresh token presented again within this many seconds gets the same successor (0: never). */
+  refreshReuseGraceSeconds: number
   avatarMaxBytes: number
   avatarSize: number
   /** How many images are decoded and encoded at once. */
@@ -44,7 +47,12 @@ export interface Config {
   redisKeyPrefix: string
   corsOrigins: string[]
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
-  trustProxy: boolean | string
+  /**
+   * Who may set X-Forwarded-For: false (nobody: the socket address is the client), a hop count (that many
+   * proxies in front, whatever their address), or the proxies' addresses/CIDRs. The client address is the
+   * rightmost one not belonging to a trusted proxy; `true` (trust everyone) is refused.
+   */
+  trustProxy: false | number | string[]
   passwordHashCost: PasswordHashCost
   signInLimits: SignInLimits
   signUpLimits: SignUpLimits
@@ -94,6 +102,14 @@ function duration(env: Env, name: string, fallback: string): number {
   return seconds
 }
 
+/** Like duration, but 0 (off) is allowed and the value is capped. */
+function shortDuration(env: Env, name: string, fallback: string, maxSeconds: number): number {
+  const raw = env[name] || fallback
+  const seconds = parseDurationSeconds(raw)
+  if (seconds === undefined || seconds > maxSeconds) fail(name, `a duration from 0 to ${maxSeconds}s such as 0, 10s or 1m`, raw)
+  return seconds
+}
+
 function oneOf<T extends string>(env: Env, name: string, choices: readonly T[], fallback: T): T {
   const raw = env[name]
   if (raw === undefined || raw === '') return fallback
@@ -125,12 +141,33 @@ function databaseSchema(env: Env): string | undefined {
   return raw
 }
 
-function trustProxy(env: Env): boolean | string {
-  const raw = env.TRUST_PROXY
-  if (raw === undefined || raw === '' || raw === 'false') return false
-  if (raw === 'true') return true
-  if (/^[\d.:/a-fA-F, ]+$/.test(raw)) return raw
-  fail('TRUST_PROXY', 'true, false, or a comma-separated list of proxy addresses/CIDRs', raw)
+// proxy-addr's names for address ranges (loopback: 127.0.0.1/8 and ::1).
+const PROXY_RANGE_NAMES = ['loopback', 'linklocal', 'uniquelocal']
+
+function isProxyAddress(entry: string): boolean {
+  if (PROXY_RANGE_NAMES.includes(entry)) return true
+  const [address = '', prefix, extra] = entry.split('/')
+  const family = isIP(address)
+  if (family === 0 || extra !== undefined) return false
+  return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128))
+}
+
+function trustProxy(env: Env): false | number | string[] {
+  const raw = env.TRUST_PROXY?.trim()
+  if (raw === undefined || raw === '' || raw.toLowerCase() === 'false' || raw === '0') return false
+  if (raw.toLowerCase() === 'true') {
+    // Trusting every hop makes the leftmost, client-written X-Forwarded-For entry the client address.
+    throw new ConfigError(
+      'TRUST_PROXY=true is refused: it lets any client choose its address; set the number of proxies in front (e.g. TRUST_PROXY=1) or their addresses/CIDRs (e.g. TRUST_PROXY=10.0.0.5,10.1.0.0/16)',
+    )
+  }
+  if (/^\d+$/.test(raw)) {
+    if (Number(raw) > 100) fail('TRUST_PROXY', 'a hop count from 1 to 100, or proxy addresses/CIDRs', raw)
+    return Number(raw)
+  }
+  const entries = raw.split(',').map((entry) => entry.trim())
+  if (entries.every(isProxyAddress)) return entries
+  fail('TRUST_PROXY', 'false, a hop count (1, 2, …) or a comma-separated list of proxy addresses/CIDRs (10.0.0.5, 10.1.0.0/16, loopback)', raw)
 }
 
 function corsOrigins(env: Env): string[] {
@@ -163,6 +200,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     jwtSecret,
     accessTokenTtlSeconds: duration(env, 'ACCESS_TOKEN_TTL', '15m'),
     refreshTokenTtlSeconds: duration(env, 'REFRESH_TOKEN_TTL', '7d'),
+    refreshReuseGraceSeconds: shortDuration(env, 'REFRESH_REUSE_GRACE', '10s', 300),
     avatarMaxBytes: integer(env, 'AVATAR_MAX_BYTES', 5 * 1024 * 1024, 1024, 100 * 1024 * 1024),
     avatarSize: integer(env, 'AVATAR_SIZE', 512, 16, 4096),
     imageConcurrency: availableParallelism(),

@@ -13,8 +13,10 @@ const jwt = (header: unknown, payload: unknown) => {
   return `${input}.${sign(input)}`
 }
 
+const TTL = 600
+
 test('when a token is signed with the real secret but breaks a JWT rule, then it is refused with 401', async (t) => {
-  const { client } = await testApp(t)
+  const { client } = await testApp(t, 'sqlite', { accessTokenTtlSeconds: TTL })
   const session = await client.signUp()
   const [header, payload] = session.access.split('.').slice(0, 2).map((part) => JSON.parse(Buffer.from(part, 'base64url').toString()))
   const now = Math.floor(Date.now() / 1000)
@@ -37,6 +39,14 @@ test('when a token is signed with the real secret but breaks a JWT rule, then it
     'iat as a string': jwt(header, { ...payload, iat: String(now) }),
     'sub as a number': jwt(header, { ...payload, sub: Number(payload.sub) }),
     'sid missing': jwt(header, { ...payload, sid: undefined }),
+    'no typ in the header': jwt({ alg: 'HS256' }, payload),
+    'typ at+jwt in the header': jwt({ ...header, typ: 'at+jwt' }, payload),
+    'typ jwt in another case': jwt({ ...header, typ: 'jwt' }, payload),
+    'iat missing': jwt(header, { ...payload, iat: undefined }),
+    'iat an hour ahead': jwt(header, { ...payload, iat: now + 3600, exp: now + 3600 + TTL }),
+    'iat 31 s ahead (beyond the clock skew)': jwt(header, { ...payload, iat: now + 31 }),
+    'exp a year away': jwt(header, { ...payload, exp: now + 365 * 86400 }),
+    'exp the TTL plus 31 s away': jwt(header, { ...payload, iat: now, exp: now + TTL + 31 }),
     'a fourth segment': `${session.access}.${signature}`,
     'the signature with one character more': `${session.access}A`,
     'the same signature spelled non-canonically': `${session.access.slice(0, -1)}${sameBytes}`,
@@ -46,8 +56,10 @@ test('when a token is signed with the real secret but breaks a JWT rule, then it
     assert.equal(response.statusCode, 401, name)
     problemOf(response, 401)
   }
-  // Allowed: a past nbf, and the genuine token itself.
+  // Allowed: a past nbf, an issuer clock up to 30 s ahead of ours, and the genuine token itself.
   assert.equal((await client.get('/api/users/me', jwt(header, { ...payload, nbf: now - 10 }))).statusCode, 200)
+  assert.equal((await client.get('/api/users/me', jwt(header, { ...payload, iat: now + 20, exp: now + 20 + TTL }))).statusCode, 200)
+  assert.equal((await client.get('/api/users/me', jwt(header, { ...payload, iat: now - 100, exp: now + TTL + 20 }))).statusCode, 200)
   assert.equal((await client.get('/api/users/me', session.access)).statusCode, 200)
 })
 
@@ -67,4 +79,17 @@ test('when the session of a token already accepted ends, then the token is refus
   assert.equal((await client.get('/api/users/me', session.access)).statusCode, 200)
   assert.equal((await client.send('POST', '/api/auth/sign-out', { refresh: session.refresh })).statusCode, 204)
   problemOf(await client.get('/api/users/me', session.access), 401)
+})
+
+test('when the Authorization scheme is written in any case, then the token is accepted (RFC 7235)', async (t) => {
+  const { client } = await testApp(t)
+  const session = await client.signUp()
+  for (const scheme of ['Bearer', 'bearer', 'BEARER', 'bEaReR']) {
+    const response = await client.request({ method: 'GET', url: '/api/users/me', headers: { authorization: `${scheme} ${session.access}` } })
+    assert.equal(response.statusCode, 200, scheme)
+  }
+  assert.equal((await client.request({ method: 'GET', url: '/api/users/me', headers: { authorization: `Bearer  ${session.access}` } })).statusCode, 200)
+  for (const header of [`Basic ${session.access}`, `Bearer${session.access}`, `Bearers ${session.access}`, session.access, `Bearer ${session.access} x`]) {
+    problemOf(await client.request({ method: 'GET', url: '/api/users/me', headers: { authorization: header } }), 401)
+  }
 })

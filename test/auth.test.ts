@@ -146,8 +146,9 @@ for (const dialect of DIALECTS) {
       problemOf(await client.send('POST', '/api/auth/sign-in', { username: 'ghost9', password: 'nope-nope-1' }), 429)
     })
 
-    test('when a refresh token is used, then it rotates and the old one ends the whole session', async (t) => {
-      const { client } = await testApp(t, dialect.name)
+    test('when a refresh token is used again after the grace, then it rotates and the old one ends the whole session', async (t) => {
+      // Grace 0: every repeat is past it.
+      const { client } = await testApp(t, dialect.name, { refreshReuseGraceSeconds: 0 })
       const session = await client.signUp()
       const first = await client.send('POST', '/api/auth/refresh', { refresh: session.refresh })
       assert.equal(first.statusCode, 200)
@@ -160,12 +161,58 @@ for (const dialect of DIALECTS) {
       problemOf(await client.get('/api/users/me', rotated.access), 401)
     })
 
-    test('when parallel refreshes present one token, then at most one succeeds', async (t) => {
-      const { client } = await testApp(t, dialect.name)
+    test('when parallel refreshes present one token within the grace, then all succeed with the same working successor', async (t) => {
+      const { client } = await testApp(t, dialect.name, { refreshReuseGraceSeconds: 60 })
+      const session = await client.signUp()
+      const responses = await Promise.all(Array.from({ length: 6 }, () => client.send('POST', '/api/auth/refresh', { refresh: session.refresh })))
+      assert.deepEqual(
+        responses.map((r) => r.statusCode),
+        [200, 200, 200, 200, 200, 200],
+        responses.map((r) => r.body).join('\n'),
+      )
+      const successors = new Set(responses.map((r) => r.json().refresh))
+      assert.equal(successors.size, 1, 'one successor for every repeat')
+      const [successor] = successors as Set<string>
+      assert.notEqual(successor, session.refresh)
+      for (const response of responses) assert.equal((await client.get('/api/users/me', response.json().access)).statusCode, 200)
+      // A repeat after the parallel burst, still within the grace, gets it once more; the successor rotates on.
+      assert.equal((await client.send('POST', '/api/auth/refresh', { refresh: session.refresh })).json().refresh, successor)
+      const next = await client.send('POST', '/api/auth/refresh', { refresh: successor })
+      assert.equal(next.statusCode, 200)
+      assert.notEqual(next.json().refresh, successor)
+      // Two generations back is no longer the previous secret: a plain 401, and the session goes on.
+      problemOf(await client.send('POST', '/api/auth/refresh', { refresh: session.refresh }), 401)
+      assert.equal((await client.get('/api/users/me', next.json().access)).statusCode, 200)
+    })
+
+    test('when parallel refreshes present one token and the grace is 0, then at most one succeeds and the session ends', async (t) => {
+      const { client } = await testApp(t, dialect.name, { refreshReuseGraceSeconds: 0 })
       const session = await client.signUp()
       const responses = await Promise.all(Array.from({ length: 6 }, () => client.send('POST', '/api/auth/refresh', { refresh: session.refresh })))
       assert.ok(responses.filter((r) => r.statusCode === 200).length <= 1)
       for (const response of responses.filter((r) => r.statusCode !== 200)) problemOf(response, 401)
+      problemOf(await client.get('/api/users/me', session.access), 401)
+    })
+
+    test('when a refresh token names a real session with a secret never issued for it, then 401 and the session goes on', async (t) => {
+      const { client } = await testApp(t, dialect.name)
+      const session = await client.signUp()
+      const sid = tokenParts(session.access).payload.sid as string
+      for (const secret of ['b'.repeat(43), session.refresh.slice(23).replace(/^./, (c) => (c === 'A' ? 'B' : 'A'))]) {
+        problemOf(await client.send('POST', '/api/auth/refresh', { refresh: `${sid}.${secret}` }), 401)
+      }
+      assert.equal((await client.get('/api/users/me', session.access)).statusCode, 200)
+      const refreshed = await client.send('POST', '/api/auth/refresh', { refresh: session.refresh })
+      assert.equal(refreshed.statusCode, 200, refreshed.body)
+    })
+
+    test('when a client signs out with the refresh token another tab just rotated, then the session ends', async (t) => {
+      const { client } = await testApp(t, dialect.name)
+      const session = await client.signUp()
+      const rotated = (await client.send('POST', '/api/auth/refresh', { refresh: session.refresh })).json()
+      assert.equal((await client.send('POST', '/api/auth/sign-out', { refresh: session.refresh })).statusCode, 204)
+      problemOf(await client.get('/api/users/me', rotated.access), 401)
+      problemOf(await client.send('POST', '/api/auth/refresh', { refresh: rotated.refresh }), 401)
     })
 
     test('when a refresh token is garbage or missing, then 401', async (t) => {

@@ -32,7 +32,7 @@ test('when variables are set, then they are parsed', () => {
     ACCESS_TOKEN_TTL: '30s',
     REFRESH_TOKEN_TTL: '12h',
     CORS_ORIGINS: 'https://a.example.com, http://localhost:3000',
-    TRUST_PROXY: 'true',
+    TRUST_PROXY: '10.0.0.5, 10.1.0.0/16',
     REDIS_URL: 'redis://127.0.0.1:6379',
   })
   assert.equal(config.port, 9000)
@@ -40,7 +40,27 @@ test('when variables are set, then they are parsed', () => {
   assert.equal(config.accessTokenTtlSeconds, 30)
   assert.equal(config.refreshTokenTtlSeconds, 12 * 3600)
   assert.deepEqual(config.corsOrigins, ['https://a.example.com', 'http://localhost:3000'])
-  assert.equal(config.trustProxy, true)
+  assert.deepEqual(config.trustProxy, ['10.0.0.5', '10.1.0.0/16'])
+})
+
+test('when TRUST_PROXY is set, then only false, a hop count or proxy addresses/CIDRs are accepted', () => {
+  assert.equal(loadConfig({}).trustProxy, false)
+  assert.equal(loadConfig({ TRUST_PROXY: 'false' }).trustProxy, false)
+  assert.equal(loadConfig({ TRUST_PROXY: '2' }).trustProxy, 2)
+  assert.deepEqual(loadConfig({ TRUST_PROXY: 'loopback,::1,fd00::/8,192.168.1.1/32' }).trustProxy, ['loopback', '::1', 'fd00::/8', '192.168.1.1/32'])
+  // `true` would make the leftmost, client-written X-Forwarded-For entry the client address: refused, saying what to set.
+  for (const value of ['true', 'TRUE']) {
+    assert.throws(
+      () => loadConfig({ TRUST_PROXY: value }),
+      (error: Error) =>
+        error instanceof ConfigError &&
+        /^TRUST_PROXY=true is refused: .*number of proxies.*TRUST_PROXY=1.*addresses\/CIDRs/.test(error.message) &&
+        !error.message.includes('\n'),
+    )
+  }
+  for (const value of ['101', '10.0.0.256', '10.0.0.0/33', '::1/129', '10.0.0.0/8/1', 'proxy.example.com', '10.0.0.5,', '*']) {
+    assert.throws(() => loadConfig({ TRUST_PROXY: value }), (error: Error) => error instanceof ConfigError && /^TRUST_PROXY=/.test(error.message), value)
+  }
 })
 
 test('when a variable is malformed, then the error names it and the accepted form in one line', () => {
@@ -90,4 +110,18 @@ test('when no JWT secret is configured, then one is generated once, kept with mo
   assert.equal(statSync(file).mode & 0o777, 0o600)
   assert.equal(readFileSync(file, 'utf8').trim(), first)
   assert.equal(resolveJwtSecret('configured-secret', dir), 'configured-secret')
+})
+
+test('when REFRESH_REUSE_GRACE is set, then a duration from 0 to 5 minutes is accepted', () => {
+  assert.equal(loadConfig({}).refreshReuseGraceSeconds, 10)
+  assert.equal(loadConfig({ REFRESH_REUSE_GRACE: '0' }).refreshReuseGraceSeconds, 0)
+  assert.equal(loadConfig({ REFRESH_REUSE_GRACE: '2s' }).refreshReuseGraceSeconds, 2)
+  assert.equal(loadConfig({ REFRESH_REUSE_GRACE: '5m' }).refreshReuseGraceSeconds, 300)
+  for (const value of ['6m', '1h', '-1', 'soon', '1.5s']) {
+    assert.throws(
+      () => loadConfig({ REFRESH_REUSE_GRACE: value }),
+      (error: Error) => error instanceof ConfigError && /^REFRESH_REUSE_GRACE=.*from 0 to 300s/.test(error.message),
+      value,
+    )
+  }
 })

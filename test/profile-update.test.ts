@@ -396,10 +396,14 @@ for (const dialect of DIALECTS) {
       const json = await client.send('PATCH', url, { is_staff: true, first_name: 'Promoted' }, admin.access)
       assert.equal(json.statusCode, 200, json.body)
       assert.deepEqual([json.json().is_staff, json.json().first_name], [true, 'Promoted'])
-      const urlencoded = await client.send('PATCH', url, form({ is_superuser: 'true', is_staff: 'false' }), admin.access, FORM)
-      assert.deepEqual([urlencoded.json().is_superuser, urlencoded.json().is_staff], [true, false])
-      const multi = multipart([{ name: 'is_superuser', value: 'false' }])
-      assert.equal((await client.send('PATCH', url, multi.payload, admin.access, multi.headers)).json().is_superuser, false)
+      const multi = multipart([{ name: 'is_staff', value: 'false' }])
+      assert.equal((await client.send('PATCH', url, multi.payload, admin.access, multi.headers)).json().is_staff, false)
+      const urlencoded = await client.send('PATCH', url, form({ is_superuser: 'true', is_staff: 'true' }), admin.access, FORM)
+      assert.deepEqual([urlencoded.json().is_superuser, urlencoded.json().is_staff], [true, true])
+      // Now a superuser too: another superuser may no longer change its flags through the API.
+      const demote = multipart([{ name: 'is_superuser', value: 'false' }])
+      problemOf(await client.send('PATCH', url, demote.payload, admin.access, demote.headers), 403)
+      assert.equal((await client.get(url, admin.access)).json().is_superuser, true)
       const bad = problemOf(await client.send('PATCH', url, { is_staff: 'yes' }, admin.access), 400)
       assert.deepEqual(Object.keys(bad.errors ?? {}), ['is_staff'])
       // The superuser's own flags stay read-only, so they cannot lock themselves out by accident.

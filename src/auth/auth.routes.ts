@@ -14,26 +14,26 @@ import {
 } from './auth.schemas.js'
 import type { AuthService, TokenPair } from './auth.service.js'
 import { deliverDeviceProof, presentedDeviceProof } from './device-proof.js'
-import { clearRefreshCookie, isWebClient, presentedRefreshToken, setRefreshCookie } from './refresh-cookie.js'
+import { clearRefreshCookie, isWebClient, presentedRefreshToken, type RefreshCookieSettings, setRefreshCookie } from './refresh-cookie.js'
 
 export interface AuthRoutesOptions {
   auth: AuthService
   users: UsersService
   authenticate: (request: import('fastify').FastifyRequest) => Promise<void>
   refreshTokenTtlSeconds: number
-  /** PUBLIC_URL is https: the device cookie is Secure even when TLS ends at a proxy. */
-  secureCookies: boolean
+  /** The refresh cookie's name and Secure rule (from PUBLIC_URL). */
+  refreshCookie: RefreshCookieSettings
 }
 
 const tags = ['auth']
 
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
-  const { auth, users, authenticate, refreshTokenTtlSeconds, secureCookies } = options
+  const { auth, users, authenticate, refreshTokenTtlSeconds, refreshCookie } = options
 
   /** The web page gets its refresh token as an HttpOnly cookie instead of in the body. */
   const deliver = <T extends TokenPair>(request: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply, tokens: T) => {
     if (!isWebClient(request)) return tokens
-    setRefreshCookie(request, reply, tokens.refresh, refreshTokenTtlSeconds)
+    setRefreshCookie(request, reply, tokens.refresh, refreshTokenTtlSeconds, refreshCookie)
     const { refresh: _sentAsCookie, ...rest } = tokens
     return rest
   }
@@ -51,7 +51,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       const { user, ...tokens } = await auth.signUp(fields, request.ip)
       reply.code(201)
       const session = deliver(request, reply, tokens)
-      return { ...session, ...deliverDeviceProof(request, reply, auth.deviceProofFor(user.id), secureCookies), user: users.present(user) }
+      return { ...session, ...deliverDeviceProof(request, reply, auth.deviceProofFor(user.id), refreshCookie.alwaysSecure), user: users.present(user) }
     },
   )
 
@@ -81,7 +81,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       const client = { address: request.ip, deviceProof: presentedDeviceProof(request, device_token) }
       const { user, deviceProof, ...tokens } = await auth.signIn(login, password, client)
       const session = deliver(request, reply, tokens)
-      return { ...session, ...deliverDeviceProof(request, reply, deviceProof, secureCookies), user: users.present(user) }
+      return { ...session, ...deliverDeviceProof(request, reply, deviceProof, refreshCookie.alwaysSecure), user: users.present(user) }
     },
   )
 
@@ -92,12 +92,12 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       schema: { tags, summary: 'Rotate the refresh token', body: RefreshBodySchema, response: { 200: RefreshResponseSchema, 401: ProblemSchema } },
     },
     async (request, reply) => {
-      const token = presentedRefreshToken(request, request.body.refresh)
+      const token = presentedRefreshToken(request, request.body.refresh, refreshCookie)
       if (token === undefined) throw new AppError('invalid_refresh_token', { detail: 'Send the refresh token.' })
       try {
         return deliver(request, reply, await auth.refresh(token))
       } catch (error) {
-        if (isWebClient(request)) clearRefreshCookie(request, reply)
+        if (isWebClient(request)) clearRefreshCookie(request, reply, refreshCookie)
         throw error
       }
     },
@@ -121,10 +121,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         if (body.all) await auth.endAllSessions(request.actor.id)
         else await auth.endSession(request.sessionId)
       } else {
-        const token = presentedRefreshToken(request, body.refresh)
+        const token = presentedRefreshToken(request, body.refresh, refreshCookie)
         if (token !== undefined) await auth.signOut(token)
       }
-      if (isWebClient(request)) clearRefreshCookie(request, reply)
+      if (isWebClient(request)) clearRefreshCookie(request, reply, refreshCookie)
       reply.code(204).send(null)
     },
   )

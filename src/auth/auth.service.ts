@@ -10,7 +10,7 @@ import type { DeviceProofs } from './device-proof.js'
 import { hashPassword, passwordProblems, verifyPassword } from './passwords.js'
 import type { SessionsRepository } from './sessions.repository.js'
 import type { SignInLimiter } from './sign-in-limiter.js'
-import { type AccessTokens, newRefreshToken, newSessionId, parseRefreshToken, sameHash } from './tokens.js'
+import { type AccessTokens, newRefreshToken, newSessionId, parseRefreshToken, type RefreshSuccessors, sameHash } from './tokens.js'
 
 export interface TokenPair {
   access: string
@@ -22,9 +22,11 @@ export interface AuthServiceDeps {
   users: UsersRepository
   sessions: SessionsRepository
   tokens: AccessTokens
+  /** Derives each rotated refresh token from the one it replaces (see refresh). */
+  successors: RefreshSuccessors
   limiter: SignInLimiter
   devices: DeviceProofs
-  config: Pick<Config, 'passwordHashCost' | 'refreshTokenTtlSeconds'>
+  config: Pick<Config, 'passwordHashCost' | 'refreshTokenTtlSeconds' | 'refreshReuseGraceSeconds'>
 }
 
 const invalidCredentials = () =>
@@ -137,28 +139,42 @@ export class AuthService {
     return this.deps.devices.issue(userId)
   }
 
-  /** Rotates the refresh token. Presenting one that was already rotated ends the whole session (theft detection). */
+  /**
+   * Rotates the refresh token. The secret the last rotation replaced, presented again within
+   * REFRESH_REUSE_GRACE (two tabs, a retry after a timeout), gets the same successor again; later, it ends
+   * the whole session (theft detection). A secret never issued for the session is a plain 401 that
+   * changes nothing, so knowing a session id (the `sid` of an access token) is not enough to end it.
+   */
   async refresh(refreshToken: string): Promise<TokenPair> {
-    const { db, sessions, users, tokens, config } = this.deps
+    const { db, sessions, users, tokens, successors, config } = this.deps
     const presented = parseRefreshToken(refreshToken)
     if (!presented) throw invalidRefresh()
-    const session = await sessions.findById(db.kysely, presented.sessionId)
     const now = new Date()
+    let session = await sessions.findById(db.kysely, presented.sessionId)
     if (!session || new Date(session.expires_at) <= now) throw invalidRefresh()
-    if (!sameHash(presented.hash, session.refresh_hash)) {
-      await sessions.delete(db.kysely, session.id)
-      throw invalidRefresh()
-    }
     const user = await users.findById(db.kysely, session.user_id)
     if (!user?.is_active) throw invalidRefresh()
-    const next = newRefreshToken(session.id)
-    const expiresAt = new Date(now.getTime() + config.refreshTokenTtlSeconds * 1000).toISOString()
-    if (!(await sessions.rotate(db.kysely, session.id, presented.hash, next.hash, expiresAt))) {
-      // Another request rotated this token first: the same token was used twice.
-      await sessions.delete(db.kysely, session.id)
-      throw invalidRefresh()
+    const issue = async (refresh: string) => ({ access: await tokens.issue({ userId: user.id, sessionId: presented.sessionId }), refresh })
+    const next = successors.of(presented)
+    if (sameHash(presented.hash, session.refresh_hash)) {
+      const expiresAt = new Date(now.getTime() + config.refreshTokenTtlSeconds * 1000).toISOString()
+      if (await sessions.rotate(db.kysely, session.id, presented.hash, next.hash, expiresAt, now.toISOString())) {
+        return issue(next.token)
+      }
+      // A parallel request rotated this very secret a moment ago: judge this one as a repeat.
+      session = await sessions.findById(db.kysely, presented.sessionId)
+      if (!session) throw invalidRefresh()
     }
-    return { access: await tokens.issue({ userId: user.id, sessionId: session.id }), refresh: next.token }
+    if (session.previous_hash === null || !sameHash(presented.hash, session.previous_hash)) throw invalidRefresh()
+    const rotatedAt = session.rotated_at === null ? Number.NaN : new Date(session.rotated_at).getTime()
+    if (config.refreshReuseGraceSeconds > 0 && now.getTime() - rotatedAt <= config.refreshReuseGraceSeconds * 1000) {
+      // Its successor is still the current secret unless the server key changed in between.
+      if (!sameHash(next.hash, session.refresh_hash)) throw invalidRefresh()
+      return issue(next.token)
+    }
+    // A secret rotated out longer ago came back: it was copied. End the session for every holder.
+    await sessions.delete(db.kysely, session.id)
+    throw invalidRefresh()
   }
 
   /** Ends the session of this refresh token, if it is one; unknown tokens are ignored (sign-out is idempotent). */
@@ -167,7 +183,9 @@ export class AuthService {
     const presented = parseRefreshToken(refreshToken)
     if (!presented) return
     const session = await sessions.findById(db.kysely, presented.sessionId)
-    if (session && sameHash(presented.hash, session.refresh_hash)) await sessions.delete(db.kysely, session.id)
+    // The secret just rotated out counts too: whoever holds it could end the session by reusing it anyway.
+    const issued = session ? [session.refresh_hash, session.previous_hash] : []
+    if (session && issued.some((hash) => hash !== null && sameHash(presented.hash, hash))) await sessions.delete(db.kysely, session.id)
   }
 
   async endSession(sessionId: string): Promise<void> {

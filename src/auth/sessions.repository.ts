@@ -2,7 +2,7 @@ import type { Statement } from 'better-sqlite3'
 import type { Kysely } from 'kysely'
 import type { Database, Db } from '../db/database.js'
 import type { UserRow } from '../users/users.table.js'
-import type { SessionRow } from './sessions.table.js'
+import type { NewSessionRow, SessionRow } from './sessions.table.js'
 
 type Executor = Kysely<Database>
 
@@ -36,7 +36,7 @@ export class SessionsRepository {
     return result.rows[0]
   }
 
-  async create(executor: Executor, session: SessionRow): Promise<void> {
+  async create(executor: Executor, session: NewSessionRow): Promise<void> {
     await executor.insertInto('sessions').values(session).execute()
   }
 
@@ -44,11 +44,14 @@ export class SessionsRepository {
     return executor.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst()
   }
 
-  /** Swaps the refresh hash only if it is still the one presented, so two racing refreshes cannot both win. */
-  async rotate(executor: Executor, id: string, fromHash: string, toHash: string, expiresAt: string): Promise<boolean> {
+  /**
+   * Swaps the refresh hash only if it is still the one presented, so two racing refreshes cannot both win;
+   * the replaced hash and the time are kept so that a repeat within the grace can be recognised.
+   */
+  async rotate(executor: Executor, id: string, fromHash: string, toHash: string, expiresAt: string, rotatedAt: string): Promise<boolean> {
     const result = await executor
       .updateTable('sessions')
-      .set({ refresh_hash: toHash, expires_at: expiresAt })
+      .set({ refresh_hash: toHash, previous_hash: fromHash, rotated_at: rotatedAt, expires_at: expiresAt })
       .where('id', '=', id)
       .where('refresh_hash', '=', fromHash)
       .executeTakeFirst()

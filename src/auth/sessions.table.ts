@@ -1,4 +1,4 @@
-import type { Selectable } from 'kysely'
+import type { Insertable, Selectable } from 'kysely'
 
 export interface SessionsTable {
   /** Random, unguessable; also the first half of the refresh token. */
@@ -6,8 +6,13 @@ export interface SessionsTable {
   user_id: number
   /** SHA-256 of the current refresh secret; the secret itself is never stored. */
   refresh_hash: string
+  /** SHA-256 of the secret the last rotation replaced: a repeat within the grace gets the same successor. */
+  previous_hash: string | null
+  /** When `refresh_hash` replaced `previous_hash`. */
+  rotated_at: string | Date | null
   created_at: string | Date
   expires_at: string | Date
 }
 
 export type SessionRow = Selectable<SessionsTable>
+export type NewSessionRow = Insertable<SessionsTable>

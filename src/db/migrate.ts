@@ -1,12 +1,14 @@
 import { type Kysely, type Migration, Migrator, PostgresAdapter, sql } from 'kysely'
 import * as initial from './migrations/0001_initial.js'
 import * as sessionsExpiresAtIndex from './migrations/0002_sessions_expires_at_index.js'
+import * as refreshReuseGrace from './migrations/0003_refresh_reuse_grace.js'
 import * as usernameSkeleton from './migrations/0004_username_skeleton.js'
 
 // Listed statically so migrations work the same from source, from a bundle and in tests.
 const migrations: Record<string, Migration> = {
   '0001_initial': initial,
   '0002_sessions_expires_at_index': sessionsExpiresAtIndex,
+  '0003_refresh_reuse_grace': refreshReuseGrace,
   '0004_username_skeleton': usernameSkeleton,
 }
 

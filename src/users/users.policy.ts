@@ -16,6 +16,12 @@ export const usersPolicy = {
    */
   writableFlags: (actor: UserRow, target: UserRow): readonly AccountFlag[] =>
     actor.is_superuser && actor.id !== target.id ? ACCOUNT_FLAGS : [],
+  /**
+   * Whether those flags may take new values on this target: not on another superuser, whom a demotion
+   * would first make deletable or lock out. Sending their current values stays harmless (a PUT of what
+   * was read); changing a superuser's flags is an operator's job, outside the API.
+   */
+  canChangeFlags: (_actor: UserRow, target: UserRow): boolean => !target.is_superuser,
 }
 
 export const ACCOUNT_FLAGS = ['is_active', 'is_staff', 'is_superuser'] as const

@@ -78,6 +78,12 @@ export class UsersService {
       },
       errors,
     )
+    const changedFlags = Object.entries(changes.flags).filter(([flag, value]) => value !== Boolean(target[flag as keyof typeof changes.flags]))
+    if (changedFlags.length > 0 && !usersPolicy.canChangeFlags(actor, target)) {
+      throw new AppError('forbidden', {
+        detail: `Another superuser's ${changedFlags.map(([flag]) => flag).join(', ')} cannot be changed through the API, only by an operator.`,
+      })
+    }
     const { username, email } = changes.text
     if (username !== undefined || email !== undefined) {
       const taken = await users.takenBy(db.kysely, { username, email }, target.id)

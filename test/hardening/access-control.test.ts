@@ -19,6 +19,7 @@ const READ_ONLY_ATTEMPT = {
 test('access control on a running server', async (t) => {
   const data: DataDir = dataDir(t)
   await createSuperuser(data, 'root', GOOD_PASSWORD)
+  await createSuperuser(data, 'root2', GOOD_PASSWORD)
   const server = await startServer(t, { data })
   const api = new Api(server.url)
   const superuser = await api.signIn('root')
@@ -138,6 +139,43 @@ test('access control on a running server', async (t) => {
       assertProblem(reply, 400)
       assertProblem(await api.call('/api/auth/sign-in', { method: 'POST', json: { username: 'mallory', password: GOOD_PASSWORD } }), 401)
     }
+  })
+
+  await t.test('when a superuser tries to demote, deactivate or unstaff another superuser, then 403 and the target can still not be deleted', async () => {
+    const other = await api.signIn('root2')
+    const url = `/api/users/${other.user.id}`
+    const before = (await api.me(other.access)).text
+    const attempts: [string, unknown, Record<string, string>?][] = [
+      ['is_superuser false', { is_superuser: false }],
+      ['is_staff false', { is_staff: false }],
+      ['is_active false', { is_active: false }],
+      ['all three with a name', { first_name: 'Demoted', is_superuser: false, is_staff: false, is_active: false }],
+      ['as a form', 'is_superuser=false', { 'content-type': 'application/x-www-form-urlencoded' }],
+    ]
+    for (const [why, body, headers] of attempts) {
+      for (const method of ['PATCH', 'PUT']) {
+        const reply = await api.call(url, {
+          method,
+          token: superuser.access,
+          ...(typeof body === 'string' ? { body, headers } : { json: body }),
+        })
+        assert.equal(reply.status, 403, `${method} ${why}: ${reply.status} ${reply.text}`)
+        assertProblem(reply, 403)
+      }
+    }
+    assert.equal((await api.me(other.access)).text, before, 'the other superuser is unchanged')
+    // The demote-then-delete path stays closed.
+    assertProblem(await api.call(url, { method: 'DELETE', token: superuser.access, json: {} }), 403)
+    // Sending the current values back (a PUT of what was read) is no change and still works.
+    const read = await api.call(url, { token: superuser.access })
+    const putBack = await api.call(url, { method: 'PUT', token: superuser.access, json: { ...read.json, first_name: 'Second' } })
+    assert.equal(putBack.status, 200, putBack.text)
+    assert.deepEqual([putBack.json.is_superuser, putBack.json.is_staff, putBack.json.is_active], [true, true, true])
+    // On a non-superuser a superuser still sets flags.
+    const target = await api.signUp('flagged')
+    const staffed = await api.call(`/api/users/${target.user.id}`, { method: 'PATCH', token: superuser.access, json: { is_staff: true } })
+    assert.equal(staffed.status, 200, staffed.text)
+    assert.equal(staffed.json.is_staff, true)
   })
 
   await t.test('when a staff member (not superuser) sets their own flags, then nothing changes', async () => {

@@ -83,13 +83,18 @@ test('races on a running server', async (t) => {
     assert.equal(served.headers.get('content-type'), 'image/webp')
   })
 
-  await t.test('when one refresh token is presented many times at once, then at most one refresh succeeds', async () => {
+  await t.test('when one refresh token is presented many times at once, then every one gets the same successor and the session lives', async () => {
     const session = await api.signIn('claimant1')
     const replies = await Promise.all(Array.from({ length: 10 }, () => api.call('/api/auth/refresh', { method: 'POST', json: { refresh: session.refresh } })))
-    const succeeded = replies.filter((reply) => reply.status === 200)
-    assert.ok(succeeded.length <= 1, `${succeeded.length} refreshes succeeded`)
-    for (const reply of replies.filter((reply) => reply.status !== 200)) assertProblem(reply, 401)
-    // Reuse was seen, so the family is over: even the one winner's new token is dead.
-    for (const winner of succeeded) assertProblem(await api.call('/api/auth/refresh', { method: 'POST', json: { refresh: winner.json.refresh } }), 401)
+    assert.deepEqual(
+      replies.map((reply) => reply.status),
+      Array(10).fill(200),
+      replies.map((reply) => reply.text.slice(0, 120)).join('\n'),
+    )
+    // Within the reuse grace a repeat is a retry, not a theft: one successor for all, and it works.
+    const successors = new Set(replies.map((reply) => reply.json.refresh))
+    assert.equal(successors.size, 1)
+    const next = await api.call('/api/auth/refresh', { method: 'POST', json: { refresh: [...successors][0] } })
+    assert.equal(next.status, 200, next.text)
   })
 })

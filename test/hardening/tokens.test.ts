@@ -15,11 +15,14 @@ function hmacJwt(header: Record<string, unknown>, payload: Record<string, unknow
 }
 
 const now = () => Math.floor(Date.now() / 1000)
+const GRACE_SECONDS = 1
+const refresh = (api: Api, token: string) => api.call('/api/auth/refresh', { method: 'POST', json: { refresh: token } })
 
 test('tokens against a running server', async (t) => {
   const data = dataDir(t)
   await createSuperuser(data, 'root', GOOD_PASSWORD)
-  const server = await startServer(t, { data })
+  // A short reuse grace, so that "after the grace" is a two-second wait.
+  const server = await startServer(t, { data, env: { REFRESH_REUSE_GRACE: `${GRACE_SECONDS}s` } })
   const api = new Api(server.url)
 
   /** A token is refused: 401 problem+json with a Bearer challenge. */
@@ -56,6 +59,10 @@ test('tokens against a running server', async (t) => {
       // A valid signature over another user's id keeps the victim's session id: the session belongs to someone else.
       ['sub of another user with a valid signature', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, sub: String(other.user.id) }, TEST_JWT_SECRET)],
       ['sid of an unknown session (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, sid: 'A'.repeat(22) }, TEST_JWT_SECRET)],
+      ['typ header missing (validly signed)', hmacJwt({ alg: 'HS256' }, claims, TEST_JWT_SECRET)],
+      ['typ header at+jwt (validly signed)', hmacJwt({ alg: 'HS256', typ: 'at+jwt' }, claims, TEST_JWT_SECRET)],
+      ['iat a day in the future (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, iat: now() + 86400, exp: now() + 86400 + 900 }, TEST_JWT_SECRET)],
+      ['exp ten years away (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, iat: now(), exp: now() + 10 * 365 * 86400 }, TEST_JWT_SECRET)],
       ['sub not an integer (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, sub: `${claims.sub} OR 1=1` }, TEST_JWT_SECRET)],
       ['the refresh token as an access token', victim.refresh],
       ['garbage', 'a.b.c'],
@@ -64,6 +71,10 @@ test('tokens against a running server', async (t) => {
     const noScheme = await api.call('/api/users/me', { headers: { authorization: victim.access } })
     assertProblem(noScheme, 401)
     assert.equal((await api.me(victim.access)).status, 200, 'the genuine token still works')
+    for (const scheme of ['bearer', 'BEARER']) {
+      const reply = await api.call('/api/users/me', { headers: { authorization: `${scheme} ${victim.access}` } })
+      assert.equal(reply.status, 200, `scheme ${scheme}: ${reply.text}`)
+    }
   })
 
   await t.test('when the session ends by sign-out, then its access token is refused at once', async () => {
@@ -112,14 +123,45 @@ test('tokens against a running server', async (t) => {
     assertProblem(await api.call('/api/auth/refresh', { method: 'POST', json: { refresh: gone.refresh } }), 401)
   })
 
-  await t.test('when a rotated refresh token is presented again, then the whole session family ends', async () => {
+  await t.test('when a rotated refresh token is presented again after the grace, then the whole session family ends', async () => {
     const session: Session = await api.signUp('reuse')
     const rotated = await api.call('/api/auth/refresh', { method: 'POST', json: { refresh: session.refresh } })
     assert.equal(rotated.status, 200, rotated.text)
+    await new Promise((resolve) => setTimeout(resolve, GRACE_SECONDS * 1000 + 1000))
     // The thief replays the old token: refused, and the legitimate holder's newer tokens die with it.
     assertProblem(await api.call('/api/auth/refresh', { method: 'POST', json: { refresh: session.refresh } }), 401)
     assertProblem(await api.call('/api/auth/refresh', { method: 'POST', json: { refresh: rotated.json.refresh } }), 401)
     await assertRejected(rotated.json.access, 'access token of the ended family')
     await assertRejected(session.access, 'first access token of the ended family')
+  })
+
+  await t.test('when one refresh token is presented by parallel clients within the grace, then all get the same working successor', async () => {
+    const session: Session = await api.signUp('tworefresh')
+    const replies = await Promise.all(Array.from({ length: 10 }, () => refresh(api, session.refresh)))
+    assert.deepEqual(
+      replies.map((reply) => reply.status),
+      Array(10).fill(200),
+      replies.map((reply) => reply.text.slice(0, 120)).join('\n'),
+    )
+    const successors = new Set(replies.map((reply) => reply.json.refresh))
+    assert.equal(successors.size, 1, `${successors.size} different successors`)
+    for (const reply of replies) assert.equal((await api.me(reply.json.access)).status, 200, 'every access token works')
+    const successor = [...successors][0] as string
+    const next = await refresh(api, successor)
+    assert.equal(next.status, 200, `the successor rotates on: ${next.text}`)
+    assert.equal((await api.me(next.json.access)).status, 200, 'the session is alive')
+  })
+
+  await t.test('when a real session id comes with a secret never issued for it, then 401 and the session is untouched', async () => {
+    const victim: Session = await api.signUp('sidonly')
+    // Anyone who saw an access token, even an expired one, knows its sid.
+    const sid = jwtPayload(victim.access).sid as string
+    for (const junk of ['A'.repeat(43), 'x'.repeat(43), victim.refresh.slice(23, 65).concat(victim.refresh.endsWith('A') ? 'B' : 'A')]) {
+      assertProblem(await refresh(api, `${sid}.${junk}`), 401)
+      assert.equal((await api.call('/api/auth/sign-out', { method: 'POST', json: { refresh: `${sid}.${junk}` } })).status, 204)
+    }
+    assert.equal((await api.me(victim.access)).status, 200, 'the access token still works')
+    const rotated = await refresh(api, victim.refresh)
+    assert.equal(rotated.status, 200, `the real refresh token still works: ${rotated.text}`)
   })
 })

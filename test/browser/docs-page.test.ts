@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import { test } from 'node:test'
+import { type Browser, chromium } from 'playwright-core'
+import { buildApp } from '../../src/app.js'
+import { testConfig } from '../helpers/app.js'
+
+// /api/docs under its Content-Security-Policy: the page must still render and work, with nothing blocked.
+
+const CHROMIUM = '/usr/bin/chromium'
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
+
+test('the API docs page, in headless Chromium under its CSP', { skip: existsSync(CHROMIUM) ? false : 'Chromium not installed' }, async (t) => {
+  const app = await buildApp(await testConfig(t))
+  t.after(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+
+  const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
+  t.after(() => browser.close())
+  const context = await browser.newContext()
+  context.setDefaultTimeout(30_000)
+  const requested: string[] = []
+  const problems: string[] = []
+  context.on('request', (request) => requested.push(request.url()))
+  const page = await context.newPage()
+  page.on('pageerror', (error) => problems.push(`page error: ${error}`))
+  page.on('console', (message) => {
+    if (message.type() === 'error' || /content security policy|refused to/i.test(message.text())) problems.push(`console: ${message.text()}`)
+  })
+  // Violations of every kind (script, style, img, connect, inline attributes), as the page itself sees them.
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (event) => {
+      console.error(`CSP violation: ${event.violatedDirective} ${event.blockedURI}`)
+    })
+  })
+
+  const response = await page.goto(`${origin}/api/docs`)
+  assert.equal(response?.status(), 200)
+  assert.match(response?.headers()['content-security-policy'] ?? '', /frame-ancestors 'none'/)
+  // Swagger UI rendered the document: its title and an operation of ours.
+  await page.locator('.swagger-ui .info .title').filter({ hasText: 'Portrait' }).waitFor()
+  const health = page.locator('.opblock-summary-path', { hasText: '/api/health' }).first()
+  await health.waitFor()
+
+  // Try it out: Swagger UI calls the API from the page (connect-src).
+  await health.click()
+  await page.locator('.try-out__btn').first().click()
+  await page.locator('.execute').first().click()
+  await page.locator('.live-responses-table .response-col_status').filter({ hasText: '200' }).first().waitFor()
+
+  assert.deepEqual(problems, [], 'nothing blocked, no errors')
+  const foreign = requested.filter((url) => !url.startsWith(`${origin}/`) && !url.startsWith('data:'))
+  assert.deepEqual(foreign, [], 'every request stays on this origin')
+})
