@@ -22,8 +22,10 @@ import type { Config } from './config.js'
 import { createDb } from './db/database.js'
 import { migrateToLatest } from './db/migrate.js'
 import { databaseCheck, healthRoutes } from './health/health.routes.js'
+import { Outages } from './health/outages.js'
 import { batchedStdout } from './http/log-stream.js'
 import { clientErrorHandler, errorHandler, notFoundHandler } from './http/problem.js'
+import { refuseWhileClosing } from './http/shutdown.js'
 import { UsersRepository } from './users/users.repository.js'
 import { usersRoutes } from './users/users.routes.js'
 import { UsersService } from './users/users.service.js'
@@ -55,6 +57,8 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
       connectionsCheckingInterval: Math.max(100, Math.min(1000, config.requestTimeoutMs / 4)),
     },
     clientErrorHandler,
+    // Requests arriving while the server closes get our problem+json 503 (refuseWhileClosing), not Fastify's own body.
+    return503OnClosing: false,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     genReqId: (request) => {
       const given = request.headers['x-request-id']
@@ -98,9 +102,15 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     if (removed > 0) app.log.info({ removed }, 'removed unreferenced avatar images')
   }
 
+  let closing = false
+  app.addHook('preClose', (done) => {
+    closing = true
+    done()
+  })
   // Callback hooks, not async ones: no promise and microtask per request for a header or a log line.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    if (closing) return refuseWhileClosing(request, reply)
     done()
   })
   // The access line holds only these allowlisted fields (the path without its query), so it skips the
@@ -113,6 +123,10 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     accessLog.info({ reqId: request.id, method: request.method, url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request')
     done()
   })
+  // A dependency that stops answering is logged once when the outage starts and once when it ends (see Outages).
+  const healthChecks = [databaseCheck(db), ...(failures.healthCheck ? [failures.healthCheck] : [])]
+  app.decorate('outages', new Outages(app.log, healthChecks))
+  app.addHook('onClose', async () => app.outages.close())
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
 
@@ -148,7 +162,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   )
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
   await app.register(mediaRoutes, { prefix: '/media', storage })
-  await app.register(healthRoutes, { prefix: '/api', checks: [databaseCheck(db), ...(failures.healthCheck ? [failures.healthCheck] : [])] })
+  await app.register(healthRoutes, { prefix: '/api', checks: healthChecks })
   await app.register(webRoutes)
   return app
 }

@@ -22,6 +22,10 @@ export interface Config {
   /** PostgreSQL only: run in this schema (tests give each file its own). */
   databaseSchema?: string
   databasePoolSize: number
+  /** PostgreSQL: how long a request may wait for a pooled connection before it fails with 503. */
+  databaseAcquireTimeoutMs: number
+  /** PostgreSQL: how long one statement may run (or wait for an answer) before its request fails with 503. */
+  databaseStatementTimeoutMs: number
   mediaStorage: 'fs' | 'db'
   mediaRoot: string
   publicUrl?: string
@@ -43,6 +47,8 @@ export interface Config {
   signInLimits: SignInLimits
   /** A request body must arrive within this time (slow-client protection). */
   requestTimeoutMs: number
+  /** On SIGTERM, in-flight requests get this long to finish; then the process exits anyway. */
+  shutdownTimeoutMs: number
   /** Remove unreferenced avatar files when the app starts. */
   sweepMediaOnStart: boolean
 }
@@ -80,6 +86,13 @@ function duration(env: Env, name: string, fallback: string): number {
   const seconds = parseDurationSeconds(raw)
   if (!seconds) fail(name, 'a positive duration such as 900, 30s, 15m, 12h or 7d', raw)
   return seconds
+}
+
+/** A duration in milliseconds, at most a day (timers overflow past 24.8 days). */
+function timeoutMs(env: Env, name: string, fallback: string): number {
+  const seconds = duration(env, name, fallback)
+  if (seconds > 86400) fail(name, 'a duration from 1s to 1d', env[name] as string)
+  return seconds * 1000
 }
 
 function oneOf<T extends string>(env: Env, name: string, choices: readonly T[], fallback: T): T {
@@ -145,6 +158,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     databaseUrl: databaseUrl(env),
     databaseSchema: databaseSchema(env),
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
+    databaseAcquireTimeoutMs: timeoutMs(env, 'DATABASE_ACQUIRE_TIMEOUT', '2s'),
+    databaseStatementTimeoutMs: timeoutMs(env, 'DATABASE_STATEMENT_TIMEOUT', '5s'),
     mediaStorage: oneOf(env, 'MEDIA_STORAGE', ['fs', 'db'] as const, 'fs'),
     mediaRoot: env.MEDIA_ROOT || './data/media',
     publicUrl: publicUrl?.replace(/\/+$/, ''),
@@ -166,6 +181,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       windowSeconds: duration(env, 'SIGN_IN_FAILURE_WINDOW', '15m'),
     },
     requestTimeoutMs: duration(env, 'REQUEST_TIMEOUT', '30s') * 1000,
+    shutdownTimeoutMs: timeoutMs(env, 'SHUTDOWN_TIMEOUT', '8s'),
     sweepMediaOnStart: true,
   })
 }
