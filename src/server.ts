@@ -33,6 +33,9 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       app.log.warn({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown deadline passed: exiting with requests unfinished')
       process.exit(1)
     }, config.shutdownTimeoutMs)
+    // close() closes the connections idle at that moment; one that goes idle later (its last request answered)
+    // would hold it for the keep-alive timeout, so those are closed as they go idle.
+    setInterval(() => app.server.closeIdleConnections(), 100).unref()
     // close() stops accepting connections and resolves once in-flight requests have finished.
     await app.close()
     process.exit(0)

@@ -261,6 +261,37 @@ suite('when PostgreSQL stops answering', POSTGRES_SKIP, () => {
     assert.match(server.output(), /shutdown deadline passed/)
     waiting.destroy()
   })
+
+  test('when SIGTERM comes while the database hangs, then requests in flight get their 503 and it exits 0 once they have, kept-alive connections or not', async (t) => {
+    const proxy = await stallProxy(t, URL_)
+    const schema = await freshSchema(t)
+    const server = await startServer(t, {
+      env: {
+        DATABASE_URL: proxy.url,
+        DATABASE_SCHEMA: schema,
+        DATABASE_ACQUIRE_TIMEOUT: '1s',
+        DATABASE_STATEMENT_TIMEOUT: '1s',
+        SHUTDOWN_TIMEOUT: '60s',
+      },
+    })
+    const dave = await new Api(server.url).signUp('dave')
+    const { port } = new URL(server.url)
+    proxy.stall()
+    // A kept-alive connection whose request waits on the database: answered 503 after the statement timeout,
+    // it is idle, and must not hold the shutdown for the keep-alive timeout (72 s).
+    const waiting = await rawConnection(Number(port))
+    waiting.write(`GET /api/users/me HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nAuthorization: Bearer ${dave.access}\r\n\r\n`)
+    await waitFor('the waiting request to reach the database', () => proxy.heldBytesToServer() > 0)
+    const signalled = Date.now()
+    server.child.kill('SIGTERM')
+    const answer = await readResponse(waiting)
+    const exit = await Promise.race([server.exited, timeout(60_000).then(() => 'still running')])
+    const shutdownMs = Date.now() - signalled
+    assert.equal(answer.status, 503, answer.raw)
+    assert.match(answer.headers['content-type'] ?? '', /^application\/problem\+json/)
+    assert.equal(exit, 0, server.output().slice(-2000))
+    assert.ok(shutdownMs < 15_000, `exited ${shutdownMs} ms after SIGTERM`)
+  })
 })
 
 async function rawConnection(port: number): Promise<Socket> {

@@ -1,6 +1,5 @@
 import { once } from 'node:events'
 import { createServer, type Socket, connect } from 'node:net'
-import type { TestContext } from 'node:test'
 
 /**
  * A TCP proxy on a loopback port of its own in front of a real server, which can stop forwarding — both
@@ -47,7 +46,8 @@ class Direction {
   }
 }
 
-export async function stallProxy(t: TestContext, targetUrl: string): Promise<StallProxy> {
+/** `owner` is a test context (or anything with `after`): the proxy closes, every connection with it, when it ends. */
+export async function stallProxy(owner: { after(fn: () => Promise<void>): void }, targetUrl: string): Promise<StallProxy> {
   const target = new URL(targetUrl)
   const targetPort = Number(target.port || 5432)
   let stalled = false
@@ -86,7 +86,7 @@ export async function stallProxy(t: TestContext, targetUrl: string): Promise<Sta
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   const { port } = server.address() as { port: number }
-  t.after(async () => {
+  owner.after(async () => {
     for (const socket of sockets) socket.destroy()
     server.close()
     await once(server, 'close')
