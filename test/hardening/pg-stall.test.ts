@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
 import { test } from 'node:test'
+import { sql } from 'kysely'
 import { loadConfig } from '../../src/config.js'
+import { createDb } from '../../src/db/database.js'
 import { GOOD_PASSWORD, problemOf, testApp } from '../helpers/app.js'
 import { freshSchema, POSTGRES_SKIP, queryPostgres } from '../helpers/postgres.js'
 import { type StallProxy, stallProxy } from '../helpers/stall-proxy.js'
@@ -56,6 +58,28 @@ test('the database timeouts and the shutdown deadline are read from the environm
 })
 
 suite('when PostgreSQL stops answering', POSTGRES_SKIP, () => {
+  test('the pool destroys a connection that failed inside a transaction or timed out, keeps one after a clean error, and sets server-side timeouts', async (t) => {
+    const schema = await freshSchema(t)
+    const db = createDb({ databaseUrl: URL_, databaseSchema: schema, databasePoolSize: 1, databaseStatementTimeoutMs: 1500 })
+    t.after(() => db.destroy())
+    const pid = async () => (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(db.kysely)).rows[0]?.pid
+    const settings = await sql<{ statement: string; idle: string }>`
+      select current_setting('statement_timeout') as statement, current_setting('idle_in_transaction_session_timeout') as idle`.execute(db.kysely)
+    assert.deepEqual(settings.rows[0], { statement: '1500ms', idle: '1500ms' })
+
+    const first = await pid()
+    // A statement error outside a transaction leaves the connection clean: it is kept.
+    await assert.rejects(sql`select 1/0`.execute(db.kysely), /division by zero/)
+    assert.equal(await pid(), first)
+    // Any error inside a transaction: the connection is closed, the next borrower gets a new one.
+    await assert.rejects(db.kysely.transaction().execute(async (trx) => sql`select 1/0`.execute(trx)), /division by zero/)
+    const second = await pid()
+    assert.notEqual(second, first)
+    // A statement the server cancels for its timeout: closed too.
+    await assert.rejects(sql`select pg_sleep(5)`.execute(db.kysely), (error: Error & { code?: string }) => error.code === '57014' || /timeout/.test(error.message))
+    assert.notEqual(await pid(), second)
+  })
+
   test('when the database hangs on a BEGIN, then that connection is destroyed and every write acknowledged after it is committed', async (t) => {
     const proxy = await stallProxy(t, URL_)
     // One connection: the one that saw the hung BEGIN is the one every later request would get.
