@@ -25,8 +25,10 @@ import type { Config } from './config.js'
 import { createDb } from './db/database.js'
 import { migrateToLatest } from './db/migrate.js'
 import { databaseCheck, healthRoutes } from './health/health.routes.js'
+import { Outages } from './health/outages.js'
 import { batchedStdout } from './http/log-stream.js'
 import { clientErrorHandler, errorHandler, expectationFailedHandler, frameworkErrorHandler, notFoundHandler } from './http/problem.js'
+import { refuseWhileClosing } from './http/shutdown.js'
 import { UsersRepository } from './users/users.repository.js'
 import { usersRoutes } from './users/users.routes.js'
 import { UsersService } from './users/users.service.js'
@@ -75,6 +77,8 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     },
     clientErrorHandler,
     frameworkErrors: frameworkErrorHandler,
+    // Requests arriving while the server closes get our problem+json 503 (refuseWhileClosing), not Fastify's own body.
+    return503OnClosing: false,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     genReqId: (request) => {
       const given = request.headers['x-request-id']
@@ -136,9 +140,15 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   })
   app.addHook('onClose', async () => stopTemporaryFileSweep())
 
+  let closing = false
+  app.addHook('preClose', (done) => {
+    closing = true
+    done()
+  })
   // Callback hooks, not async ones: no promise and microtask per request for a header or a log line.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    if (closing) return refuseWhileClosing(request, reply)
     done()
   })
   // The access line holds only these allowlisted fields (the path without its query), so it skips the
@@ -151,6 +161,12 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     accessLog.info({ reqId: request.id, method: request.method, url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request')
     done()
   })
+  // A dependency that stops answering is logged once when the outage starts and once when it ends (see Outages).
+  // The fs driver's own disk; with MEDIA_STORAGE=db the database check covers the images.
+  const mediaCheck = storage.probe ? [{ name: 'media', check: () => storage.probe!() }] : []
+  const healthChecks = [databaseCheck(db), ...mediaCheck, ...(failures.healthCheck ? [failures.healthCheck] : [])]
+  app.decorate('outages', new Outages(app.log, healthChecks))
+  app.addHook('onClose', async () => app.outages.close())
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
   app.server.on('checkExpectation', expectationFailedHandler)
@@ -193,9 +209,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   )
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
   await app.register(mediaRoutes, { prefix: '/media', storage })
-  // The fs driver's own disk; with MEDIA_STORAGE=db the database check covers the images.
-  const mediaCheck = storage.probe ? [{ name: 'media', check: () => storage.probe!() }] : []
-  await app.register(healthRoutes, { prefix: '/api', checks: [databaseCheck(db), ...mediaCheck, ...(failures.healthCheck ? [failures.healthCheck] : [])] })
+  await app.register(healthRoutes, { prefix: '/api', checks: healthChecks })
   await app.register(webRoutes)
   return app
 }

@@ -29,6 +29,10 @@ export interface Config {
   /** PostgreSQL only: run in this schema (tests give each file its own). */
   databaseSchema?: string
   databasePoolSize: number
+  /** PostgreSQL: how long a request may wait for a pooled connection before it fails with 503. */
+  databaseAcquireTimeoutMs: number
+  /** PostgreSQL: how long one statement may run (or wait for an answer) before its request fails with 503. */
+  databaseStatementTimeoutMs: number
   mediaStorage: 'fs' | 'db'
   mediaRoot: string
   publicUrl?: string
@@ -58,6 +62,8 @@ export interface Config {
   signUpLimits: SignUpLimits
   /** A request body must arrive within this time (slow-client protection). */
   requestTimeoutMs: number
+  /** On SIGTERM, in-flight requests get this long to finish; then the process exits anyway. */
+  shutdownTimeoutMs: number
   /** Remove unreferenced avatar files when the app starts. */
   sweepMediaOnStart: boolean
   /** How often expired sessions are deleted. */
@@ -108,6 +114,13 @@ function shortDuration(env: Env, name: string, fallback: string, maxSeconds: num
   const seconds = parseDurationSeconds(raw)
   if (seconds === undefined || seconds > maxSeconds) fail(name, `a duration from 0 to ${maxSeconds}s such as 0, 10s or 1m`, raw)
   return seconds
+}
+
+/** A duration in milliseconds, at most a day (timers overflow past 24.8 days). */
+function timeoutMs(env: Env, name: string, fallback: string): number {
+  const seconds = duration(env, name, fallback)
+  if (seconds > 86400) fail(name, 'a duration from 1s to 1d', env[name] as string)
+  return seconds * 1000
 }
 
 function oneOf<T extends string>(env: Env, name: string, choices: readonly T[], fallback: T): T {
@@ -194,6 +207,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     databaseUrl: databaseUrl(env),
     databaseSchema: databaseSchema(env),
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
+    databaseAcquireTimeoutMs: timeoutMs(env, 'DATABASE_ACQUIRE_TIMEOUT', '2s'),
+    databaseStatementTimeoutMs: timeoutMs(env, 'DATABASE_STATEMENT_TIMEOUT', '5s'),
     mediaStorage: oneOf(env, 'MEDIA_STORAGE', ['fs', 'db'] as const, 'fs'),
     mediaRoot: env.MEDIA_ROOT || './data/media',
     publicUrl: publicUrl?.replace(/\/+$/, ''),
@@ -220,6 +235,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       windowSeconds: duration(env, 'SIGN_UP_WINDOW', '5m'),
     },
     requestTimeoutMs: duration(env, 'REQUEST_TIMEOUT', '30s') * 1000,
+    shutdownTimeoutMs: timeoutMs(env, 'SHUTDOWN_TIMEOUT', '8s'),
     sweepMediaOnStart: true,
     sessionPurgeIntervalMs: duration(env, 'SESSION_PURGE_INTERVAL', '10m') * 1000,
     mediaTempSweepIntervalMs: 60_000,

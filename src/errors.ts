@@ -35,6 +35,8 @@ export interface AppErrorOptions {
   headers?: Record<string, string>
   /** Kept for the log only; never sent to the client. */
   cause?: unknown
+  /** The dependency that did not answer, for a 503 that is an outage rather than a fault of ours. */
+  dependency?: string
 }
 
 /** A failure the client can be told about. Domain code throws these; the error handler maps them to HTTP. */
@@ -43,6 +45,7 @@ export class AppError extends Error {
   readonly detail: string | undefined
   readonly errors: FieldErrors | undefined
   readonly headers: Record<string, string> | undefined
+  readonly dependency: string | undefined
 
   constructor(code: ErrorCode, options: AppErrorOptions = {}) {
     super(options.detail ?? ERROR_CODES[code].title, { cause: options.cause })
@@ -51,6 +54,7 @@ export class AppError extends Error {
     this.detail = options.detail
     this.errors = options.errors
     this.headers = options.headers
+    this.dependency = options.dependency
   }
 
   get status(): number {
@@ -89,5 +93,6 @@ export function dependencyUnavailable(dependency: 'database' | 'redis', cause: u
     detail: `The ${dependency} is not answering. Try again in a few seconds.`,
     headers: { 'retry-after': '5' },
     cause,
+    dependency,
   })
 }

@@ -27,7 +27,15 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, async () => {
     if (closing) return
     closing = true
-    app.log.info({ signal }, 'shutting down: finishing in-flight requests')
+    app.log.info({ signal, timeoutMs: config.shutdownTimeoutMs }, 'shutting down: finishing in-flight requests')
+    // A hung dependency must not hold the process past the orchestrator's grace period (SIGKILL, no log).
+    setTimeout(() => {
+      app.log.warn({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown deadline passed: exiting with requests unfinished')
+      process.exit(1)
+    }, config.shutdownTimeoutMs)
+    // close() closes the connections idle at that moment; one that goes idle later (its last request answered)
+    // would hold it for the keep-alive timeout, so those are closed as they go idle.
+    setInterval(() => app.server.closeIdleConnections(), 100).unref()
     // close() stops accepting connections and resolves once in-flight requests have finished.
     await app.close()
     process.exit(0)

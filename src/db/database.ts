@@ -7,6 +7,7 @@ import type { SessionsTable } from '../auth/sessions.table.js'
 import type { AvatarsTable } from '../avatars/avatars.table.js'
 import type { UsersTable } from '../users/users.table.js'
 import { CurrentSchemaPostgresDialect } from './current-schema-introspector.js'
+import { GuardedPool } from './guarded-pool.js'
 import { SQLITE_BUSY_TIMEOUT_MS, SqliteConnection } from './sqlite-connection.js'
 import { withStatementCache } from './statement-cache.js'
 
@@ -33,8 +34,13 @@ export interface DbOptions {
   databaseUrl: string
   databaseSchema?: string
   databasePoolSize: number
-  /** PostgreSQL: a query unanswered by then fails (503) instead of holding its request; default 15 s. Long migrations pass more. */
-  queryTimeoutMs?: number
+  /** PostgreSQL: waiting longer than this for a pooled connection fails the request (503); default 2 s. */
+  databaseAcquireTimeoutMs?: number
+  /**
+   * PostgreSQL: a statement unanswered by then fails (503) instead of holding its request, and the server ends a
+   * statement or an idle open transaction that outlives it; default 5 s. Long migrations pass more.
+   */
+  databaseStatementTimeoutMs?: number
 }
 
 // int8 (COUNT) fits a JS number for any table this service will hold.
@@ -73,13 +79,19 @@ function configureSqlite(sqlite: SQLite.Database): void {
   sqlite.function('unicode_lower', { deterministic: true }, (value) => (typeof value === 'string' ? value.toLowerCase() : value))
 }
 
-function openPostgres({ databaseUrl, databaseSchema, databasePoolSize, queryTimeoutMs = 15_000 }: DbOptions): Db {
+function openPostgres(options: DbOptions): Db {
+  const { databaseUrl, databaseSchema, databasePoolSize, databaseAcquireTimeoutMs = 2000, databaseStatementTimeoutMs = 5000 } = options
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: databasePoolSize,
-    // A server that is down or hung fails the request (503) instead of holding it open.
-    connectionTimeoutMillis: 5000,
-    query_timeout: queryTimeoutMs,
+    // A server that is down or hung fails the request (503) instead of holding it open: waiting for a pooled
+    // connection (or a new one) and each statement are bounded, so a request fails within about their sum.
+    connectionTimeoutMillis: databaseAcquireTimeoutMs,
+    query_timeout: databaseStatementTimeoutMs,
+    // Defence in depth on the server's side: it ends a statement, or a session left idle inside a transaction, that
+    // outlives the same bound, so no path can hold locks or an uncommitted transaction for long.
+    statement_timeout: databaseStatementTimeoutMs,
+    idle_in_transaction_session_timeout: databaseStatementTimeoutMs,
     keepAlive: true,
     ...(databaseSchema ? { options: `-c search_path=${databaseSchema}` } : {}),
   })
@@ -88,6 +100,7 @@ function openPostgres({ databaseUrl, databaseSchema, databasePoolSize, queryTime
   // reports it, and the pool drops the dead client when it is released.
   pool.on('error', () => {})
   pool.on('connect', (client) => client.on('error', () => {}))
-  const kysely = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool }) })
+  // Kysely borrows through GuardedPool: a connection that failed or kept a transaction open is destroyed, never reused.
+  const kysely = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool: new GuardedPool(pool) }) })
   return { kysely, dialect: 'postgres', pool, destroy: () => kysely.destroy() }
 }

@@ -1,7 +1,8 @@
 // Socket-level failures reaching the database server.
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
-// PostgreSQL SQLSTATEs: server shutting down or starting, too many connections.
-const SERVER_CODES = new Set(['57P01', '57P02', '57P03', '53300'])
+// PostgreSQL SQLSTATEs: server shutting down or starting, too many connections, a statement or an idle transaction
+// ended by the server's statement_timeout / idle_in_transaction_session_timeout.
+const SERVER_CODES = new Set(['57P01', '57P02', '57P03', '53300', '57014', '25P03'])
 // node-postgres reports a lost or never-made connection with these messages and no code.
 const DRIVER_MESSAGES =
   /Connection terminated|timeout exceeded when trying to connect|Query read timeout|not queryable/

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isDatabaseUnavailable } from '../db/unavailable.js'
 import { AppError, dependencyUnavailable, ERROR_CODES, type ErrorCode, type FieldErrors } from '../errors.js'
+import { unavailableDependency } from '../health/outages.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 
@@ -103,7 +104,10 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
   const { problem, headers } = toProblem(error, request.id)
   // A body left half-read (e.g. an upload refused at 413 or 401) would stall the next request on this connection.
   if (bodyLeftUnread(request)) lingerThenClose(request, reply)
-  if (problem.status >= 500) request.log.error({ err: error }, 'request failed')
+  // A dependency that does not answer is one outage (two warn lines, see Outages), not an error per request.
+  const dependency = problem.status === 503 ? unavailableDependency(error) : undefined
+  if (dependency && request.server.outages) request.server.outages.refused(dependency, error)
+  else if (problem.status >= 500) request.log.error({ err: error }, 'request failed')
   else request.log.info({ code: problem.type, status: problem.status }, 'request rejected')
   sendProblem(reply, problem, headers)
 }
