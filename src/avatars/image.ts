@@ -56,7 +56,8 @@ export function sniffImageFormat(bytes: Buffer): string | undefined {
  */
 export function countJpegScans(bytes: Buffer, stopAfter = Number.POSITIVE_INFINITY): number {
   // Plain indexing, no Buffer methods: this runs on the event loop, and a hostile 5 MB file of 0xFF00
-  // pairs or empty segments means millions of steps (a native call per step cost 250 ms; this, ~10 ms).
+  // pairs or empty segments means millions of steps (on a busy two-core host: 230–280 ms with a native
+  // indexOf call per step, 12–28 ms this way).
   const end = bytes.length
   let scans = 0
   let at = 2 // after SOI
