@@ -104,6 +104,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   const limiter = new SignInLimiter(failures, config.signInLimits, config.signUpLimits)
   // One libvips thread per image; parallelism comes from running up to one image per CPU.
   sharp.concurrency(1)
+  app.log.info({ threadPoolSize: config.threadPoolSize, imageConcurrency: config.imageConcurrency }, 'libuv thread pool sized')
   sharp.cache(false)
   const users = new UsersService({
     db,

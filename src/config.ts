@@ -44,8 +44,10 @@ export interface Config {
   refreshReuseGraceSeconds: number
   avatarMaxBytes: number
   avatarSize: number
-  /** How many images are decoded and encoded at once. */
+  /** How many images are decoded and encoded at once: at most one per CPU, and two libuv threads fewer than the pool has. */
   imageConcurrency: number
+  /** libuv's thread pool (UV_THREADPOOL_SIZE as the process started), shared by images, password hashing and file I/O. */
+  threadPoolSize: number
   redisUrl?: string
   /** Prepended to every Redis key, so instances of one deployment share counts and others do not. */
   redisKeyPrefix: string
@@ -76,6 +78,20 @@ export interface Config {
 export const OWASP_ARGON2ID: PasswordHashCost = { memoryCost: 19456, timeCost: 2, parallelism: 1 }
 
 export class ConfigError extends Error {}
+
+/**
+ * Images processed at once. Each holds one libuv thread for its whole pipeline, and argon2 and file I/O
+ * run on the same threads, so two are always left to them (a sign-in never waits for an upload), and
+ * there is no point in running more images than there are CPUs.
+ */
+export function imageConcurrencyFor(cpus: number, threadPoolSize: number): number {
+  return Math.max(1, Math.min(cpus, threadPoolSize - 2))
+}
+
+// libuv reads UV_THREADPOOL_SIZE once, when its pool first starts, which is before any module of ours runs
+// (the ES module loader reads files on it). Taken here, at import, so that a .env file loaded later
+// (server.ts) cannot make the configuration believe in a pool that libuv never made.
+const THREAD_POOL_SIZE_AT_START = process.env.UV_THREADPOOL_SIZE
 
 type Env = Record<string, string | undefined>
 
@@ -200,6 +216,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     fail('JWT_SECRET', 'at least 32 bytes (e.g. `openssl rand -base64 48`)', '<hidden>')
   }
   const publicUrl = url(env, 'PUBLIC_URL', ['http:', 'https:'], 'an absolute http(s) URL')
+  const pool = env === process.env ? THREAD_POOL_SIZE_AT_START : env.UV_THREADPOOL_SIZE
+  // Unset is libuv's 4; set but empty is 1 to libuv, so it is refused rather than read as the default.
+  if (pool === '') fail('UV_THREADPOOL_SIZE', 'an integer from 2 to 1024', pool)
+  const threadPoolSize = integer({ UV_THREADPOOL_SIZE: pool }, 'UV_THREADPOOL_SIZE', 4, 2, 1024)
   return Object.freeze({
     port: integer(env, 'PORT', 8000, 0, 65535),
     host: env.HOST || '127.0.0.1',
@@ -218,7 +238,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     refreshReuseGraceSeconds: shortDuration(env, 'REFRESH_REUSE_GRACE', '10s', 300),
     avatarMaxBytes: integer(env, 'AVATAR_MAX_BYTES', 5 * 1024 * 1024, 1024, 100 * 1024 * 1024),
     avatarSize: integer(env, 'AVATAR_SIZE', 512, 16, 4096),
-    imageConcurrency: availableParallelism(),
+    imageConcurrency: imageConcurrencyFor(availableParallelism(), threadPoolSize),
+    threadPoolSize,
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:'], 'redis://host:port or rediss://host:port'),
     redisKeyPrefix: env.REDIS_KEY_PREFIX || 'portrait:',
     corsOrigins: corsOrigins(env),

@@ -89,3 +89,39 @@ function u32le(value: number): Buffer {
   bytes.writeUInt32LE(value)
   return bytes
 }
+
+/** A progressive JPEG as sharp (libjpeg's default script: 10 scans) writes it. */
+export const progressiveJpegBytes = (width = 640, height = 480) =>
+  sharp({ create: { width, height, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 40 } } })
+    .jpeg({ progressive: true })
+    .toBuffer()
+
+/**
+ * A scan bomb: a real side×side progressive JPEG (36 Mpx by default, under the 40 Mpx cap) with its first
+ * luma AC scan, and the Huffman table before it, repeated `repeats` times before EOI. The copy is made a
+ * spectral scan with no successive approximation (Ah = Al = 0), so libjpeg finds the progression consistent
+ * and decodes every copy: one pass over all 562,500 luma blocks each, about 3 ms.
+ */
+export async function jpegScanBomb(repeats: number, side = 6000): Promise<Buffer> {
+  const jpeg = await sharp({ create: { width: side, height: side, channels: 3, background: '#808080' } })
+    .jpeg({ progressive: true })
+    .toBuffer()
+  const segments: { marker: number; start: number; end: number }[] = []
+  let at = 2
+  while (jpeg[at + 1] !== 0xd9) {
+    const marker = jpeg[at + 1] as number
+    let end = at + 2 + jpeg.readUInt16BE(at + 2)
+    // After a scan's header comes its entropy-coded data, up to the next marker (0xFF00 is a stuffed byte).
+    if (marker === 0xda) while (!(jpeg[end] === 0xff && jpeg[end + 1] !== 0x00)) end++
+    segments.push({ marker, start: at, end })
+    at = end
+  }
+  // SOS: FF DA, length, component count, (id, tables) per component, Ss, Se, Ah/Al.
+  const index = segments.findIndex(({ marker, start }) => marker === 0xda && jpeg[start + 4] === 1 && (jpeg[start + 7] as number) > 0 && (jpeg[start + 9] as number) >> 4 === 0)
+  const table = segments[index - 1]
+  const scan = segments[index]
+  if (table?.marker !== 0xc4 || !scan) throw new Error('sharp wrote no DHT + first AC scan to copy')
+  const copy = Buffer.from(jpeg.subarray(table.start, scan.end))
+  copy[scan.start - table.start + 9] = 0x00
+  return Buffer.concat([jpeg.subarray(0, at), ...Array.from({ length: repeats }, () => copy), jpeg.subarray(at)])
+}
