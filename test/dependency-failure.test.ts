@@ -5,24 +5,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { GOOD_PASSWORD } from './helpers/app.js'
-import { type ServerProcess, startServer, waitForHealth } from './helpers/processes.js'
+import { callServer, startServer, waitForHealth } from './helpers/processes.js'
 import { freePort, THROWAWAY_POSTGRES_SKIP, THROWAWAY_REDIS_SKIP, throwawayPostgres, throwawayRedis } from './helpers/throwaway-servers.js'
 import { suite } from './helpers/suite.js'
 
-async function call(server: ServerProcess, method: string, path: string, body?: unknown, access?: string) {
-  const headers: Record<string, string> = access ? { authorization: `Bearer ${access}` } : {}
-  if (body !== undefined) headers['content-type'] = 'application/json'
-  // The timeout only turns a hang into a failure; no test asserts on how fast anything is.
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(20_000),
-  })
-  return { status: response.status, headers: response.headers, json: (await response.json()) as Record<string, any> }
-}
-
-function assertUnavailable(response: Awaited<ReturnType<typeof call>>, dependency: string) {
+function assertUnavailable(response: Awaited<ReturnType<typeof callServer>>, dependency: string) {
   assert.equal(response.status, 503, JSON.stringify(response.json))
   assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/)
   assert.equal(response.json.type, '/problems/service_unavailable')
@@ -39,20 +26,20 @@ suite('when Redis goes away', THROWAWAY_REDIS_SKIP, () => {
   test('when Redis stops mid-run, then sign-in gets 503, health names redis, and both recover when it returns', async (t) => {
     const redis = await throwawayRedis(t)
     const server = await startServer(t, { env: { REDIS_URL: redis.url } })
-    const { access } = (await call(server, 'POST', '/api/auth/sign-up', signUpBody)).json
-    assert.equal((await call(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
+    const { access } = (await callServer(server, 'POST', '/api/auth/sign-up', signUpBody)).json
+    assert.equal((await callServer(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
 
     await redis.stop()
-    assertUnavailable(await call(server, 'POST', '/api/auth/sign-in', signInBody), 'redis')
+    assertUnavailable(await callServer(server, 'POST', '/api/auth/sign-in', signInBody), 'redis')
     // Requests that do not count sign-in failures go on working.
-    assert.equal((await call(server, 'GET', '/api/users/me', undefined, access)).status, 200)
-    const health = await call(server, 'GET', '/api/health')
+    assert.equal((await callServer(server, 'GET', '/api/users/me', undefined, access)).status, 200)
+    const health = await callServer(server, 'GET', '/api/health')
     assert.equal(health.status, 503)
     assert.deepEqual(health.json, { status: 'unavailable', checks: { database: 'ok', media: 'ok', redis: 'down' } })
 
     await redis.start()
     await waitForHealth(server.url, 200, Date.now() + 20_000, server.output)
-    assert.equal((await call(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
+    assert.equal((await callServer(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
     assert.equal(server.child.exitCode, null)
   })
 })
@@ -64,12 +51,12 @@ suite('when Redis is down at start', THROWAWAY_REDIS_SKIP, () => {
     const server = await startServer(t, { env: { REDIS_URL: redis.url }, waitForHealthy: false })
     const health = await waitForHealth(server.url, 503, Date.now() + 20_000, server.output)
     assert.deepEqual(health, { status: 'unavailable', checks: { database: 'ok', media: 'ok', redis: 'down' } })
-    assert.equal((await call(server, 'POST', '/api/auth/sign-up', signUpBody)).status, 201)
-    assertUnavailable(await call(server, 'POST', '/api/auth/sign-in', signInBody), 'redis')
+    assert.equal((await callServer(server, 'POST', '/api/auth/sign-up', signUpBody)).status, 201)
+    assertUnavailable(await callServer(server, 'POST', '/api/auth/sign-in', signInBody), 'redis')
 
     await redis.start()
     await waitForHealth(server.url, 200, Date.now() + 20_000, server.output)
-    assert.equal((await call(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
+    assert.equal((await callServer(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
   })
 })
 
@@ -77,22 +64,22 @@ suite('when PostgreSQL goes away', THROWAWAY_POSTGRES_SKIP, () => {
   test('when PostgreSQL stops mid-run, then requests get 503, health names the database, and both recover when it returns', async (t) => {
     const postgres = await throwawayPostgres(t)
     const server = await startServer(t, { env: { DATABASE_URL: postgres.url } })
-    const { access } = (await call(server, 'POST', '/api/auth/sign-up', signUpBody)).json
-    assert.equal((await call(server, 'GET', '/api/users/me', undefined, access)).status, 200)
+    const { access } = (await callServer(server, 'POST', '/api/auth/sign-up', signUpBody)).json
+    assert.equal((await callServer(server, 'GET', '/api/users/me', undefined, access)).status, 200)
 
     await postgres.stop()
-    assertUnavailable(await call(server, 'GET', '/api/users/me', undefined, access), 'database')
-    assertUnavailable(await call(server, 'POST', '/api/auth/sign-in', signInBody), 'database')
-    assertUnavailable(await call(server, 'PATCH', '/api/users/me', { first_name: 'Ivan' }, access), 'database')
-    const health = await call(server, 'GET', '/api/health')
+    assertUnavailable(await callServer(server, 'GET', '/api/users/me', undefined, access), 'database')
+    assertUnavailable(await callServer(server, 'POST', '/api/auth/sign-in', signInBody), 'database')
+    assertUnavailable(await callServer(server, 'PATCH', '/api/users/me', { first_name: 'Ivan' }, access), 'database')
+    const health = await callServer(server, 'GET', '/api/health')
     assert.equal(health.status, 503)
     assert.deepEqual(health.json, { status: 'unavailable', checks: { database: 'down', media: 'ok' } })
 
     await postgres.start()
     await waitForHealth(server.url, 200, Date.now() + 20_000, server.output)
     // The session written before the outage is still there: the same token works again.
-    assert.equal((await call(server, 'GET', '/api/users/me', undefined, access)).status, 200)
-    assert.equal((await call(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
+    assert.equal((await callServer(server, 'GET', '/api/users/me', undefined, access)).status, 200)
+    assert.equal((await callServer(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
     assert.equal(server.child.exitCode, null)
   })
 })

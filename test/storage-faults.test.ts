@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import { GOOD_PASSWORD, problemOf, type Session, type TestClient, testApp } from './helpers/app.js'
 import { image, multipart } from './helpers/images.js'
-import { type ServerProcess, startServer, waitForHealth } from './helpers/processes.js'
+import { callServer, startServer, waitForHealth } from './helpers/processes.js'
 import { suite } from './helpers/suite.js'
 
 // Real faults on file systems of the test's own: a small tmpfs that can be filled or remounted read-only.
@@ -156,20 +156,7 @@ test('when a temporary file is older than the configured age, then the periodic 
   assert.equal((await app.inject({ method: 'GET', url: '/api/health' })).statusCode, 200)
 })
 
-async function call(server: ServerProcess, method: string, path: string, body?: unknown, access?: string) {
-  const headers: Record<string, string> = access ? { authorization: `Bearer ${access}` } : {}
-  if (body !== undefined) headers['content-type'] = 'application/json'
-  // The timeout only turns a hang into a failure; nothing asserts on speed.
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(20_000),
-  })
-  return { status: response.status, headers: response.headers, json: (await response.json()) as Record<string, any> }
-}
-
-function assertDatabaseUnavailable(response: Awaited<ReturnType<typeof call>>) {
+function assertDatabaseUnavailable(response: Awaited<ReturnType<typeof callServer>>) {
   assert.equal(response.status, 503, JSON.stringify(response.json))
   assert.equal(response.json.type, '/problems/service_unavailable')
   assert.match(response.json.detail, /database/)
@@ -185,7 +172,7 @@ suite('SQLite storage faults (real tmpfs)', MOUNT_SKIP, () => {
     const disk = tmpfs(t, '16m')
     const env = { DATABASE_URL: `sqlite:${join(disk.dir, 'portrait.db')}` }
     const first = await startServer(t, { env })
-    const { access } = (await call(first, 'POST', '/api/auth/sign-up', signUpBody)).json
+    const { access } = (await callServer(first, 'POST', '/api/auth/sign-up', signUpBody)).json
     // A crash leaves the WAL and its index behind, as when a host's disk turns read-only under a running server.
     await first.kill()
     assert.ok(existsSync(join(disk.dir, 'portrait.db-wal')))
@@ -196,21 +183,21 @@ suite('SQLite storage faults (real tmpfs)', MOUNT_SKIP, () => {
     const health = await waitForHealth(server.url, 503, Date.now() + 20_000, server.output)
     assert.deepEqual(health, { status: 'unavailable', checks: { database: 'down', media: 'ok' } })
     // Reads still work; every write is a 503, never a 500.
-    assert.equal((await call(server, 'GET', '/api/users/me', undefined, access)).status, 200)
-    assertDatabaseUnavailable(await call(server, 'PATCH', '/api/users/me', { first_name: 'Rosa' }, access))
-    assertDatabaseUnavailable(await call(server, 'POST', '/api/auth/sign-in', signInBody))
+    assert.equal((await callServer(server, 'GET', '/api/users/me', undefined, access)).status, 200)
+    assertDatabaseUnavailable(await callServer(server, 'PATCH', '/api/users/me', { first_name: 'Rosa' }, access))
+    assertDatabaseUnavailable(await callServer(server, 'POST', '/api/auth/sign-in', signInBody))
 
     disk.remount('rw')
     // Traffic alone brings it back (no health poll in between): the next writes reopen the file.
-    let edited = await call(server, 'PATCH', '/api/users/me', { first_name: 'Rosa' }, access)
+    let edited = await callServer(server, 'PATCH', '/api/users/me', { first_name: 'Rosa' }, access)
     for (const deadline = Date.now() + 20_000; edited.status === 503 && Date.now() < deadline; ) {
       await new Promise((wait) => setTimeout(wait, 200))
-      edited = await call(server, 'PATCH', '/api/users/me', { first_name: 'Rosa' }, access)
+      edited = await callServer(server, 'PATCH', '/api/users/me', { first_name: 'Rosa' }, access)
     }
     assert.equal(edited.status, 200, JSON.stringify(edited.json))
-    assert.equal((await call(server, 'GET', '/api/health')).status, 200)
-    assert.equal((await call(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
-    assert.equal((await call(server, 'GET', '/api/users/me', undefined, access)).json.first_name, 'Rosa')
+    assert.equal((await callServer(server, 'GET', '/api/health')).status, 200)
+    assert.equal((await callServer(server, 'POST', '/api/auth/sign-in', signInBody)).status, 200)
+    assert.equal((await callServer(server, 'GET', '/api/users/me', undefined, access)).json.first_name, 'Rosa')
     assert.equal(server.child.exitCode, null)
   })
 

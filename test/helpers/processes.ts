@@ -115,3 +115,16 @@ export async function waitForHealth(url: string, status: number, deadline: numbe
   }
   throw new Error(`/api/health never answered ${status} (last: ${last})\n${output()}`)
 }
+
+/** One JSON request to a server process; the timeout only turns a hang into a failure, nothing asserts on speed. */
+export async function callServer(server: ServerProcess, method: string, path: string, body?: unknown, access?: string) {
+  const headers: Record<string, string> = access ? { authorization: `Bearer ${access}` } : {}
+  if (body !== undefined) headers['content-type'] = 'application/json'
+  const response = await fetch(`${server.url}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(20_000),
+  })
+  return { status: response.status, headers: response.headers, json: (await response.json()) as Record<string, any> }
+}
