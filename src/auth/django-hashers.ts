@@ -117,13 +117,16 @@ async function verifyBcrypt(stored: string, password: string): Promise<boolean> 
   return a.length === b.length && timingSafeEqual(a, b)
 }
 
-const ARGON2_PARAMS = /^\$argon2(?:id|i|d)\$(?:v=\d+\$)?m=(\d{1,10}),t=(\d{1,10}),p=(\d{1,10})\$/
+const ARGON2_PARAMS = /^\$argon2(?:id|i|d)\$(?:v=\d+\$)?([a-z]=\d{1,10}(?:,[a-z]=\d{1,10})*)\$/
 
 /** A PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`); argon2's verify compares in constant time. */
 export async function verifyArgon2(phc: string, password: string): Promise<boolean> {
   const match = ARGON2_PARAMS.exec(phc)
   if (!match) return false
-  const [m, t, p] = [Number(match[1]), Number(match[2]), Number(match[3])]
+  // In any order (the argon2 package writes m, p, t; argon2-cffi m, t, p).
+  const params = new Map((match[1] as string).split(',').map((pair) => [pair[0], Number(pair.slice(2))]))
+  const [m, t, p] = [params.get('m'), params.get('t'), params.get('p')]
+  if (m === undefined || t === undefined || p === undefined) return false
   if (m > LIMITS.argon2MemoryKiB || t > LIMITS.argon2Time || p > LIMITS.argon2Parallelism) return false
   try {
     return await argon2.verify(phc, password)

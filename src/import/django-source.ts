@@ -179,7 +179,7 @@ class PostgresSource implements DjangoSource {
     // Keyset pagination on the primary key: each batch is one indexed range scan, no open cursor between batches.
     let after = -Number.MAX_SAFE_INTEGER
     for (;;) {
-      const rows = await this.query(`select ${SELECT} from ${this.table.sql} where "id" > $1 order by "id" limit $2`, [after, size])
+      const rows = await this.query(`select ${SELECT} from ${this.table.sql} where "id" > $1::bigint order by "id" limit $2`, [after, size])
       if (rows.length === 0) return
       after = Number(rows[rows.length - 1]?.id)
       yield rows.map(normalise)
