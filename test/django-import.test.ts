@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { copyFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -339,6 +339,26 @@ test('when --from or --table is wrong, then the command says so in one line and 
       assert.equal(run.status, 2, run.stderr)
       assert.match(run.stderr, /^portrait: /)
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+const SCRIPT = '/usr/bin/script'
+
+test('when run on a terminal as a dry run against a target that does not exist, then it draws a progress bar and creates nothing', { skip: existsSync(SCRIPT) ? false : 'no script(1) to give the command a terminal' }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portrait-django-tty-'))
+  try {
+    const env = { ...process.env, DATABASE_URL: `sqlite:${join(dir, 'target', 'p.db')}`, MEDIA_ROOT: join(dir, 'media'), DATA_DIR: dir }
+    const command = [process.execPath, CLI, 'import-django', '--from', `sqlite:${FIXTURE_DB}`, '--media-root', MEDIA, '--dry-run']
+    // script(1) runs the command on a pseudo-terminal, as a person at a terminal would.
+    const run = spawnSync(SCRIPT, ['-qec', command.map((part) => `'${part}'`).join(' '), '/dev/null'], { env, encoding: 'utf8', input: '' })
+    assert.equal(run.status, 0, run.stdout + run.stderr)
+    assert.match(run.stdout, /\[#{30}\] 13\/13 100%/)
+    assert.match(run.stdout, /dry run: nothing written/)
+    assert.match(run.stdout, /would import: +12/)
+    assert.match(run.stdout, /avatars: +2 would be imported, 1 missing, 0 invalid/)
+    assert.deepEqual(readdirSync(dir), [], 'no database file, no media directory')
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

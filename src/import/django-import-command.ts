@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { createAvatarStorage } from '../avatars/storage-factory.js'
 import type { Config } from '../config.js'
@@ -34,7 +35,15 @@ export async function importDjangoCommand(config: Config, args: string[]): Promi
     if (error instanceof SourceError) throw new ImportCommandError(error.message)
     throw error
   }
-  const db = createDb({ ...config, databaseStatementTimeoutMs: Math.max(config.databaseStatementTimeoutMs ?? 0, 60_000) })
+  const dryRun = values['dry-run']
+  // A dry run creates nothing, not even an empty SQLite file: a target that does not exist yet is judged as empty.
+  const sqlitePath = config.databaseUrl.startsWith('sqlite:') ? config.databaseUrl.slice('sqlite:'.length) : undefined
+  const absent = dryRun && sqlitePath !== undefined && sqlitePath !== ':memory:' && !existsSync(sqlitePath)
+  const db = createDb({
+    ...config,
+    databaseUrl: absent ? 'sqlite::memory:' : config.databaseUrl,
+    databaseStatementTimeoutMs: Math.max(config.databaseStatementTimeoutMs ?? 0, 60_000),
+  })
   const report = values.report ? new JsonReportWriter(values.report) : undefined
   const progress = process.stderr.isTTY ? new ProgressBar() : undefined
   try {
@@ -42,9 +51,9 @@ export async function importDjangoCommand(config: Config, args: string[]): Promi
       throw error instanceof SourceError ? new ImportCommandError(error.message) : error
     })
     // A dry run migrates nothing: a target without tables yet is judged as empty.
-    const targetExists = values['dry-run'] ? await db.kysely.selectFrom('users').select('id').limit(1).execute().then(() => true, () => false) : true
-    if (!values['dry-run']) await migrateToLatest(db.kysely)
-    const storage = await createAvatarStorage(config, db)
+    const targetExists = dryRun ? await db.kysely.selectFrom('users').select('id').limit(1).execute().then(() => true, () => false) : true
+    if (!dryRun) await migrateToLatest(db.kysely)
+    const storage = dryRun ? undefined : await createAvatarStorage(config, db)
     const summary = await importDjangoUsers({
       source,
       db,
@@ -52,7 +61,7 @@ export async function importDjangoCommand(config: Config, args: string[]): Promi
       storage,
       config,
       mediaRoot: values['media-root'],
-      dryRun: values['dry-run'],
+      dryRun,
       targetExists,
       onRows: (rows) => report?.write(rows),
       onProgress: (done) => progress?.draw(done, total),

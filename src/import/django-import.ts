@@ -55,7 +55,8 @@ export interface ImportOptions {
   source: DjangoSource
   db: Db
   users: UsersRepository
-  storage: AvatarStorage
+  /** Where avatars go; unused (and may be omitted) in a dry run. */
+  storage?: AvatarStorage
   config: Pick<Config, 'avatarSize' | 'avatarMaxBytes' | 'imageConcurrency'>
   mediaRoot?: string
   dryRun?: boolean
@@ -165,6 +166,7 @@ async function importBatch(options: ImportOptions, batch: DjangoUserRow[], dryRu
       for (const candidate of writing) candidate.report.outcome = outcome
       return candidates.map((candidate) => candidate.report)
     }
+    if (!storage) throw new Error('an import that writes needs the avatar storage')
     // Non-transactional storage (files) is written first: a failed batch leaves unreferenced files, which the
     // start-up sweep and `portrait media gc` remove; never a profile pointing at a missing file.
     if (!storage.transactional) {
@@ -440,7 +442,7 @@ export function formatSummary(summary: ImportSummary): string {
   lines.push(`  avatars:           ${imported} ${summary.dryRun ? 'would be imported' : 'imported'}, ${missing} missing, ${invalid} invalid`)
   for (const row of summary.avatarProblems) {
     const avatar = row.avatar as NonNullable<RowReport['avatar']>
-    lines.push(`    - id ${row.id} ${JSON.stringify(row.username)}: ${avatar.source} ${avatar.outcome} (${avatar.reason}); imported without an avatar`)
+    lines.push(`    - id ${row.id} ${JSON.stringify(row.username)}: ${avatar.source} ${avatar.outcome} (${avatar.reason}); ${summary.dryRun ? 'would be imported' : 'imported'} without an avatar`)
   }
   const formats = Object.entries(summary.hashFormats)
     .sort((a, b) => b[1] - a[1])
