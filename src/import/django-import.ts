@@ -160,7 +160,8 @@ async function importBatch(options: ImportOptions, batch: DjangoUserRow[], dryRu
     const holders = dryRunHolders ? mergeHolders(dryRunHolders, found) : found
     judge(candidates, holders)
     const writing = candidates.filter((candidate) => candidate.user)
-    await Promise.all(writing.map((candidate) => loadAvatar(options, candidate, images)))
+    // Each file is read inside its turn, so at most imageConcurrency originals (≤ AVATAR_MAX_BYTES each) are in memory.
+    await Promise.all(writing.map((candidate) => images.run(() => loadAvatar(options, candidate))))
     const outcome: Outcome = dryRunHolders ? 'would_import' : 'imported'
     if (dryRunHolders) {
       for (const candidate of writing) candidate.report.outcome = outcome
@@ -336,7 +337,7 @@ function collision(map: Map<string, number>, key: string, id: number, text: stri
 }
 
 /** The Django file (relative to MEDIA_ROOT) through the upload pipeline; a missing or bad one leaves no avatar. */
-async function loadAvatar(options: ImportOptions, candidate: WithImage, images: ConcurrencyLimit): Promise<void> {
+async function loadAvatar(options: ImportOptions, candidate: WithImage): Promise<void> {
   const path = candidate.source.avatar
   if (!path) return
   const report = candidate.report
@@ -361,7 +362,7 @@ async function loadAvatar(options: ImportOptions, candidate: WithImage, images: 
     return missing((error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `unreadable: ${(error as Error).message}`)
   }
   try {
-    const webp = await images.run(() => processAvatar(bytes, options.config.avatarSize))
+    const webp = await processAvatar(bytes, options.config.avatarSize)
     const name = newAvatarName()
     candidate.image = { name, bytes: webp }
     ;(candidate.user as NewUser).avatar = name
