@@ -165,6 +165,22 @@ for (const dialect of DIALECTS) {
       assert.equal((await signIn(client, 'linus', GOOD_PASSWORD)).statusCode, 200)
     })
 
+    test('when the stored hash changed after it was verified, then the upgrade leaves the newer one', async (t) => {
+      const { config } = await testApp(t, dialect.name)
+      await runImport(config, `sqlite:${FIXTURE_DB}`, { mediaRoot: undefined })
+      const db = createDb(config)
+      try {
+        const users = new UsersRepository(db.dialect)
+        const legacy = (await users.findById(db.kysely, 5))?.password_hash as string
+        // A password change committed between the sign-in's check and its upgrade:
+        await users.update(db.kysely, 5, { password_hash: '$argon2id$changed' })
+        assert.equal(await users.upgradePasswordHash(db.kysely, 5, legacy, '$argon2id$stale-upgrade'), false)
+        assert.equal((await users.findById(db.kysely, 5))?.password_hash, '$argon2id$changed')
+      } finally {
+        await db.destroy()
+      }
+    })
+
     test('when avatars are imported, then they went through the upload pipeline; a missing one is reported and the user imported without', async (t) => {
       const { config, client } = await testApp(t, dialect.name, dialect.name === 'postgres' ? { mediaStorage: 'db' } : {})
       const { summary, rows } = await runImport(config, `sqlite:${FIXTURE_DB}`)
