@@ -5,6 +5,7 @@ import { sweepUnreferencedAvatars } from './avatars/media-sweep.js'
 import { createAvatarStorage } from './avatars/storage-factory.js'
 import { type Config, ConfigError, loadConfig, parseDurationSeconds } from './config.js'
 import { createDb } from './db/database.js'
+import { IMPORT_DJANGO_USAGE, ImportCommandError, importDjangoCommand } from './import/django-import-command.js'
 import { migrateToLatest } from './db/migrate.js'
 import { cleanText } from './users/field-rules.js'
 import { UsersRepository } from './users/users.repository.js'
@@ -16,7 +17,8 @@ commands:
   migrate                                   apply pending database migrations
   create-superuser --username U --email E   create a superuser (password from PORTRAIT_PASSWORD or a hidden prompt)
   media gc [--min-age 10m]                  remove stored avatar images no profile references,
-                                            sparing files younger than --min-age (uploads about to commit)`
+                                            sparing files younger than --min-age (uploads about to commit)
+${IMPORT_DJANGO_USAGE}`
 
 class UsageError extends Error {}
 
@@ -29,6 +31,11 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'migrate') return migrate(config)
   if (command === 'create-superuser') return createSuperuser(config, rest)
   if (command === 'media' && rest[0] === 'gc') return mediaGc(config, rest.slice(1))
+  if (command === 'import-django') {
+    return importDjangoCommand(config, rest).catch((error: unknown) => {
+      throw error instanceof ImportCommandError ? new UsageError(error.message) : error
+    })
+  }
   throw new UsageError(command ? `unknown command: ${[command, ...rest].join(' ')}` : 'no command given')
 }
 

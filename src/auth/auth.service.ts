@@ -7,7 +7,7 @@ import type { UsersRepository } from '../users/users.repository.js'
 import { uniqueViolationError } from '../users/users.service.js'
 import type { UserRow } from '../users/users.table.js'
 import type { DeviceProofs } from './device-proof.js'
-import { hashPassword, passwordProblems, verifyPassword } from './passwords.js'
+import { hashPassword, needsRehash, passwordProblems, verifyPassword } from './passwords.js'
 import type { SessionsRepository } from './sessions.repository.js'
 import type { SignInLimiter } from './sign-in-limiter.js'
 import { type AccessTokens, newRefreshToken, newSessionId, parseRefreshToken, type RefreshSuccessors, sameHash } from './tokens.js'
@@ -126,9 +126,13 @@ export class AuthService {
     // A failure stays counted: the reservation was the count.
     if (!user || !matches || !user.is_active) throw invalidCredentials()
     await ticket.succeeded()
+    // An imported Django hash is replaced by argon2id now that the password is known (as Django's check_password
+    // upgrades), hashed before the transaction so no connection waits on it.
+    const upgraded = needsRehash(user.password_hash) ? await hashPassword(password, this.deps.config.passwordHashCost) : undefined
     const now = new Date().toISOString()
     const session = await db.kysely.transaction().execute(async (trx) => {
       const signedIn = (await users.update(trx, user.id, { last_login: now })) as UserRow
+      if (upgraded) await users.upgradePasswordHash(trx, user.id, user.password_hash, upgraded)
       return { user: signedIn, ...(await this.startSession(trx, user.id, now)) }
     })
     return { ...session, deviceProof: device ? (client.deviceProof as string) : devices.issue(user.id) }

@@ -3,6 +3,7 @@ import argon2 from 'argon2'
 import commonPasswords from 'fxa-common-password-list'
 import { ConcurrencyLimit } from '../concurrency.js'
 import type { PasswordHashCost } from '../config.js'
+import { isLegacyHash, verifyArgon2, verifyDjangoHash } from './django-hashers.js'
 
 export const PASSWORD_MIN_LENGTH = 8
 export const PASSWORD_MAX_LENGTH = 128
@@ -17,13 +18,21 @@ export function hashPassword(password: string, cost: PasswordHashCost): Promise<
   return hashing.run(() => argon2.hash(password, { type: argon2.argon2id, ...cost }))
 }
 
-/** False for a wrong password and for a malformed hash alike. */
+/**
+ * False for a wrong password and for a malformed hash alike. Besides Portrait's argon2id, the Django formats
+ * an import brings (django-hashers.ts), under the same bound; `needsRehash` says when to store argon2id instead.
+ */
 export async function verifyPassword(hash: string, password: string): Promise<boolean> {
   try {
-    return await hashing.run(() => argon2.verify(hash, password))
+    return await hashing.run(() => (hash.startsWith('$argon2') ? verifyArgon2(hash, password) : verifyDjangoHash(hash, password)))
   } catch {
     return false
   }
+}
+
+/** True when a hash that just matched is in a legacy format (an imported Django hash) and should be replaced by argon2id. */
+export function needsRehash(hash: string): boolean {
+  return isLegacyHash(hash)
 }
 
 /** Messages for every rule the password breaks (SPEC §2), empty when it is acceptable. */

@@ -123,6 +123,20 @@ export class UsersRepository {
     return rows[0]
   }
 
+  /**
+   * Replaces a legacy password hash that just matched, only if it is still the stored one: a password change
+   * committed meanwhile wins. The version (ETag) stays: the hash is never part of the representation.
+   */
+  async upgradePasswordHash(executor: Executor, id: number, oldHash: string, newHash: string): Promise<boolean> {
+    const result = await executor
+      .updateTable('users')
+      .set({ password_hash: newHash })
+      .where('id', '=', id)
+      .where('password_hash', '=', oldHash)
+      .executeTakeFirst()
+    return result.numUpdatedRows === 1n
+  }
+
   async delete(executor: Executor, id: number): Promise<boolean> {
     const result = await executor.deleteFrom('users').where('id', '=', id).executeTakeFirst()
     return result.numDeletedRows === 1n
