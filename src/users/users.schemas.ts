@@ -1,5 +1,5 @@
 import { type Static, Type } from 'typebox'
-import { descriptions } from './field-rules.js'
+import { fieldSchemas } from './field-rules.js'
 import type { UserRow } from './users.table.js'
 
 const DateTime = Type.String({ format: 'date-time' })
@@ -41,21 +41,70 @@ export const UserListSchema = Type.Object({
   results: Type.Array(UserSchema),
 })
 
-/** Fields a client may write on a profile (SPEC §2). */
-export const ProfileUpdateSchema = Type.Object(
+const FLAG_RULE =
+  'Writable only by a superuser on another user who is not a superuser; from anyone else, or unchanged, it is accepted and ignored'
+const IGNORED = 'Read-only: accepted and ignored, so a client can send back what it read'
+// How a form spells a boolean (any case): profile-update.ts FORM_BOOLEANS.
+const FORM_BOOLEAN = { enum: ['true', 'false', '1', '0', 'on', 'off'] }
+
+/** The text fields a client may write (SPEC §2), each with its rule from field-rules.ts. */
+const textFields = {
+  username: Type.Optional(Type.String(fieldSchemas.username)),
+  email: Type.Optional(Type.String(fieldSchemas.email)),
+  first_name: Type.Optional(Type.String(fieldSchemas.first_name)),
+  last_name: Type.Optional(Type.String(fieldSchemas.last_name)),
+  number_phone: Type.Optional(Type.String(fieldSchemas.number_phone)),
+}
+
+/** A profile update as JSON (SPEC §4): every field optional, unknown fields refused. */
+export const ProfileUpdateJsonSchema = Type.Object(
   {
-    username: Type.Optional(Type.String({ maxLength: 150, description: descriptions.username })),
-    email: Type.Optional(Type.String({ maxLength: 200 })),
-    first_name: Type.Optional(Type.String({ maxLength: 200, description: descriptions.name })),
-    last_name: Type.Optional(Type.String({ maxLength: 200, description: descriptions.name })),
-    number_phone: Type.Optional(Type.String({ maxLength: 10, pattern: '^(\\+?[0-9]+)?$' })),
+    ...textFields,
     avatar: Type.Optional(
-      Type.Union([Type.Null(), Type.String({ format: 'binary' })], {
-        description: 'multipart: an image file (JPEG, PNG, WebP, GIF); JSON: null removes the avatar',
+      NullableString({
+        description:
+          'null removes the avatar; the current avatar URL (as read) is accepted and changes nothing; any other string is refused (upload a file as multipart/form-data instead)',
+      }),
+    ),
+    is_active: Type.Optional(Type.Boolean({ description: FLAG_RULE })),
+    is_staff: Type.Optional(Type.Boolean({ description: FLAG_RULE })),
+    is_superuser: Type.Optional(Type.Boolean({ description: FLAG_RULE })),
+    id: Type.Optional(Type.Integer({ description: IGNORED })),
+    date_joined: Type.Optional(Type.String({ description: IGNORED })),
+    last_login: Type.Optional(NullableString({ description: IGNORED })),
+  },
+  { additionalProperties: false, description: 'Every field optional; only the fields sent change. An empty body changes nothing.' },
+)
+
+const formFields = {
+  ...textFields,
+  is_active: Type.Optional(Type.String({ ...FORM_BOOLEAN, description: FLAG_RULE })),
+  is_staff: Type.Optional(Type.String({ ...FORM_BOOLEAN, description: FLAG_RULE })),
+  is_superuser: Type.Optional(Type.String({ ...FORM_BOOLEAN, description: FLAG_RULE })),
+  id: Type.Optional(Type.String({ description: IGNORED })),
+  date_joined: Type.Optional(Type.String({ description: IGNORED })),
+  last_login: Type.Optional(Type.String({ description: IGNORED })),
+}
+
+/** The same update as a multipart form: the avatar is a file part. Each field at most once. */
+export const ProfileUpdateMultipartSchema = Type.Object(
+  {
+    ...formFields,
+    avatar: Type.Optional(
+      Type.String({
+        format: 'binary',
+        description:
+          'An image file (JPEG, PNG, WebP or GIF by content, at most AVATAR_MAX_BYTES, 40 megapixels); stored re-encoded as WebP. An empty text field removes the avatar; an empty file part changes nothing',
       }),
     ),
   },
-  { description: 'JSON, multipart/form-data or application/x-www-form-urlencoded; every field optional' },
+  { additionalProperties: false },
+)
+
+/** The same update as an urlencoded form: an empty avatar removes it. */
+export const ProfileUpdateFormSchema = Type.Object(
+  { ...formFields, avatar: Type.Optional(Type.Literal('', { description: 'empty: remove the avatar' })) },
+  { additionalProperties: false },
 )
 
 export const IdParamsSchema = Type.Object({ id: Type.String({ description: 'user id (integer)' }) })
