@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { sql } from 'kysely'
 import { Type } from 'typebox'
 import type { Db } from '../db/database.js'
-import { ProblemSchema, problemResponses } from '../http/problem.schema.js'
+import { problemContent, problemResponses } from '../http/problem.schema.js'
 
 export interface HealthCheck {
   name: string
@@ -34,7 +34,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ checks: HealthCheck[] }> 
           // A check that fails answers JSON; a server shutting down answers problem+json (src/http/shutdown.ts).
           503: {
             description: 'A dependency is down (JSON naming it), or the server is shutting down (problem+json)',
-            content: { 'application/json': { schema: HealthSchema }, 'application/problem+json': { schema: ProblemSchema } },
+            content: { 'application/json': { schema: HealthSchema }, ...problemContent(503) },
           },
         },
       },

@@ -42,35 +42,41 @@ export function problemResponses(statuses: readonly number[], options: { bearer?
   const responses: Record<number, unknown> = {}
   for (const status of [...new Set([...statuses, ...ALWAYS])].sort()) {
     const codes = codesOf(status)
-    if (codes.length === 0) throw new Error(`no error code in src/errors.ts has status ${status}`)
     const headers = {
       ...(status === 429 || status === 503 ? { 'retry-after': HEADERS['retry-after'] } : {}),
       ...(status === 401 && options.bearer ? { 'www-authenticate': HEADERS['www-authenticate'] } : {}),
     }
-    const first = codes[0] as ErrorCode
-    const schema = {
-      ...ProblemSchema,
-      properties: {
-        ...ProblemSchema.properties,
-        type: { type: 'string', enum: codes.map((code) => `/problems/${code}`) },
-        status: { type: 'integer', enum: [status] },
-      },
-      example: {
-        type: `/problems/${first}`,
-        title: ERROR_CODES[first].title,
-        status,
-        detail: ERROR_CODES[first].title,
-        ...(first === 'validation_failed' ? { errors: { email: ['Enter a valid email address.'] } } : {}),
-        request_id: '0e8f3ac6-3a3f-4d3c-9d47-2c1d6f0b5a11',
-      },
-    }
     responses[status] = {
-      description: `${ERROR_CODES[first].title}: ${codes.map((code) => `\`${code}\``).join(', ')}`,
+      description: `${ERROR_CODES[codes[0] as ErrorCode].title}: ${codes.map((code) => `\`${code}\``).join(', ')}`,
       ...(Object.keys(headers).length > 0 ? { headers } : {}),
-      content: { [PROBLEM_CONTENT_TYPE]: { schema } },
+      content: problemContent(status),
     }
   }
   return responses
+}
+
+/** The problem+json content of one status: the problem schema with that status's codes from src/errors.ts. */
+export function problemContent(status: number): Record<string, { schema: unknown }> {
+  const codes = codesOf(status)
+  const first = codes[0]
+  if (first === undefined) throw new Error(`no error code in src/errors.ts has status ${status}`)
+  const schema = {
+    ...ProblemSchema,
+    properties: {
+      ...ProblemSchema.properties,
+      type: { type: 'string', enum: codes.map((code) => `/problems/${code}`) },
+      status: { type: 'integer', enum: [status] },
+    },
+    example: {
+      type: `/problems/${first}`,
+      title: ERROR_CODES[first].title,
+      status,
+      detail: ERROR_CODES[first].title,
+      ...(first === 'validation_failed' ? { errors: { email: ['Enter a valid email address.'] } } : {}),
+      request_id: '0e8f3ac6-3a3f-4d3c-9d47-2c1d6f0b5a11',
+    },
+  }
+  return { [PROBLEM_CONTENT_TYPE]: { schema } }
 }
 
 /** A success response schema with the headers it carries (documented; the serializer ignores them). */
