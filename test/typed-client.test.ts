@@ -43,15 +43,24 @@ export async function run(baseUrl: string, access: string, id: number, password:
   const single = await client.PUT('/api/users/{id}', { params: { path }, headers, body: { last_name: 'M.' } })
   const me = await client.GET('/api/users/me', { headers })
   const avatarUrl: string | null | undefined = upload.data?.avatar
+  // No query parameter is required (issue 13 item 3); a normal user is refused with a typed problem.
+  const list = await client.GET('/api/users', { headers })
+  const name = avatarUrl?.split('/').pop() ?? ''
+  const picture = await client.GET('/media/avatars/{name}', { params: { path: { name } }, parseAs: 'blob' })
   const wrong = await client.DELETE('/api/users/{id}', { params: { path }, headers, body: { current_password: 'not-it-at-all' } })
   const gone = await client.DELETE('/api/users/{id}', { params: { path }, headers, body: { current_password: password } })
+  // Sign-out needs no body (issue 13 item 4).
+  const out = await client.POST('/api/auth/sign-out', {})
   return {
     json: { status: json.response.status, firstName: json.data?.first_name },
     upload: { status: upload.response.status, avatarUrl },
     single: { status: single.response.status, lastName: single.data?.last_name, etag: single.response.headers.get('etag') },
     me: { status: me.response.status, username: me.data?.username },
     wrong: { status: wrong.response.status, type: wrong.error?.type, errors: wrong.error?.errors },
+    list: { status: list.response.status, type: list.error?.type },
+    picture: { status: picture.response.status, type: picture.data?.type, size: picture.data?.size ?? 0 },
     gone: { status: gone.response.status },
+    out: { status: out.response.status },
   }
 }
 `
@@ -121,5 +130,10 @@ test('when a client is generated from the live document, then it type-checks wit
   assert.deepEqual(result.me, { status: 200, username })
   assert.equal(result.wrong?.status, 400)
   assert.equal(result.wrong?.type, '/problems/validation_failed')
+  assert.deepEqual(result.list, { status: 403, type: '/problems/forbidden' })
+  assert.equal(result.picture?.status, 200)
+  assert.equal(result.picture?.type, 'image/webp')
+  assert.ok(Number(result.picture?.size) > 0)
   assert.deepEqual(result.gone, { status: 204 })
+  assert.deepEqual(result.out, { status: 204 })
 })
