@@ -13,12 +13,17 @@ const EMAIL_DOMAIN = '(?:[\\p{L}\\p{N}](?:[\\p{L}\\p{N}-]{0,61}[\\p{L}\\p{N}])?\
 // The local part is at most 64 characters (the lookahead), the domain ends in a label of letters.
 const EMAIL_PATTERN = `^(?=[^@]{1,64}@)${EMAIL_LOCAL}@${EMAIL_DOMAIN}$`
 const PHONE_PATTERN = '^(?:\\+?[0-9]+)?$'
+// A name shown to others: no control, format or default-ignorable character, except a joiner or variation
+// selector right after a visible character (lookalikes.ts invisibleCharacter with allowShaping, as a pattern).
+const HIDDEN = '\\p{Cc}\\p{Cs}\\p{Cf}\\p{Default_Ignorable_Code_Point}'
+const NAME_PATTERN = `^(?:[^${HIDDEN}]|(?<=[^\\s${HIDDEN}])[\\u200c\\u200d\\p{Variation_Selector}])*$`
 const LIMITS = { username: 150, email: 200, first_name: 200, last_name: 200, number_phone: 10 } as const
 // Patterns are written for JSON Schema (ECMA-262 with the `u` flag, as Ajv and Redocly read them) and
 // compiled here with that flag, so the document's pattern is the server's check.
 const USERNAME = new RegExp(USERNAME_PATTERN, 'u')
 const EMAIL = new RegExp(EMAIL_PATTERN, 'u')
 const PHONE = new RegExp(PHONE_PATTERN, 'u')
+const NAME = new RegExp(NAME_PATTERN, 'u')
 const CONTROL = /\p{Cc}/u
 
 export const codePoints = (value: string): number => [...value].length
@@ -39,6 +44,8 @@ function displayName(limit: number): FieldRule {
   return (value) => {
     const tooLong = length(value)
     if (tooLong) return tooLong
+    // The pattern the document shows decides; the walk below only names the character for the message.
+    if (NAME.test(value)) return undefined
     // Joiners and variation selectors after a letter or emoji are kept: Persian, Indic scripts and emoji need them.
     const found = invisibleCharacter(value, { allowShaping: true })
     if (found?.bidi) return `Text-direction control characters (${codePointName(found.char)}) are not allowed.`
@@ -95,8 +102,8 @@ export const descriptions = {
 export const fieldSchemas = {
   username: { minLength: 1, maxLength: LIMITS.username, pattern: USERNAME_PATTERN, description: descriptions.username, example: 'zoe_martin' },
   email: { minLength: 1, maxLength: LIMITS.email, format: 'email', pattern: EMAIL_PATTERN, description: descriptions.email, example: 'zoe@example.com' },
-  first_name: { maxLength: LIMITS.first_name, description: descriptions.name, example: 'Zoë' },
-  last_name: { maxLength: LIMITS.last_name, description: descriptions.name, example: 'Martin' },
+  first_name: { maxLength: LIMITS.first_name, pattern: NAME_PATTERN, description: descriptions.name, example: 'Zoë' },
+  last_name: { maxLength: LIMITS.last_name, pattern: NAME_PATTERN, description: descriptions.name, example: 'Martin' },
   number_phone: { maxLength: LIMITS.number_phone, pattern: PHONE_PATTERN, description: descriptions.number_phone, example: '+331234567' },
 } as const
 
