@@ -1,6 +1,6 @@
 import { Type } from 'typebox'
 import { fieldSchemas } from '../users/field-rules.js'
-import { UserSchema } from '../users/users.schemas.js'
+import { USER_EXAMPLE, UserSchema } from '../users/users.schemas.js'
 
 const Password = Type.String({ maxLength: 1024 })
 
@@ -48,11 +48,20 @@ export const SignOutBodySchema = Type.Object(
 )
 
 /** `refresh` and `device_token` are absent for the web page, which gets them as HttpOnly cookies instead. */
-export const SessionResponseSchema = Type.Object({
-  access: Type.String(),
-  refresh: Type.Optional(Type.String()),
-  device_token: Type.Optional(Type.String({ description: 'proof of this sign-in: store it and send it with later sign-ins' })),
-  user: UserSchema,
-})
+// From a real sign-in (tokens shortened).
+const TOKENS_EXAMPLE = {
+  access: 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzaWQiOiI2aWY3ZXhRYSIsInR5cCI6ImFjY2VzcyIsInN1YiI6IjcifQ.Uzce1GUJwDeMtCdrBpp7XR9Cl',
+  refresh: '6if7exQaLUtfzTNJO0nUMQ.q67UUSjrukg9F-esaQ3mTg',
+}
 
-export const RefreshResponseSchema = Type.Object({ access: Type.String(), refresh: Type.Optional(Type.String()) })
+export const SessionResponseSchema = Type.Object(
+  {
+    access: Type.String({ description: 'bearer token for the other operations (see ACCESS_TOKEN_TTL)' }),
+    refresh: Type.Optional(Type.String({ description: 'for POST /api/auth/refresh; absent for the web page, which gets it as a cookie' })),
+    device_token: Type.Optional(Type.String({ description: 'proof of this sign-in: store it and send it with later sign-ins' })),
+    user: UserSchema,
+  },
+  { example: { ...TOKENS_EXAMPLE, device_token: '1.q9Vb2kP0sT4wXy7Z', user: USER_EXAMPLE } },
+)
+
+export const RefreshResponseSchema = Type.Object({ access: Type.String(), refresh: Type.Optional(Type.String()) }, { example: TOKENS_EXAMPLE })

@@ -14,6 +14,22 @@ function NullableString(options: { format?: string; description?: string } = {})
   return Type.Unsafe<string | null>({ type: ['string', 'null'], ...options })
 }
 
+// From a real exchange (PUT /api/users/7 with an avatar), for the document.
+export const USER_EXAMPLE = {
+  id: 7,
+  username: 'zoe_martin',
+  email: 'zoe@example.com',
+  first_name: 'Zoë',
+  last_name: 'Martin',
+  number_phone: '+331234567',
+  avatar: '/media/avatars/3q2Zx0vYb5lKcJ8e.webp',
+  date_joined: '2026-12-01T10:12:03.418Z',
+  last_login: '2026-12-01T10:12:03.418Z',
+  is_active: true,
+  is_staff: false,
+  is_superuser: false,
+}
+
 /** The only shape a user ever leaves the service in: an allowlist, so a hash can never be serialised. */
 export const UserSchema = Type.Object(
   {
@@ -30,16 +46,19 @@ export const UserSchema = Type.Object(
     is_staff: Type.Boolean(),
     is_superuser: Type.Boolean(),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, example: USER_EXAMPLE },
 )
 export type User = Static<typeof UserSchema>
 
-export const UserListSchema = Type.Object({
-  count: Type.Integer(),
-  next: NullableString(),
-  previous: NullableString(),
-  results: Type.Array(UserSchema),
-})
+export const UserListSchema = Type.Object(
+  {
+    count: Type.Integer(),
+    next: NullableString(),
+    previous: NullableString(),
+    results: Type.Array(UserSchema),
+  },
+  { example: { count: 41, next: '/api/users?page=2&page_size=20', previous: null, results: [USER_EXAMPLE] } },
+)
 
 const FLAG_RULE =
   'Writable only by a superuser on another user who is not a superuser; from anyone else, or unchanged, it is accepted and ignored'
