@@ -27,8 +27,8 @@ export const mediaRoutes: FastifyPluginAsyncTypebox<{ storage: AvatarStorage }> 
           200: {
             description: 'The image, as stored (re-encoded WebP); never changes, cached for good',
             headers: {
-              'cache-control': { type: 'string', description: 'public, max-age=31536000, immutable' },
-              'x-content-type-options': { type: 'string', description: 'nosniff' },
+              'Cache-Control': { type: 'string', description: 'public, max-age=31536000, immutable' },
+              'X-Content-Type-Options': { type: 'string', description: 'nosniff' },
             },
             content: { [AVATAR_CONTENT_TYPE]: { schema: Type.Unsafe<Buffer>({ type: 'string', format: 'binary' }) } },
           },

@@ -43,8 +43,8 @@ export function problemResponses(statuses: readonly number[], options: { bearer?
   for (const status of [...new Set([...statuses, ...ALWAYS])].sort()) {
     const codes = codesOf(status)
     const headers = {
-      ...(status === 429 || status === 503 ? { 'retry-after': HEADERS['retry-after'] } : {}),
-      ...(status === 401 && options.bearer ? { 'www-authenticate': HEADERS['www-authenticate'] } : {}),
+      ...(status === 429 || status === 503 ? { 'Retry-After': HEADERS['retry-after'] } : {}),
+      ...(status === 401 && options.bearer ? { 'WWW-Authenticate': HEADERS['www-authenticate'] } : {}),
     }
     responses[status] = {
       description: `${ERROR_CODES[codes[0] as ErrorCode].title}: ${codes.map((code) => `\`${code}\``).join(', ')}`,

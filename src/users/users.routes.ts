@@ -36,7 +36,7 @@ const tags = ['users']
 const security = [{ bearerAuth: [] }]
 const bearer = { bearer: true }
 // Every user response carries the profile's version.
-const UserWithEtag = withHeaders(UserSchema, { etag: HEADERS.etag })
+const UserWithEtag = withHeaders(UserSchema, { ETag: HEADERS.etag })
 const IfMatchSchema = Type.Object({
   'if-match': Type.Optional(Type.String({ description: 'The ETag of the profile as read: a profile changed since answers 412, unchanged' })),
 })
@@ -188,9 +188,13 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         summary: 'Change the password; ends every other session',
         params: IdParamsSchema,
         body: Type.Object(
-          { current_password: Type.String({ maxLength: 1024 }), new_password: Type.String({ maxLength: 1024 }) },
+          {
+            current_password: Type.String({ maxLength: 1024 }),
+            new_password: Type.String({ maxLength: 1024, description: 'The sign-up password rules (8–128 characters, not common, not all digits, not like the username or email)' }),
+          },
           { additionalProperties: false },
         ),
+        consumes: ['application/json', 'application/x-www-form-urlencoded'],
         response: { 204: NoContent, ...problemResponses([400, 401, 403, 404, 413, 414, 415, 429], bearer) },
       },
     },
@@ -212,6 +216,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         summary: 'Delete an account (yourself with current_password, or a non-superuser as superuser)',
         params: IdParamsSchema,
         headers: IfMatchSchema,
+        consumes: ['application/json', 'application/x-www-form-urlencoded'],
         body: Type.Object(
           {
             current_password: Type.Optional(
