@@ -276,6 +276,9 @@ test('when an answer strays from the document, then the conformance check names 
 test('when the document is read, then every operation follows the house rules', async (t) => {
   const { contract } = await listening(t)
   const { document } = contract
+  const list = Object.fromEntries((contract.operation('listUsers').operation.parameters ?? []).map((p) => [p.name, p.schema]))
+  assert.deepEqual(list.page_size, { type: 'integer', default: 20, minimum: 1, maximum: 100 })
+  assert.equal((list.page as { type: string }).type, 'integer')
   assert.match(String((document.info as { version: string }).version), /^\d+\.\d+\.\d+/)
   assert.ok(((document.servers as unknown[]) ?? []).length > 0, 'a servers entry')
   for (const [id, { method, path, operation }] of contract.operations) {
@@ -285,7 +288,11 @@ test('when the document is read, then every operation follows the house rules', 
     const statuses = Object.keys(operation.responses)
     for (const status of ['500', '503']) assert.ok(statuses.includes(status), `${where}: documents ${status}`)
     if (id !== 'health') assert.ok(statuses.some((status) => status.startsWith('4')), `${where}: documents its client errors`)
+    for (const parameter of operation.parameters ?? []) {
+      if (parameter.in === 'query') assert.notEqual(parameter.required, true, `${where}: query parameter ${parameter.name} is optional`)
+    }
     if (operation.requestBody) {
+      for (const status of ['400', '413', '415']) assert.ok(statuses.includes(status), `${where}: a body endpoint documents ${status}`)
       const needed = Object.values(operation.requestBody.content).some((media) => ((media.schema as { required?: string[] })?.required ?? []).length > 0)
       assert.equal(operation.requestBody.required, needed, `${where}: requestBody.required only when a field is required`)
       for (const media of Object.values(operation.requestBody.content)) {
