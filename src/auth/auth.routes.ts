@@ -49,7 +49,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         summary: 'Create an account and sign in',
         body: SignUpBodySchema,
         consumes: FORMS,
-        response: { 201: SessionResponseSchema, ...problemResponses([400, 413, 415, 429]) },
+        response: { 201: { ...SessionResponseSchema, description: 'Signed up and signed in' }, ...problemResponses([400, 413, 415, 429]) },
       },
       // The schema documents the body; the service's field rules judge it (trimmed, every field at once).
       attachValidation: true,
@@ -72,7 +72,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         operationId: 'signIn',
         summary: 'Sign in with email or username and password',
         body: SignInBodySchema,
-        response: { 200: SessionResponseSchema, ...problemResponses([400, 401, 413, 415, 429]) },
+        response: { 200: { ...SessionResponseSchema, description: 'Signed in' }, ...problemResponses([400, 401, 413, 415, 429]) },
       },
       // JSON only: a cross-site form can post urlencoded or multipart without a CORS preflight, JSON it cannot.
       onRequest: async (request) => {
@@ -105,7 +105,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         summary: 'Rotate the refresh token',
         body: RefreshBodySchema,
         consumes: FORMS,
-        response: { 200: RefreshResponseSchema, ...problemResponses([400, 401, 413, 415]) },
+        response: { 200: { ...RefreshResponseSchema, description: 'A new token pair; the old refresh token stops working' }, ...problemResponses([400, 401, 413, 415]) },
       },
     },
     async (request, reply) => {

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http'
 import { Type } from 'typebox'
 import { ERROR_CODES, type ErrorCode } from '../errors.js'
 
@@ -47,7 +48,7 @@ export function problemResponses(statuses: readonly number[], options: { bearer?
       ...(status === 401 && options.bearer ? { 'WWW-Authenticate': HEADERS['www-authenticate'] } : {}),
     }
     responses[status] = {
-      description: `${ERROR_CODES[codes[0] as ErrorCode].title}: ${codes.map((code) => `\`${code}\``).join(', ')}`,
+      description: `${STATUS_CODES[status]}: problem types ${codes.map((code) => `\`${code}\``).join(', ')}`,
       ...(Object.keys(headers).length > 0 ? { headers } : {}),
       content: problemContent(status),
     }
@@ -79,7 +80,7 @@ export function problemContent(status: number): Record<string, { schema: unknown
   return { [PROBLEM_CONTENT_TYPE]: { schema } }
 }
 
-/** A success response schema with the headers it carries (documented; the serializer ignores them). */
-export function withHeaders<T extends object>(schema: T, headers: Record<string, unknown>): T {
-  return { ...schema, headers }
+/** A success response schema with its description and the headers it carries (documented; the serializer ignores them). */
+export function withHeaders<T extends object>(schema: T, headers: Record<string, unknown>, description?: string): T {
+  return { ...schema, headers, ...(description ? { description } : {}) }
 }

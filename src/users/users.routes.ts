@@ -36,7 +36,7 @@ const tags = ['users']
 const security = [{ bearerAuth: [] }]
 const bearer = { bearer: true }
 // Every user response carries the profile's version.
-const UserWithEtag = withHeaders(UserSchema, { ETag: HEADERS.etag })
+const UserWithEtag = withHeaders(UserSchema, { ETag: HEADERS.etag }, 'The user')
 const IfMatchSchema = Type.Object({
   'if-match': Type.Optional(Type.String({ description: 'The ETag of the profile as read: a profile changed since answers 412, unchanged' })),
 })
@@ -86,7 +86,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
           page: Type.Optional(Type.Integer({ default: 1, minimum: 1, maximum: 1_000_000, description: 'page number, from 1' })),
           page_size: Type.Optional(Type.Integer({ default: 20, minimum: 1, maximum: 100, description: 'results per page, 1 to 100' })),
         }),
-        response: { 200: UserListSchema, ...problemResponses([400, 401, 403], bearer) },
+        response: { 200: { ...UserListSchema, description: 'One page of users, by id' }, ...problemResponses([400, 401, 403], bearer) },
       },
     },
     async (request) => {
