@@ -27,6 +27,7 @@ import { migrateToLatest } from './db/migrate.js'
 import { databaseCheck, healthRoutes } from './health/health.routes.js'
 import { Outages } from './health/outages.js'
 import { batchedStdout } from './http/log-stream.js'
+import { swaggerOptions, swaggerUiOptions } from './http/openapi.js'
 import { clientErrorHandler, errorHandler, expectationFailedHandler, frameworkErrorHandler, notFoundHandler } from './http/problem.js'
 import { refuseWhileClosing } from './http/shutdown.js'
 import { UsersRepository } from './users/users.repository.js'
@@ -84,7 +85,8 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
       const given = request.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : crypto.randomUUID()
     },
-    ajv: { customOptions: { allErrors: true, coerceTypes: false, removeAdditional: false, useDefaults: true } },
+    // `example` is OpenAPI's, for the document only.
+    ajv: { customOptions: { allErrors: true, coerceTypes: false, removeAdditional: false, useDefaults: true, keywords: ['example'] } },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   const db = createDb(config)
@@ -184,13 +186,8 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   if (config.corsOrigins.length > 0) {
     await app.register(cors, { origin: config.corsOrigins, exposedHeaders: ['etag', 'x-request-id', 'retry-after'] })
   }
-  await app.register(swagger, {
-    openapi: {
-      info: { title: 'Portrait', version: '0.1.0', description: 'User accounts and profiles' },
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
-    },
-  })
-  await app.register(swaggerUi, { routePrefix: '/api/docs', staticCSP: DOCS_CSP })
+  await app.register(swagger, swaggerOptions(config.publicUrl))
+  await app.register(swaggerUi, swaggerUiOptions(DOCS_CSP))
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   const authenticate = createAuthenticate(tokens, sessions)

@@ -28,3 +28,17 @@ test('when /api/docs is served, then it and its assets carry a strict CSP and lo
     assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|https?:|\*/, path)
   }
 })
+
+test('when /api/docs loads, then it shows Portrait and reads /api/openapi.json', async (t) => {
+  const { client } = await testApp(t)
+  const initializer = (await client.get('/api/docs/static/swagger-initializer.js')).body
+  assert.match(initializer, /"url":\s*"\/api\/openapi\.json"/)
+  // Portrait's own mark replaces the top bar's logo.
+  assert.match(initializer, /data:image\/svg\+xml;base64,/)
+  assert.match((await client.get('/api/docs')).body, /<title>Portrait API<\/title>/)
+  const info = (await client.get('/api/openapi.json')).json().info
+  assert.equal(info.title, 'Portrait')
+  assert.match(info.description, /Authorize/)
+  assert.ok(info.license?.name)
+})
+

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { AppError, validationError } from '../errors.js'
 import { bodyFields, emptyBodyAsObject } from '../http/validation.js'
-import { ProblemSchema } from '../http/problem.schema.js'
+import { problemResponses } from '../http/problem.schema.js'
 import type { UsersService } from '../users/users.service.js'
 import {
   RefreshBodySchema,
@@ -26,6 +26,8 @@ export interface AuthRoutesOptions {
 }
 
 const tags = ['auth']
+const FORMS = ['application/json', 'application/x-www-form-urlencoded']
+const NoContent = Type.Null({ description: 'Done; no body' })
 
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
   const { auth, users, authenticate, refreshTokenTtlSeconds, refreshCookie } = options
@@ -41,7 +43,14 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
   app.post(
     '/sign-up',
     {
-      schema: { tags, summary: 'Create an account and sign in', body: SignUpBodySchema, response: { 201: SessionResponseSchema, 400: ProblemSchema } },
+      schema: {
+        tags,
+        operationId: 'signUp',
+        summary: 'Create an account and sign in',
+        body: SignUpBodySchema,
+        consumes: FORMS,
+        response: { 201: { ...SessionResponseSchema, description: 'Signed up and signed in' }, ...problemResponses([400, 413, 415, 429]) },
+      },
       // The schema documents the body; the service's field rules judge it (trimmed, every field at once).
       attachValidation: true,
     },
@@ -60,9 +69,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
     {
       schema: {
         tags,
+        operationId: 'signIn',
         summary: 'Sign in with email or username and password',
         body: SignInBodySchema,
-        response: { 200: SessionResponseSchema, 400: ProblemSchema, 401: ProblemSchema, 415: ProblemSchema, 429: ProblemSchema },
+        response: { 200: { ...SessionResponseSchema, description: 'Signed in' }, ...problemResponses([400, 401, 413, 415, 429]) },
       },
       // JSON only: a cross-site form can post urlencoded or multipart without a CORS preflight, JSON it cannot.
       onRequest: async (request) => {
@@ -89,7 +99,14 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
     '/refresh',
     {
       preValidation: emptyBodyAsObject,
-      schema: { tags, summary: 'Rotate the refresh token', body: RefreshBodySchema, response: { 200: RefreshResponseSchema, 401: ProblemSchema } },
+      schema: {
+        tags,
+        operationId: 'refreshToken',
+        summary: 'Rotate the refresh token',
+        body: RefreshBodySchema,
+        consumes: FORMS,
+        response: { 200: { ...RefreshResponseSchema, description: 'A new token pair; the old refresh token stops working' }, ...problemResponses([400, 401, 413, 415]) },
+      },
     },
     async (request, reply) => {
       const token = presentedRefreshToken(request, request.body.refresh, refreshCookie)
@@ -109,9 +126,13 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       preValidation: emptyBodyAsObject,
       schema: {
         tags,
+        operationId: 'signOut',
         summary: 'End this session (refresh token) or, with an access token and {"all": true}, every session',
+        description: 'The bearer token is optional: without `refresh` (or with `all`) it names the session(s) to end.',
+        security: [{}, { bearerAuth: [] }],
         body: SignOutBodySchema,
-        response: { 204: Type.Null(), 401: ProblemSchema },
+        consumes: FORMS,
+        response: { 204: NoContent, ...problemResponses([400, 401, 413, 415], { bearer: true }) },
       },
     },
     async (request, reply) => {

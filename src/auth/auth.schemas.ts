@@ -1,19 +1,24 @@
 import { Type } from 'typebox'
-import { descriptions } from '../users/field-rules.js'
-import { UserSchema } from '../users/users.schemas.js'
+import { fieldSchemas } from '../users/field-rules.js'
+import { USER_EXAMPLE, UserSchema } from '../users/users.schemas.js'
 
 const Password = Type.String({ maxLength: 1024 })
 
 export const SignUpBodySchema = Type.Object(
   {
-    username: Type.String({ maxLength: 150, description: descriptions.username }),
-    email: Type.String({ maxLength: 200 }),
-    password: Type.String({ minLength: 8, maxLength: 128 }),
-    first_name: Type.Optional(Type.String({ maxLength: 200, description: descriptions.name })),
-    last_name: Type.Optional(Type.String({ maxLength: 200, description: descriptions.name })),
-    number_phone: Type.Optional(Type.String({ maxLength: 10 })),
+    username: Type.String(fieldSchemas.username),
+    email: Type.String(fieldSchemas.email),
+    password: Type.String({
+      minLength: 8,
+      maxLength: 128,
+      description: 'Not expressible as a schema, and checked by the server: not all digits, not a common password, not similar to the username or email',
+      example: 'correct-Horse-battery-9',
+    }),
+    first_name: Type.Optional(Type.String(fieldSchemas.first_name)),
+    last_name: Type.Optional(Type.String(fieldSchemas.last_name)),
+    number_phone: Type.Optional(Type.String(fieldSchemas.number_phone)),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'Not expressible as a schema: the username and the email must not be taken' },
 )
 
 export const SignInBodySchema = Type.Object(
@@ -29,24 +34,34 @@ export const SignInBodySchema = Type.Object(
 )
 
 export const RefreshBodySchema = Type.Object(
-  { refresh: Type.Optional(Type.String({ maxLength: 200, description: 'omit when the web page sends its cookie' })) },
+  // No length limit: any string that is not a live refresh token is a 401 (SPEC §3), not a validation error.
+  { refresh: Type.Optional(Type.String({ description: 'the refresh token; omit when the web page sends its cookie' })) },
   { additionalProperties: false },
 )
 
 export const SignOutBodySchema = Type.Object(
   {
-    refresh: Type.Optional(Type.String({ maxLength: 200 })),
+    refresh: Type.Optional(Type.String({ description: 'the refresh token of the session to end; an unknown one is ignored (204)' })),
     all: Type.Optional(Type.Boolean({ description: 'with an access token: end every session of the user' })),
   },
   { additionalProperties: false },
 )
 
 /** `refresh` and `device_token` are absent for the web page, which gets them as HttpOnly cookies instead. */
-export const SessionResponseSchema = Type.Object({
-  access: Type.String(),
-  refresh: Type.Optional(Type.String()),
-  device_token: Type.Optional(Type.String({ description: 'proof of this sign-in: store it and send it with later sign-ins' })),
-  user: UserSchema,
-})
+// From a real sign-in (tokens shortened).
+const TOKENS_EXAMPLE = {
+  access: 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzaWQiOiI2aWY3ZXhRYSIsInR5cCI6ImFjY2VzcyIsInN1YiI6IjcifQ.Uzce1GUJwDeMtCdrBpp7XR9Cl',
+  refresh: '6if7exQaLUtfzTNJO0nUMQ.q67UUSjrukg9F-esaQ3mTg',
+}
 
-export const RefreshResponseSchema = Type.Object({ access: Type.String(), refresh: Type.Optional(Type.String()) })
+export const SessionResponseSchema = Type.Object(
+  {
+    access: Type.String({ description: 'bearer token for the other operations (see ACCESS_TOKEN_TTL)' }),
+    refresh: Type.Optional(Type.String({ description: 'for POST /api/auth/refresh; absent for the web page, which gets it as a cookie' })),
+    device_token: Type.Optional(Type.String({ description: 'proof of this sign-in: store it and send it with later sign-ins' })),
+    user: UserSchema,
+  },
+  { example: { ...TOKENS_EXAMPLE, device_token: '1.q9Vb2kP0sT4wXy7Z', user: USER_EXAMPLE } },
+)
+
+export const RefreshResponseSchema = Type.Object({ access: Type.String(), refresh: Type.Optional(Type.String()) }, { example: TOKENS_EXAMPLE })

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { AppError } from '../errors.js'
-import { ProblemSchema } from '../http/problem.schema.js'
+import { problemResponses } from '../http/problem.schema.js'
 import { AVATAR_CONTENT_TYPE } from './image.js'
 import type { AvatarStorage } from './storage.js'
 
@@ -20,9 +20,20 @@ export const mediaRoutes: FastifyPluginAsyncTypebox<{ storage: AvatarStorage }> 
     {
       schema: {
         tags: ['media'],
+        operationId: 'getAvatar',
         summary: 'An avatar image',
-        params: Type.Object({ name: Type.String() }),
-        response: { 200: Type.Unsafe({ type: 'string', format: 'binary' }), 404: ProblemSchema },
+        params: Type.Object({ name: Type.String({ description: 'the file name in a user\'s `avatar` URL', example: 'k3J9xQ2mT8vZ.webp' }) }),
+        response: {
+          200: {
+            description: 'The image, as stored (re-encoded WebP); never changes, cached for good',
+            headers: {
+              'Cache-Control': { type: 'string', description: 'public, max-age=31536000, immutable' },
+              'X-Content-Type-Options': { type: 'string', description: 'nosniff' },
+            },
+            content: { [AVATAR_CONTENT_TYPE]: { schema: Type.Unsafe<Buffer>({ type: 'string', format: 'binary' }) } },
+          },
+          ...problemResponses([404, 414]),
+        },
       },
     },
     async (request, reply) => {

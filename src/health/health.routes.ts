@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { sql } from 'kysely'
 import { Type } from 'typebox'
 import type { Db } from '../db/database.js'
+import { problemContent, problemResponses } from '../http/problem.schema.js'
 
 export interface HealthCheck {
   name: string
@@ -22,7 +23,22 @@ export function databaseCheck(db: Db): HealthCheck {
 export const healthRoutes: FastifyPluginAsyncTypebox<{ checks: HealthCheck[] }> = async (app, { checks }) => {
   app.get(
     '/health',
-    { schema: { tags: ['health'], summary: 'Liveness and dependencies', response: { 200: HealthSchema, 503: HealthSchema } } },
+    {
+      schema: {
+        tags: ['health'],
+        operationId: 'health',
+        summary: 'Liveness and dependencies',
+        response: {
+          ...problemResponses([]),
+          200: { description: 'Every dependency answers', content: { 'application/json': { schema: HealthSchema } } },
+          // A check that fails answers JSON; a server shutting down answers problem+json (src/http/shutdown.ts).
+          503: {
+            description: 'A dependency is down (JSON naming it), or the server is shutting down (problem+json)',
+            content: { 'application/json': { schema: HealthSchema }, ...problemContent(503) },
+          },
+        },
+      },
+    },
     async (_request, reply) => {
       const results = await Promise.all(
         checks.map(async ({ name, check }) => {

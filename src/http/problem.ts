@@ -40,6 +40,46 @@ const ROUTER_ERRORS: Record<string, [ErrorCode, string]> = {
 
 type ValidationEntry = NonNullable<FastifyError['validation']>[number]
 
+/**
+ * An Ajv error in the service's own words (Django REST framework's, as the field rules word theirs), never
+ * Ajv's English ("must NOT have more than 200 characters"), which would also quote schema internals.
+ */
+function fieldMessage(entry: ValidationEntry): string {
+  const params = entry.params as Record<string, unknown>
+  switch (entry.keyword) {
+    case 'required':
+      return 'This field is required.'
+    case 'additionalProperties':
+      return 'Unknown field.'
+    case 'maxLength':
+      return `Ensure this field has no more than ${params.limit} characters.`
+    case 'minLength':
+      return params.limit === 1 ? 'This field may not be blank.' : `Ensure this field has at least ${params.limit} characters.`
+    case 'maximum':
+      return `Ensure this value is less than or equal to ${params.limit}.`
+    case 'minimum':
+      return `Ensure this value is greater than or equal to ${params.limit}.`
+    case 'format':
+      return params.format === 'email' ? 'Enter a valid email address.' : 'Enter a valid value.'
+    case 'pattern':
+      return 'Enter a valid value.'
+    case 'enum':
+    case 'const':
+      return 'Select a valid choice.'
+    case 'type': {
+      const type = String(params.type)
+      if (entry.instancePath === '' && type === 'object') return 'Send a JSON object.'
+      if (type.includes('integer')) return 'A valid integer is required.'
+      if (type.includes('number')) return 'A valid number is required.'
+      if (type.includes('boolean')) return 'Must be a boolean.'
+      if (type.includes('string')) return 'Not a valid string.'
+      return 'Invalid value.'
+    }
+    default:
+      return 'Invalid value.'
+  }
+}
+
 /** Fastify's schema errors as a field → messages map. */
 function fieldErrors(validation: ValidationEntry[]): FieldErrors {
   // No prototype: a client-chosen field name such as `constructor` or `__proto__` is just a key here.
@@ -47,16 +87,12 @@ function fieldErrors(validation: ValidationEntry[]): FieldErrors {
   for (const entry of validation) {
     const params = entry.params as Record<string, unknown>
     let field = entry.instancePath.split('/').filter(Boolean).join('.')
-    let message = entry.message ?? 'Invalid value.'
-    if (entry.keyword === 'required') {
-      field = String(params.missingProperty)
-      message = 'This field is required.'
-    } else if (entry.keyword === 'additionalProperties') {
-      field = String(params.additionalProperty)
-      message = 'Unknown field.'
-    }
+    if (entry.keyword === 'required') field = String(params.missingProperty)
+    else if (entry.keyword === 'additionalProperties') field = String(params.additionalProperty)
     field ||= 'non_field_errors'
-    ;(errors[field] ??= []).push(message)
+    const message = fieldMessage(entry)
+    const messages = (errors[field] ??= [])
+    if (!messages.includes(message)) messages.push(message)
   }
   return errors
 }

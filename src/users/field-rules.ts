@@ -7,10 +7,23 @@ import { codePointName, invisibleCharacter, isModeratelyRestrictive, markProblem
 export type FieldRule = (value: string) => string | undefined
 
 // Django's username rule, with Unicode letters (and their combining marks) and digits.
-const USERNAME = /^[\p{L}\p{M}\p{Nd}@.+_-]+$/u
-const EMAIL_LOCAL = /^[\p{L}\p{N}!#$%&'*+/=?^_`{|}~-]+(\.[\p{L}\p{N}!#$%&'*+/=?^_`{|}~-]+)*$/u
-const EMAIL_DOMAIN = /^([\p{L}\p{N}]([\p{L}\p{N}-]{0,61}[\p{L}\p{N}])?\.)+[\p{L}]{2,63}$/u
-const PHONE = /^\+?[0-9]+$/
+const USERNAME_PATTERN = '^[\\p{L}\\p{M}\\p{Nd}@.+_-]+$'
+const EMAIL_LOCAL = "[\\p{L}\\p{N}!#$%&'*+/=?^_`{|}~-]+(?:\\.[\\p{L}\\p{N}!#$%&'*+/=?^_`{|}~-]+)*"
+const EMAIL_DOMAIN = '(?:[\\p{L}\\p{N}](?:[\\p{L}\\p{N}-]{0,61}[\\p{L}\\p{N}])?\\.)+\\p{L}{2,63}'
+// The local part is at most 64 characters (the lookahead), the domain ends in a label of letters.
+const EMAIL_PATTERN = `^(?=[^@]{1,64}@)${EMAIL_LOCAL}@${EMAIL_DOMAIN}$`
+const PHONE_PATTERN = '^(?:\\+?[0-9]+)?$'
+// A name shown to others: no control, format or default-ignorable character, except a joiner or variation
+// selector right after a visible character (lookalikes.ts invisibleCharacter with allowShaping, as a pattern).
+const HIDDEN = '\\p{Cc}\\p{Cs}\\p{Cf}\\p{Default_Ignorable_Code_Point}'
+const NAME_PATTERN = `^(?:[^${HIDDEN}]|(?<=[^\\s${HIDDEN}])[\\u200c\\u200d\\p{Variation_Selector}])*$`
+const LIMITS = { username: 150, email: 200, first_name: 200, last_name: 200, number_phone: 10 } as const
+// Patterns are written for JSON Schema (ECMA-262 with the `u` flag, as Ajv and Redocly read them) and
+// compiled here with that flag, so the document's pattern is the server's check.
+const USERNAME = new RegExp(USERNAME_PATTERN, 'u')
+const EMAIL = new RegExp(EMAIL_PATTERN, 'u')
+const PHONE = new RegExp(PHONE_PATTERN, 'u')
+const NAME = new RegExp(NAME_PATTERN, 'u')
 const CONTROL = /\p{Cc}/u
 
 export const codePoints = (value: string): number => [...value].length
@@ -31,6 +44,8 @@ function displayName(limit: number): FieldRule {
   return (value) => {
     const tooLong = length(value)
     if (tooLong) return tooLong
+    // The pattern the document shows decides; the walk below only names the character for the message.
+    if (NAME.test(value)) return undefined
     // Joiners and variation selectors after a letter or emoji are kept: Persian, Indic scripts and emoji need them.
     const found = invisibleCharacter(value, { allowShaping: true })
     if (found?.bidi) return `Text-direction control characters (${codePointName(found.char)}) are not allowed.`
@@ -41,7 +56,8 @@ function displayName(limit: number): FieldRule {
 export const rules = {
   username(value) {
     if (value === '') return 'This field may not be blank.'
-    if (codePoints(value) > 150) return 'Ensure this field has no more than 150 characters.'
+    const tooLong = maxLength(LIMITS.username)(value)
+    if (tooLong) return tooLong
     // Checked before the alphabet because \p{M} lets invisible variation selectors and joiners through.
     const invisible = invisibleCharacter(value)
     if (invisible) {
@@ -57,27 +73,39 @@ export const rules = {
   },
   email(value) {
     if (value === '') return 'This field may not be blank.'
-    if (codePoints(value) > 200) return 'Ensure this field has no more than 200 characters.'
-    const at = value.lastIndexOf('@')
-    const local = value.slice(0, at)
-    if (at < 1 || local.length > 64 || !EMAIL_LOCAL.test(local) || !EMAIL_DOMAIN.test(value.slice(at + 1))) {
-      return 'Enter a valid email address.'
-    }
+    const tooLong = maxLength(LIMITS.email)(value)
+    if (tooLong) return tooLong
+    if (!EMAIL.test(value)) return 'Enter a valid email address.'
   },
-  first_name: displayName(200),
-  last_name: displayName(200),
+  first_name: displayName(LIMITS.first_name),
+  last_name: displayName(LIMITS.last_name),
   number_phone(value) {
-    if (codePoints(value) > 10) return 'Ensure this field has no more than 10 characters.'
-    if (value !== '' && !PHONE.test(value)) return 'Enter digits only, with an optional leading +.'
+    const tooLong = maxLength(LIMITS.number_phone)(value)
+    if (tooLong) return tooLong
+    if (!PHONE.test(value)) return 'Enter digits only, with an optional leading +.'
   },
 } satisfies Record<string, FieldRule>
 
 /** The rules above in words, for the OpenAPI document (sign-up and profile update bodies). */
 export const descriptions = {
   username:
-    'Letters, digits and @ . + - _; the letters of one script (Latin may go with one other, such as Han and kana or Hangul, not with Cyrillic or Greek); no invisible characters, overlays or stacked accents; unique ignoring case and not confusable with another user\'s (Unicode TS #39 skeleton)',
-  name: 'No text-direction controls or invisible characters (joiners and variation selectors after a letter or emoji are kept)',
+    '1–150 letters, digits and @ . + - _ (the pattern; surrounding white space is trimmed first). Not expressible as a schema, and checked by the server: the letters of one script (Latin may go with one other, such as Han and kana or Hangul, not with Cyrillic or Greek); no invisible characters, overlays or stacked accents; unique ignoring case and not confusable with another user\'s (Unicode TS #39 skeleton)',
+  email: 'At most 200 characters, local part at most 64; Unicode letters are allowed (the pattern). Not expressible as a schema: unique ignoring case',
+  name: 'At most 200 characters, surrounding white space trimmed, may be empty; no control characters, text-direction controls or invisible characters (joiners and variation selectors after a letter or emoji are kept)',
+  number_phone: 'At most 10 characters: digits with an optional leading +, or empty',
 }
+
+/**
+ * Each text field's rule as JSON Schema, from the same constants the checks above use: the route schemas
+ * (TypeBox) and so the OpenAPI document take them from here. Lengths count code points, as Ajv's do.
+ */
+export const fieldSchemas = {
+  username: { minLength: 1, maxLength: LIMITS.username, pattern: USERNAME_PATTERN, description: descriptions.username, example: 'zoe_martin' },
+  email: { minLength: 1, maxLength: LIMITS.email, format: 'email', pattern: EMAIL_PATTERN, description: descriptions.email, example: 'zoe@example.com' },
+  first_name: { maxLength: LIMITS.first_name, pattern: NAME_PATTERN, description: descriptions.name, example: 'Zoë' },
+  last_name: { maxLength: LIMITS.last_name, pattern: NAME_PATTERN, description: descriptions.name, example: 'Martin' },
+  number_phone: { maxLength: LIMITS.number_phone, pattern: PHONE_PATTERN, description: descriptions.number_phone, example: '+331234567' },
+} as const
 
 export type TextField = keyof typeof rules
 export const TEXT_FIELDS = Object.keys(rules) as TextField[]

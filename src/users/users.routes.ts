@@ -2,12 +2,20 @@ import multipart, { type Multipart, type MultipartFile } from '@fastify/multipar
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { AppError, FieldErrorList, validationError } from '../errors.js'
-import { ProblemSchema } from '../http/problem.schema.js'
-import { bodyFields, emptyBodyAsObject } from '../http/validation.js'
+import { AppError, validationError } from '../errors.js'
+import { HEADERS, problemResponses, withHeaders } from '../http/problem.schema.js'
+import { bodyFields, emptyBodyAsObject, numericQuery } from '../http/validation.js'
 import type { ProfileUpdateInput } from './profile-update.js'
 import { usersPolicy } from './users.policy.js'
-import { etagOf, IdParamsSchema, ProfileUpdateSchema, UserListSchema, UserSchema } from './users.schemas.js'
+import {
+  etagOf,
+  IdParamsSchema,
+  ProfileUpdateFormSchema,
+  ProfileUpdateJsonSchema,
+  ProfileUpdateMultipartSchema,
+  UserListSchema,
+  UserSchema,
+} from './users.schemas.js'
 import type { UsersService } from './users.service.js'
 import type { UserRow } from './users.table.js'
 
@@ -26,7 +34,13 @@ export interface UsersRoutesOptions {
 
 const tags = ['users']
 const security = [{ bearerAuth: [] }]
-const errors = { 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema }
+const bearer = { bearer: true }
+// Every user response carries the profile's version.
+const UserWithEtag = withHeaders(UserSchema, { ETag: HEADERS.etag }, 'The user')
+const IfMatchSchema = Type.Object({
+  'if-match': Type.Optional(Type.String({ description: 'The ETag of the profile as read: a profile changed since answers 412, unchanged' })),
+})
+const NoContent = Type.Null({ description: 'Done; no body' })
 const MAX_FORM_FIELDS = 20
 
 export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async (app, options) => {
@@ -45,7 +59,10 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
 
   app.get(
     '/me',
-    { onRequest: authenticate, schema: { tags, security, summary: 'The signed-in user', response: { 200: UserSchema, 401: ProblemSchema } } },
+    {
+      onRequest: authenticate,
+      schema: { tags, security, operationId: 'getMe', summary: 'The signed-in user', response: { 200: UserWithEtag, ...problemResponses([401], bearer) } },
+    },
     async (request, reply) => sendUser(reply, request.actor),
   )
 
@@ -53,6 +70,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
     '/',
     {
       // 401, then 403, before the query is judged (SPEC §3's order).
+      preValidation: numericQuery(['page', 'page_size']),
       onRequest: async (request) => {
         await authenticate(request)
         if (!usersPolicy.canList(request.actor)) throw new AppError('forbidden', { detail: 'Only staff may list users.' })
@@ -60,19 +78,20 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       schema: {
         tags,
         security,
+        operationId: 'listUsers',
         summary: 'List users (staff)',
-        // Query values arrive as text and the app never coerces types, so the numbers are read in pagingOf.
+        // Query values arrive as text: numericQuery turns the numbers' digits into numbers, Ajv judges the rest.
         querystring: Type.Object({
-          search: Type.String({ default: '', maxLength: 200, description: 'case-insensitive substring of username, email or names' }),
-          page: Type.String({ default: '1', description: 'page number, from 1' }),
-          page_size: Type.String({ default: '20', description: 'results per page, 1 to 100' }),
+          search: Type.Optional(Type.String({ default: '', maxLength: 200, description: 'case-insensitive substring of username, email or names' })),
+          page: Type.Optional(Type.Integer({ default: 1, minimum: 1, maximum: 1_000_000, description: 'page number, from 1' })),
+          page_size: Type.Optional(Type.Integer({ default: 20, minimum: 1, maximum: 100, description: 'results per page, 1 to 100' })),
         }),
-        response: { 200: UserListSchema, 400: ProblemSchema, ...errors },
+        response: { 200: { ...UserListSchema, description: 'One page of users, by id' }, ...problemResponses([400, 401, 403], bearer) },
       },
     },
     async (request) => {
-      const { search } = request.query
-      const { page, page_size } = pagingOf(request.query)
+      // Defaults filled in by Ajv (useDefaults).
+      const { search = '', page = 1, page_size = 20 } = request.query
       const { count, results } = await users.list(search.trim(), page, page_size)
       const link = (to: number) => {
         const query = new URLSearchParams({ page: String(to), page_size: String(page_size), ...(search ? { search } : {}) })
@@ -91,7 +110,14 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
     '/:id',
     {
       onRequest: target(usersPolicy.canRead),
-      schema: { tags, security, summary: 'A user (yourself, or anyone for staff)', params: IdParamsSchema, response: { 200: UserSchema, ...errors } },
+      schema: {
+        tags,
+        security,
+        operationId: 'getUser',
+        summary: 'A user (yourself, or anyone for staff)',
+        params: IdParamsSchema,
+        response: { 200: UserWithEtag, ...problemResponses([401, 403, 404, 414], bearer) },
+      },
     },
     async (request, reply) => sendUser(reply, request.target),
   )
@@ -110,11 +136,18 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
     schema: {
       tags,
       security,
+      operationId: 'updateUser',
       summary: 'Update a profile (partial), optionally uploading an avatar',
       params: IdParamsSchema,
-      body: ProfileUpdateSchema,
-      consumes: ['application/json', 'multipart/form-data', 'application/x-www-form-urlencoded'],
-      response: { 200: UserSchema, 400: ProblemSchema, ...errors, 412: ProblemSchema, 413: ProblemSchema, 415: ProblemSchema },
+      headers: IfMatchSchema,
+      body: {
+        content: {
+          'application/json': { schema: ProfileUpdateJsonSchema },
+          'multipart/form-data': { schema: ProfileUpdateMultipartSchema },
+          'application/x-www-form-urlencoded': { schema: ProfileUpdateFormSchema },
+        },
+      },
+      response: { 200: UserWithEtag, ...problemResponses([400, 401, 403, 404, 412, 413, 414, 415], bearer) },
     },
   }
 
@@ -126,16 +159,22 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       await authenticate(request)
       request.target = request.actor
     },
-    schema: { ...meSchema, summary: 'Update your own profile (the same as PUT /api/users/{id})' },
+    schema: {
+      ...meSchema,
+      operationId: 'updateMe',
+      summary: 'Update your own profile (the same as PUT /api/users/{id})',
+      response: { 200: UserWithEtag, ...problemResponses([400, 401, 412, 413, 415], bearer) },
+    },
   }
+  const patch = <T extends { schema: object }>(route: T, operationId: string) => ({ ...route, schema: { ...route.schema, operationId } })
   // Multipart is read by these four routes only: registered here, its parser and its two async hooks (a
   // response 'close' listener, a temp-file cleanup) stay off every other request (GET /me among them).
   await app.register(async (updates) => {
     await updates.register(multipart, { limits: { fileSize: avatarMaxBytes } })
     updates.put('/:id', updateRoute, update)
-    updates.patch('/:id', updateRoute, update)
+    updates.patch('/:id', patch(updateRoute, 'patchUser'), update)
     updates.put('/me', updateMeRoute, update)
-    updates.patch('/me', updateMeRoute, update)
+    updates.patch('/me', patch(updateMeRoute, 'patchMe'), update)
   })
 
   app.post(
@@ -145,13 +184,18 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       schema: {
         tags,
         security,
+        operationId: 'changePassword',
         summary: 'Change the password; ends every other session',
         params: IdParamsSchema,
         body: Type.Object(
-          { current_password: Type.String({ maxLength: 1024 }), new_password: Type.String({ maxLength: 1024 }) },
+          {
+            current_password: Type.String({ maxLength: 1024 }),
+            new_password: Type.String({ maxLength: 1024, description: 'The sign-up password rules (8–128 characters, not common, not all digits, not like the username or email)' }),
+          },
           { additionalProperties: false },
         ),
-        response: { 204: Type.Null(), 400: ProblemSchema, ...errors, 429: ProblemSchema },
+        consumes: ['application/json', 'application/x-www-form-urlencoded'],
+        response: { 204: NoContent, ...problemResponses([400, 401, 403, 404, 413, 414, 415, 429], bearer) },
       },
     },
     async (request, reply) => {
@@ -168,10 +212,20 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       schema: {
         tags,
         security,
+        operationId: 'deleteUser',
         summary: 'Delete an account (yourself with current_password, or a non-superuser as superuser)',
         params: IdParamsSchema,
-        body: Type.Object({ current_password: Type.Optional(Type.String({ maxLength: 1024 })) }, { additionalProperties: false }),
-        response: { 204: Type.Null(), 400: ProblemSchema, ...errors, 412: ProblemSchema, 429: ProblemSchema },
+        headers: IfMatchSchema,
+        consumes: ['application/json', 'application/x-www-form-urlencoded'],
+        body: Type.Object(
+          {
+            current_password: Type.Optional(
+              Type.String({ maxLength: 1024, description: 'Required to delete yourself; a superuser deleting someone else sends no body' }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 204: NoContent, ...problemResponses([400, 401, 403, 404, 412, 413, 414, 415, 429], bearer) },
       },
     },
     async (request, reply) => {
@@ -179,20 +233,6 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       reply.code(204).send(null)
     },
   )
-}
-
-/** `page` and `page_size` as whole numbers in range, or a 400 naming each bad one. */
-function pagingOf(query: { page: string; page_size: string }): { page: number; page_size: number } {
-  const errors = new FieldErrorList()
-  const whole = (field: 'page' | 'page_size', max: number): number => {
-    const value = /^\d{1,7}$/.test(query[field]) ? Number(query[field]) : Number.NaN
-    if (value >= 1 && value <= max) return value
-    errors.add(field, `Must be a whole number from 1 to ${max}.`)
-    return 1
-  }
-  const paging = { page: whole('page', 1_000_000), page_size: whole('page_size', 100) }
-  errors.throwIfAny()
-  return paging
 }
 
 function readFields(request: FastifyRequest): ProfileUpdateInput {

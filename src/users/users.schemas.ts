@@ -1,5 +1,5 @@
 import { type Static, Type } from 'typebox'
-import { descriptions } from './field-rules.js'
+import { fieldSchemas } from './field-rules.js'
 import type { UserRow } from './users.table.js'
 
 const DateTime = Type.String({ format: 'date-time' })
@@ -12,6 +12,22 @@ const DateTime = Type.String({ format: 'date-time' })
  */
 function NullableString(options: { format?: string; description?: string } = {}) {
   return Type.Unsafe<string | null>({ type: ['string', 'null'], ...options })
+}
+
+// From a real exchange (PUT /api/users/7 with an avatar), for the document.
+export const USER_EXAMPLE = {
+  id: 7,
+  username: 'zoe_martin',
+  email: 'zoe@example.com',
+  first_name: 'Zoë',
+  last_name: 'Martin',
+  number_phone: '+331234567',
+  avatar: '/media/avatars/3q2Zx0vYb5lKcJ8e.webp',
+  date_joined: '2026-12-01T10:12:03.418Z',
+  last_login: '2026-12-01T10:12:03.418Z',
+  is_active: true,
+  is_staff: false,
+  is_superuser: false,
 }
 
 /** The only shape a user ever leaves the service in: an allowlist, so a hash can never be serialised. */
@@ -30,32 +46,84 @@ export const UserSchema = Type.Object(
     is_staff: Type.Boolean(),
     is_superuser: Type.Boolean(),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, example: USER_EXAMPLE },
 )
 export type User = Static<typeof UserSchema>
 
-export const UserListSchema = Type.Object({
-  count: Type.Integer(),
-  next: NullableString(),
-  previous: NullableString(),
-  results: Type.Array(UserSchema),
-})
-
-/** Fields a client may write on a profile (SPEC §2). */
-export const ProfileUpdateSchema = Type.Object(
+export const UserListSchema = Type.Object(
   {
-    username: Type.Optional(Type.String({ maxLength: 150, description: descriptions.username })),
-    email: Type.Optional(Type.String({ maxLength: 200 })),
-    first_name: Type.Optional(Type.String({ maxLength: 200, description: descriptions.name })),
-    last_name: Type.Optional(Type.String({ maxLength: 200, description: descriptions.name })),
-    number_phone: Type.Optional(Type.String({ maxLength: 10, pattern: '^(\\+?[0-9]+)?$' })),
+    count: Type.Integer(),
+    next: NullableString(),
+    previous: NullableString(),
+    results: Type.Array(UserSchema),
+  },
+  { example: { count: 41, next: '/api/users?page=2&page_size=20', previous: null, results: [USER_EXAMPLE] } },
+)
+
+const FLAG_RULE =
+  'Writable only by a superuser on another user who is not a superuser; from anyone else, or unchanged, it is accepted and ignored'
+const IGNORED = 'Read-only: accepted and ignored, so a client can send back what it read'
+// How a form spells a boolean (any case): profile-update.ts FORM_BOOLEANS.
+const FORM_BOOLEAN = { enum: ['true', 'false', '1', '0', 'on', 'off'] }
+
+/** The text fields a client may write (SPEC §2), each with its rule from field-rules.ts. */
+const textFields = {
+  username: Type.Optional(Type.String(fieldSchemas.username)),
+  email: Type.Optional(Type.String(fieldSchemas.email)),
+  first_name: Type.Optional(Type.String(fieldSchemas.first_name)),
+  last_name: Type.Optional(Type.String(fieldSchemas.last_name)),
+  number_phone: Type.Optional(Type.String(fieldSchemas.number_phone)),
+}
+
+/** A profile update as JSON (SPEC §4): every field optional, unknown fields refused. */
+export const ProfileUpdateJsonSchema = Type.Object(
+  {
+    ...textFields,
     avatar: Type.Optional(
-      Type.Union([Type.Null(), Type.String({ format: 'binary' })], {
-        description: 'multipart: an image file (JPEG, PNG, WebP, GIF); JSON: null removes the avatar',
+      NullableString({
+        description:
+          'null removes the avatar; the current avatar URL (as read) is accepted and changes nothing; any other string is refused (upload a file as multipart/form-data instead)',
+      }),
+    ),
+    is_active: Type.Optional(Type.Boolean({ description: FLAG_RULE })),
+    is_staff: Type.Optional(Type.Boolean({ description: FLAG_RULE })),
+    is_superuser: Type.Optional(Type.Boolean({ description: FLAG_RULE })),
+    id: Type.Optional(Type.Integer({ description: IGNORED })),
+    date_joined: Type.Optional(Type.String({ description: IGNORED })),
+    last_login: Type.Optional(NullableString({ description: IGNORED })),
+  },
+  { additionalProperties: false, description: 'Every field optional; only the fields sent change. An empty body changes nothing.' },
+)
+
+const formFields = {
+  ...textFields,
+  is_active: Type.Optional(Type.String({ ...FORM_BOOLEAN, description: FLAG_RULE })),
+  is_staff: Type.Optional(Type.String({ ...FORM_BOOLEAN, description: FLAG_RULE })),
+  is_superuser: Type.Optional(Type.String({ ...FORM_BOOLEAN, description: FLAG_RULE })),
+  id: Type.Optional(Type.String({ description: IGNORED })),
+  date_joined: Type.Optional(Type.String({ description: IGNORED })),
+  last_login: Type.Optional(Type.String({ description: IGNORED })),
+}
+
+/** The same update as a multipart form: the avatar is a file part. Each field at most once. */
+export const ProfileUpdateMultipartSchema = Type.Object(
+  {
+    ...formFields,
+    avatar: Type.Optional(
+      Type.String({
+        format: 'binary',
+        description:
+          'An image file (JPEG, PNG, WebP or GIF by content, at most AVATAR_MAX_BYTES, 40 megapixels); stored re-encoded as WebP. An empty text field removes the avatar; an empty file part changes nothing',
       }),
     ),
   },
-  { description: 'JSON, multipart/form-data or application/x-www-form-urlencoded; every field optional' },
+  { additionalProperties: false },
+)
+
+/** The same update as an urlencoded form: an empty avatar removes it. */
+export const ProfileUpdateFormSchema = Type.Object(
+  { ...formFields, avatar: Type.Optional(Type.Literal('', { description: 'empty: remove the avatar' })) },
+  { additionalProperties: false },
 )
 
 export const IdParamsSchema = Type.Object({ id: Type.String({ description: 'user id (integer)' }) })

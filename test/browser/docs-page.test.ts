@@ -41,6 +41,18 @@ test('the API docs page, in headless Chromium under its CSP', { skip: existsSync
   assert.match(response?.headers()['content-security-policy'] ?? '', /frame-ancestors 'none'/)
   // Swagger UI rendered the document: its title and an operation of ours.
   await page.locator('.swagger-ui .info .title').filter({ hasText: 'Portrait' }).waitFor()
+  // Portrait's page (issue 13 item 7): its name, how to get a token and use Authorize, its own mark, and the
+  // document it shows is /api/openapi.json.
+  assert.equal(await page.title(), 'Portrait API')
+  await page.locator('.swagger-ui .info .description', { hasText: 'Authorize' }).waitFor()
+  assert.match(await page.locator('.swagger-ui .info .description').textContent() ?? '', /sign-in[\s\S]*access[\s\S]*Authorize/)
+  const logo = page.locator('.topbar-wrapper a.link img')
+  await logo.waitFor()
+  assert.match(String(await logo.getAttribute('src')), /^data:image\/svg\+xml;base64,/)
+  assert.equal(await page.locator('.topbar-wrapper a.link svg').count(), 0, 'no Swagger or Fastify logo')
+  assert.match(await page.locator('.topbar').textContent() ?? '', /\/api\/openapi\.json/)
+  assert.ok(requested.includes(`${origin}/api/openapi.json`), requested.join(' '))
+  assert.ok(!requested.some((url) => url.endsWith('/api/docs/json')), 'the UI reads /api/openapi.json, not its own copy')
   const health = page.locator('.opblock-summary-path', { hasText: '/api/health' }).first()
   await health.waitFor()
 
