@@ -52,7 +52,7 @@ const SIGN_IN_BACKGROUND_CONNECTIONS = 8
 const PASSWORD = 'Quartz-lantern-4f9c2e'
 
 /**
- * `npm start` as package.json spells it (`VAR=value … exec node [flags] dist/server.js`), split into the
+ * `npm start` as package.json spells it (`VAR=value … exec node [flags] dist/current/server.js`), split into the
  * environment and node's arguments, so that the benchmark runs the server exactly as a user would without a
  * second copy.
  */
@@ -111,7 +111,7 @@ async function startCeiling(): Promise<{ url: string; pid: number | undefined }>
   return { url: `http://127.0.0.1:${port}`, pid: child.pid }
 }
 
-/** Portrait as `npm start` runs it (built into dist/, then plain node): defaults from loadConfig, real argon2 cost, info logs to a file. */
+/** Portrait as `npm start` runs it (built into dist/current/, then plain node): defaults from loadConfig, real argon2 cost, info logs to a file. */
 async function startPortrait(database: { url: string; schema?: string }) {
   const built = spawnSync(process.execPath, [join(ROOT, 'scripts/build.mjs')], { encoding: 'utf8' })
   if (built.status !== 0) throw new Error(`the build failed:\n${built.stderr}`)
