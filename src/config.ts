@@ -209,8 +209,32 @@ function corsOrigins(env: Env): string[] {
   return origins
 }
 
-/** Reads and validates the environment; throws ConfigError naming the first bad variable. */
+/**
+ * Reads and validates the environment; throws one ConfigError naming every bad variable ("A=… is invalid: …;
+ * B=… is invalid: …"). Each check still stops at its first failure (`fail` throws); the variable a failure
+ * names is then read as unset and the rest checked again, so every check reports as it always has.
+ */
 export function loadConfig(env: Env = process.env): Readonly<Config> {
+  const failures: string[] = []
+  // A copy cannot be process.env: carry the thread-pool size as it was at start (see THREAD_POOL_SIZE_AT_START).
+  let current: Env = env === process.env ? { ...env, UV_THREADPOOL_SIZE: THREAD_POOL_SIZE_AT_START } : env
+  for (;;) {
+    try {
+      const config = readConfig(failures.length === 0 ? env : current)
+      if (failures.length === 0) return config
+      break
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error
+      failures.push(error.message)
+      const name = /^([A-Z][A-Z0-9_]*)=/.exec(error.message)?.[1]
+      if (name === undefined || current[name] === undefined) break
+      current = { ...current, [name]: undefined }
+    }
+  }
+  throw new ConfigError(failures.join('; '))
+}
+
+function readConfig(env: Env): Readonly<Config> {
   const jwtSecret = env.JWT_SECRET || undefined
   if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < 32) {
     fail('JWT_SECRET', 'at least 32 bytes (e.g. `openssl rand -base64 48`)', '<hidden>')
