@@ -211,6 +211,6 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
   await app.register(mediaRoutes, { prefix: '/media', storage })
   await app.register(healthRoutes, { prefix: '/api', checks: healthChecks })
-  await app.register(webRoutes)
+  await app.register(webRoutes, { avatarMaxBytes: config.avatarMaxBytes })
   return app
 }

@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { AppError, FieldErrorList, validationError } from '../errors.js'
 import { ProblemSchema } from '../http/problem.schema.js'
+import { humanSize } from '../human-size.js'
 import { bodyFields, emptyBodyAsObject } from '../http/validation.js'
 import type { ProfileUpdateInput } from './profile-update.js'
 import { usersPolicy } from './users.policy.js'
@@ -258,7 +259,7 @@ async function readFile(part: MultipartFile, maxBytes: number): Promise<Buffer> 
   for await (const chunk of part.file as AsyncIterable<Buffer>) {
     size += chunk.length
     if (size > maxBytes) {
-      throw new AppError('payload_too_large', { detail: `The avatar may be at most ${maxBytes} bytes.` })
+      throw new AppError('payload_too_large', { detail: `The avatar may be at most ${humanSize(maxBytes)}.` })
     }
     chunks.push(chunk)
   }

@@ -246,10 +246,17 @@ test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ?
     await signUp(page)
     await page.fill('#pf-first-name', 'Unsaved')
 
+    // Too large: refused on choosing it, before any upload, in the units of the hint.
+    assert.match((await textOf(page, '#avatar-hint')) ?? '', /up to 256 KiB\./)
+    const uploads: string[] = []
+    page.on('request', (request) => {
+      if (request.method() !== 'GET' && /\/api\/users\/\d+$/.test(request.url())) uploads.push(request.url())
+    })
     await page.locator('#avatar-file').setInputFiles({ name: 'big.jpg', mimeType: 'image/jpeg', buffer: await largeJpeg() })
-    await page.click('#avatar-save')
     await page.locator('#avatar-file-error').waitFor()
-    assert.match(await textOf(page, '#avatar-file-error') ?? '', /too large|at most/i)
+    assert.match((await textOf(page, '#avatar-file-error')) ?? '', /^This file is [\d.]+ KiB; the photo may be at most 256 KiB\.$/)
+    assert.equal(await page.locator('#avatar-save').isVisible(), false)
+    assert.deepEqual(uploads, [])
 
     // A file the browser cannot show is refused before any upload.
     await page.locator('#avatar-file').setInputFiles({ name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not an image') })
