@@ -53,6 +53,8 @@ export interface Config {
   redisKeyPrefix: string
   corsOrigins: string[]
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** json: one JSON object per line (for machines); pretty: human-readable lines. Default: pretty on a terminal. */
+  logFormat: 'json' | 'pretty'
   /**
    * Who may set X-Forwarded-For: false (nobody: the socket address is the client), a hop count (that many
    * proxies in front, whatever their address), or the proxies' addresses/CIDRs. The client address is the
@@ -268,6 +270,7 @@ function readConfig(env: Env): Readonly<Config> {
     redisKeyPrefix: env.REDIS_KEY_PREFIX || 'portrait:',
     corsOrigins: corsOrigins(env),
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
+    logFormat: oneOf(env, 'LOG_FORMAT', ['json', 'pretty'] as const, process.stdout.isTTY ? 'pretty' : 'json'),
     trustProxy: trustProxy(env),
     passwordHashCost: OWASP_ARGON2ID,
     signInLimits: {
