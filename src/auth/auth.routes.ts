@@ -89,10 +89,21 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
     '/refresh',
     {
       preValidation: emptyBodyAsObject,
-      schema: { tags, summary: 'Rotate the refresh token', body: RefreshBodySchema, response: { 200: RefreshResponseSchema, 401: ProblemSchema } },
+      schema: {
+        tags,
+        summary: 'Rotate the refresh token',
+        body: RefreshBodySchema,
+        response: {
+          200: RefreshResponseSchema,
+          204: Type.Null({ description: 'the web page (x-portrait-web: 1) with no refresh cookie: nobody is signed in' }),
+          401: ProblemSchema,
+        },
+      },
     },
     async (request, reply) => {
       const token = presentedRefreshToken(request, request.body.refresh, refreshCookie)
+      // The page asks at every load whether someone is signed in; without a cookie the answer is "no", not an error.
+      if (token === undefined && isWebClient(request)) return reply.code(204).send(null)
       if (token === undefined) throw new AppError('invalid_refresh_token', { detail: 'Send the refresh token.' })
       try {
         return deliver(request, reply, await auth.refresh(token))
