@@ -62,7 +62,8 @@ function startCommand(): { env: Record<string, string>; nodeArgs: string[] } {
   const assignments = words.slice(0, node).filter((word) => word !== 'exec')
   if (node < 0 || assignments.some((word) => !word.includes('='))) throw new Error('npm start is not `[VAR=value …] [exec] node …`')
   const env = Object.fromEntries(assignments.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]))
-  return { env, nodeArgs: words.slice(node + 1).map((word) => (word.endsWith('.js') ? join(ROOT, word) : word)) }
+  // Paths (the entry point, a --require'd preload) are the repository's, whatever the working directory.
+  return { env, nodeArgs: words.slice(node + 1).map((word) => (word.endsWith('.js') || word.startsWith('./') ? join(ROOT, word) : word)) }
 }
 
 function positive(raw: string | undefined, name: string): number {
