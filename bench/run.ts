@@ -52,7 +52,7 @@ const SIGN_IN_BACKGROUND_CONNECTIONS = 8
 const PASSWORD = 'Quartz-lantern-4f9c2e'
 
 /**
- * `npm start` as package.json spells it (`VAR=value … exec node [flags] dist/server.js`), split into the
+ * `npm start` as package.json spells it (`VAR=value … exec node [flags] dist/current/server.js`), split into the
  * environment and node's arguments, so that the benchmark runs the server exactly as a user would without a
  * second copy.
  */
@@ -62,7 +62,8 @@ function startCommand(): { env: Record<string, string>; nodeArgs: string[] } {
   const assignments = words.slice(0, node).filter((word) => word !== 'exec')
   if (node < 0 || assignments.some((word) => !word.includes('='))) throw new Error('npm start is not `[VAR=value …] [exec] node …`')
   const env = Object.fromEntries(assignments.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]))
-  return { env, nodeArgs: words.slice(node + 1).map((word) => (word.endsWith('.js') ? join(ROOT, word) : word)) }
+  // Paths (the entry point, a --require'd preload) are the repository's, whatever the working directory.
+  return { env, nodeArgs: words.slice(node + 1).map((word) => (word.endsWith('.js') || word.startsWith('./') ? join(ROOT, word) : word)) }
 }
 
 function positive(raw: string | undefined, name: string): number {
@@ -111,7 +112,7 @@ async function startCeiling(): Promise<{ url: string; pid: number | undefined }>
   return { url: `http://127.0.0.1:${port}`, pid: child.pid }
 }
 
-/** Portrait as `npm start` runs it (built into dist/, then plain node): defaults from loadConfig, real argon2 cost, info logs to a file. */
+/** Portrait as `npm start` runs it (built into dist/current/, then plain node): defaults from loadConfig, real argon2 cost, info logs to a file. */
 async function startPortrait(database: { url: string; schema?: string }) {
   const built = spawnSync(process.execPath, [join(ROOT, 'scripts/build.mjs')], { encoding: 'utf8' })
   if (built.status !== 0) throw new Error(`the build failed:\n${built.stderr}`)

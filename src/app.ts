@@ -5,6 +5,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, LogController } from 'fastify'
+import pino from 'pino'
 import sharp from 'sharp'
 import { authRoutes } from './auth/auth.routes.js'
 import { AuthService } from './auth/auth.service.js'
@@ -26,7 +27,7 @@ import { createDb } from './db/database.js'
 import { migrateToLatest } from './db/migrate.js'
 import { databaseCheck, healthRoutes } from './health/health.routes.js'
 import { Outages } from './health/outages.js'
-import { batchedStdout } from './http/log-stream.js'
+import { batchedStdout, prettyStdout } from './http/log-stream.js'
 import { swaggerOptions, swaggerUiOptions } from './http/openapi.js'
 import { clientErrorHandler, errorHandler, expectationFailedHandler, frameworkErrorHandler, notFoundHandler } from './http/problem.js'
 import { refuseWhileClosing } from './http/shutdown.js'
@@ -61,8 +62,10 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
       level: config.logLevel,
       // Tokens and passwords never reach the log, whatever a future log line includes.
       redact: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]', '*.password', '*.refresh', '*.access'],
-      // One write(2) per event-loop turn instead of one per line (see batchedStdout).
-      ...(config.logLevel === 'silent' ? {} : { stream: batchedStdout() }),
+      // ISO 8601 times (UTC), in JSON and pretty lines alike.
+      timestamp: pino.stdTimeFunctions.isoTime,
+      // One write(2) per event-loop turn instead of one per line (see batchedStdout); pretty lines for people.
+      ...(config.logLevel === 'silent' ? {} : { stream: config.logFormat === 'pretty' ? prettyStdout() : batchedStdout() }),
     },
     // One line per request, written by the onResponse hook below.
     logController: new LogController({ disableRequestLogging: true }),
@@ -208,6 +211,6 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
   await app.register(mediaRoutes, { prefix: '/media', storage })
   await app.register(healthRoutes, { prefix: '/api', checks: healthChecks })
-  await app.register(webRoutes)
+  await app.register(webRoutes, { avatarMaxBytes: config.avatarMaxBytes })
   return app
 }

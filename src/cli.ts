@@ -5,38 +5,99 @@ import { sweepUnreferencedAvatars } from './avatars/media-sweep.js'
 import { createAvatarStorage } from './avatars/storage-factory.js'
 import { type Config, ConfigError, loadConfig, parseDurationSeconds } from './config.js'
 import { createDb } from './db/database.js'
-import { IMPORT_DJANGO_USAGE, ImportCommandError, importDjangoCommand } from './import/django-import-command.js'
+import { ImportCommandError, importDjangoCommand } from './import/django-import-command.js'
 import { migrateToLatest } from './db/migrate.js'
 import { cleanText } from './users/field-rules.js'
 import { UsersRepository } from './users/users.repository.js'
 import { uniqueViolationError } from './users/users.service.js'
 
-const USAGE = `usage: portrait <command>
+/**
+ * A command of `portrait`: its name (one or two words), its usage line(s) and what it does, shown by
+ * `portrait --help`, `portrait help <command>` and `portrait <command> --help`. Each command registers itself
+ * beside its implementation.
+ */
+interface Command {
+  name: string
+  /** Arguments after the name, e.g. `--username U --email E`. */
+  args?: string
+  /** One or more lines; the first is shown in the command list. */
+  about: string
+  run: (config: Config, args: string[]) => Promise<void>
+}
 
-commands:
-  migrate                                   apply pending database migrations
-  create-superuser --username U --email E   create a superuser (password from PORTRAIT_PASSWORD or a hidden prompt)
-  media gc [--min-age 10m]                  remove stored avatar images no profile references,
-                                            sparing files younger than --min-age (uploads about to commit)
-${IMPORT_DJANGO_USAGE}`
+const COMMANDS: Command[] = []
 
-class UsageError extends Error {}
+function registerCommand(command: Command): void {
+  COMMANDS.push(command)
+}
+
+function usage(): string {
+  const heads = COMMANDS.map((command) => [command.name, command.args].filter(Boolean).join(' '))
+  const width = Math.max(...heads.map((head) => head.length)) + 3
+  const lines = COMMANDS.flatMap((command, i) => {
+    const [first, ...more] = command.about.split('\n')
+    return [`  ${(heads[i] as string).padEnd(width)}${first}`, ...more.map((line) => `  ${' '.repeat(width)}${line}`)]
+  })
+  return `usage: portrait <command> [options]\n\ncommands:\n${lines.join('\n')}\n  help [command]${' '.repeat(Math.max(1, width - 14))}show this help, or one command's\n\nConfiguration comes from the environment (and .env), as for the server.`
+}
+
+function commandUsage(command: Command): string {
+  return `usage: portrait ${[command.name, command.args].filter(Boolean).join(' ')}\n\n${command.about}`
+}
+
+/** The command named by the first one or two words, and the words after it. */
+function findCommand(argv: string[]): { command: Command; rest: string[] } | undefined {
+  for (const words of [2, 1]) {
+    const command = COMMANDS.find((candidate) => candidate.name === argv.slice(0, words).join(' '))
+    if (command) return { command, rest: argv.slice(words) }
+  }
+  return undefined
+}
+
+/** Wrong arguments: the message, then the usage of the command (or of every command). */
+class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command?: Command,
+  ) {
+    super(message)
+  }
+}
+
+/** Arguments understood but refused (a weak password, a name taken): the message alone. */
+class Refused extends Error {}
+
+const isHelp = (word: string | undefined) => word === '--help' || word === '-h'
 
 async function main(argv: string[]): Promise<void> {
+  const [first, ...others] = argv
+  if (first === undefined) throw new UsageError('no command given')
+  if (first === 'help' || isHelp(first)) {
+    const named = others.length ? findCommand(others) : undefined
+    if (others.length && !named) throw new UsageError(`unknown command: ${others.join(' ')}`)
+    console.log(named ? commandUsage(named.command) : usage())
+    return
+  }
+  const found = findCommand(argv)
+  if (!found) throw new UsageError(`unknown command: ${argv.join(' ')}`)
+  if (found.rest.some(isHelp)) {
+    console.log(commandUsage(found.command))
+    return
+  }
   try {
     process.loadEnvFile()
   } catch {}
   const config = loadConfig()
-  const [command, ...rest] = argv
-  if (command === 'migrate') return migrate(config)
-  if (command === 'create-superuser') return createSuperuser(config, rest)
-  if (command === 'media' && rest[0] === 'gc') return mediaGc(config, rest.slice(1))
-  if (command === 'import-django') {
-    return importDjangoCommand(config, rest).catch((error: unknown) => {
-      throw error instanceof ImportCommandError ? new UsageError(error.message) : error
-    })
+  try {
+    await found.command.run(config, found.rest)
+  } catch (error) {
+    // parseArgs: an unknown option, a missing value.
+    if (String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS')) {
+      throw new UsageError((error as Error).message, found.command)
+    }
+    if (error instanceof UsageError && !error.command) throw new UsageError(error.message, found.command)
+    throw error
   }
-  throw new UsageError(command ? `unknown command: ${[command, ...rest].join(' ')}` : 'no command given')
 }
 
 async function withDb<T>(config: Config, work: (db: ReturnType<typeof createDb>) => Promise<T>): Promise<T> {
@@ -48,10 +109,19 @@ async function withDb<T>(config: Config, work: (db: ReturnType<typeof createDb>)
   }
 }
 
+registerCommand({ name: 'migrate', about: 'apply pending database migrations', run: (config) => migrate(config) })
+
 async function migrate(config: Config): Promise<void> {
   const applied = await withDb(config, (db) => migrateToLatest(db.kysely))
   console.log(applied.length ? `applied: ${applied.join(', ')}` : 'the database is up to date')
 }
+
+registerCommand({
+  name: 'create-superuser',
+  args: '--username U --email E',
+  about: 'create a superuser (password from PORTRAIT_PASSWORD or a hidden prompt, asked twice)',
+  run: (config, args) => createSuperuser(config, args),
+})
 
 async function createSuperuser(config: Config, args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { username: { type: 'string' }, email: { type: 'string' } }, strict: true })
@@ -61,10 +131,10 @@ async function createSuperuser(config: Config, args: string[]): Promise<void> {
   const email = cleanText('email', values.email)
   if ('error' in username) problems.push(`username: ${username.error}`)
   if ('error' in email) problems.push(`email: ${email.error}`)
-  if (problems.length) throw new UsageError(problems.join('\n'))
-  const password = process.env.PORTRAIT_PASSWORD ?? (await promptHidden('Password: '))
+  if (problems.length) throw new Refused(problems.join('\n'))
+  const password = process.env.PORTRAIT_PASSWORD ?? (await promptNewPassword())
   const weak = passwordProblems(password, { username: values.username, email: values.email })
-  if (weak.length) throw new UsageError(`password: ${weak.join(' ')}`)
+  if (weak.length) throw new Refused(`password: ${weak.join(' ')}`)
   const hash = await hashPassword(password, config.passwordHashCost)
   const user = await withDb(config, async (db) => {
     await migrateToLatest(db.kysely)
@@ -88,12 +158,29 @@ async function createSuperuser(config: Config, args: string[]): Promise<void> {
       })
     } catch (error) {
       const taken = uniqueViolationError(error)
-      if (taken) throw new UsageError(Object.values(taken.errors ?? {}).flat().join(' '))
+      if (taken) throw new Refused(Object.values(taken.errors ?? {}).flat().join(' '))
       throw error
     }
   })
   console.log(`superuser ${user.username} created with id ${user.id}`)
 }
+
+registerCommand({
+  name: 'import-django',
+  args: '--from <sqlite:PATH | postgres://…> [--table users_users] [--media-root DIR] [--dry-run] [--report FILE]',
+  about: "copy a Django app's users (same ids, password hashes, avatars) into Portrait",
+  run: (config, args) =>
+    importDjangoCommand(config, args).catch((error: unknown) => {
+      throw error instanceof ImportCommandError ? new UsageError(error.message) : error
+    }),
+})
+
+registerCommand({
+  name: 'media gc',
+  args: '[--min-age 10m]',
+  about: 'remove stored avatar images no profile references,\nsparing files younger than --min-age (uploads about to commit)',
+  run: (config, args) => mediaGc(config, args),
+})
 
 async function mediaGc(config: Config, args: string[]): Promise<void> {
   // The default spares recent files: a server may be running beside this command, its uploads stored
@@ -109,26 +196,37 @@ async function mediaGc(config: Config, args: string[]): Promise<void> {
   console.log(`removed ${removed} unreferenced avatar image(s)`)
 }
 
-/** Reads a line without echoing it. */
-function promptHidden(question: string): Promise<string> {
-  if (!process.stdin.isTTY) throw new UsageError('no terminal to prompt on: set PORTRAIT_PASSWORD')
-  return new Promise((resolve) => {
-    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: true })
-    const output = rl as unknown as { _writeToOutput: (text: string) => void }
-    rl.question(question, (answer) => {
-      rl.close()
-      process.stdout.write('\n')
-      resolve(answer)
-    })
-    // Echo nothing after the prompt itself.
-    output._writeToOutput = () => {}
-  })
+/** Asks for a new password twice without echoing it; refuses when the two differ. */
+async function promptNewPassword(): Promise<string> {
+  if (!process.stdin.isTTY) throw new Refused('no terminal to prompt on: set PORTRAIT_PASSWORD')
+  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: true })
+  // Echo nothing of what is typed; the prompts are written directly.
+  ;(rl as unknown as { _writeToOutput: (text: string) => void })._writeToOutput = () => {}
+  // Lines typed ahead wait here rather than being lost between the two questions.
+  const lines = rl[Symbol.asyncIterator]()
+  const ask = async (question: string) => {
+    process.stdout.write(question)
+    const { value, done } = await lines.next()
+    process.stdout.write('\n')
+    if (done) throw new Refused('no password given')
+    return value as string
+  }
+  try {
+    const password = await ask('Password: ')
+    if ((await ask('Password (again): ')) !== password) throw new Refused('the two passwords differ; nothing was created')
+    return password
+  } finally {
+    rl.close()
+  }
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  if (error instanceof UsageError || error instanceof ConfigError) {
+  if (error instanceof UsageError) {
+    console.error(`portrait: ${error.message}\n\n${error.command ? commandUsage(error.command) : usage()}`)
+    process.exit(2)
+  }
+  if (error instanceof Refused || error instanceof ConfigError) {
     console.error(`portrait: ${error.message}`)
-    if (error instanceof UsageError) console.error(`\n${USAGE}`)
     process.exit(2)
   }
   console.error(error)

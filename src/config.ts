@@ -53,6 +53,8 @@ export interface Config {
   redisKeyPrefix: string
   corsOrigins: string[]
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** json: one JSON object per line (for machines); pretty: human-readable lines. Default: pretty on a terminal. */
+  logFormat: 'json' | 'pretty'
   /**
    * Who may set X-Forwarded-For: false (nobody: the socket address is the client), a hop count (that many
    * proxies in front, whatever their address), or the proxies' addresses/CIDRs. The client address is the
@@ -209,8 +211,32 @@ function corsOrigins(env: Env): string[] {
   return origins
 }
 
-/** Reads and validates the environment; throws ConfigError naming the first bad variable. */
+/**
+ * Reads and validates the environment; throws one ConfigError naming every bad variable ("A=… is invalid: …;
+ * B=… is invalid: …"). Each check still stops at its first failure (`fail` throws); the variable a failure
+ * names is then read as unset and the rest checked again, so every check reports as it always has.
+ */
 export function loadConfig(env: Env = process.env): Readonly<Config> {
+  const failures: string[] = []
+  // A copy cannot be process.env: carry the thread-pool size as it was at start (see THREAD_POOL_SIZE_AT_START).
+  let current: Env = env === process.env ? { ...env, UV_THREADPOOL_SIZE: THREAD_POOL_SIZE_AT_START } : env
+  for (;;) {
+    try {
+      const config = readConfig(failures.length === 0 ? env : current)
+      if (failures.length === 0) return config
+      break
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error
+      failures.push(error.message)
+      const name = /^([A-Z][A-Z0-9_]*)=/.exec(error.message)?.[1]
+      if (name === undefined || current[name] === undefined) break
+      current = { ...current, [name]: undefined }
+    }
+  }
+  throw new ConfigError(failures.join('; '))
+}
+
+function readConfig(env: Env): Readonly<Config> {
   const jwtSecret = env.JWT_SECRET || undefined
   if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < 32) {
     fail('JWT_SECRET', 'at least 32 bytes (e.g. `openssl rand -base64 48`)', '<hidden>')
@@ -244,6 +270,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     redisKeyPrefix: env.REDIS_KEY_PREFIX || 'portrait:',
     corsOrigins: corsOrigins(env),
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
+    logFormat: oneOf(env, 'LOG_FORMAT', ['json', 'pretty'] as const, process.stdout.isTTY ? 'pretty' : 'json'),
     trustProxy: trustProxy(env),
     passwordHashCost: OWASP_ARGON2ID,
     signInLimits: {

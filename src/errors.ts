@@ -90,7 +90,7 @@ export class FieldErrorList {
 /** A 503 for a dependency that did not answer (database, Redis); the client may retry shortly. */
 export function dependencyUnavailable(dependency: 'database' | 'redis', cause: unknown): AppError {
   return new AppError('service_unavailable', {
-    detail: `The ${dependency} is not answering. Try again in a few seconds.`,
+    detail: `${dependency === 'redis' ? 'Redis' : 'The database'} is not answering. Try again in a few seconds.`,
     headers: { 'retry-after': '5' },
     cause,
     dependency,

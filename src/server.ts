@@ -1,6 +1,6 @@
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
-import { isDatabaseUnavailable } from './db/unavailable.js'
+import { describeStartupError } from './startup-errors.js'
 
 // Node 20.12+: a .env file, if present, fills variables the environment does not set.
 try {
@@ -16,12 +16,15 @@ try {
   process.exit(1)
 }
 
-const app = await buildApp(config).catch((error: unknown) => {
-  // Migrations run at start; an unreachable database is an operator's problem, told in one line.
-  if (!isDatabaseUnavailable(error)) throw error
-  console.error(`portrait: the database does not answer (${(error as { code?: string }).code ?? (error as Error).message}); is DATABASE_URL right and the server up?`)
+// An operator's problem at start (the database, the address) is told in one line; a fault of ours keeps its stack.
+function startupFailed(error: unknown): never {
+  const problem = describeStartupError(error, config)
+  if (problem === undefined) throw error
+  console.error(`portrait: ${problem}`)
   process.exit(1)
-})
+}
+
+const app = await buildApp(config).catch(startupFailed)
 let closing = false
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, async () => {
@@ -41,4 +44,4 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.exit(0)
   })
 }
-await app.listen({ port: config.port, host: config.host })
+await app.listen({ port: config.port, host: config.host }).catch(startupFailed)

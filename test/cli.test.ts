@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -87,4 +87,62 @@ test('when the command is unknown or the config is bad, then it exits 2 with a u
   const badConfig = portrait(['migrate'], { ...env, DATABASE_URL: 'mysql://nope' })
   assert.equal(badConfig.code, 2)
   assert.match(badConfig.err, /DATABASE_URL=/)
+})
+
+test('when help is asked for, in any of its spellings, then the usage goes to stdout and the exit code is 0', () => {
+  const { env } = sandbox()
+  for (const args of [['--help'], ['-h'], ['help']]) {
+    const help = portrait(args, { ...env, DATABASE_URL: 'mysql://not-even-read' })
+    assert.equal(help.code, 0, args.join(' '))
+    assert.equal(help.err, '')
+    assert.match(help.out, /^usage: portrait <command>/)
+    for (const command of ['migrate', 'create-superuser', 'media gc']) assert.match(help.out, new RegExp(`^  ${command}\\b`, 'm'))
+  }
+  for (const args of [['create-superuser', '--help'], ['media', 'gc', '-h'], ['help', 'migrate']]) {
+    const help = portrait(args, env)
+    assert.equal(help.code, 0, args.join(' '))
+    assert.match(help.out, new RegExp(`^usage: portrait ${args.filter((word) => !/^(-h|--help|help)$/.test(word)).join(' ')}\\b`), args.join(' '))
+    assert.doesNotMatch(help.out, /commands:/, 'one command, not the whole list')
+  }
+})
+
+test('when a command refuses its input, then only the reason is printed; a usage error prints the usage', () => {
+  const { env } = sandbox()
+  const args = ['create-superuser', '--username', 'root', '--email', 'root@example.com']
+  const weak = portrait(args, { ...env, PORTRAIT_PASSWORD: 'password' })
+  assert.equal(weak.code, 2)
+  assert.match(weak.err, /^portrait: password: This password is too common\.\n$/)
+  assert.equal(portrait(args, { ...env, PORTRAIT_PASSWORD: 'Quartz-lantern-4f9c2e' }).code, 0)
+  const taken = portrait(args, { ...env, PORTRAIT_PASSWORD: 'Quartz-lantern-4f9c2e' })
+  assert.equal(taken.code, 2)
+  assert.match(taken.err, /^portrait: A user with that username already exists\.\n$/)
+  const wrong = portrait(['create-superuser', '--username', 'x', '--bogus'], env)
+  assert.equal(wrong.code, 2)
+  assert.match(wrong.err, /^portrait: Unknown option '--bogus'.*\n\nusage: portrait create-superuser --username U --email E\n/s)
+})
+
+/** create-superuser on a terminal (script(1) gives it one), typing each answer once its prompt appears. */
+function onTerminal(t: test.TestContext, env: Record<string, string>, answers: string[]): Promise<{ code: number | null; out: string }> {
+  const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} create-superuser --username root --email root@example.com`
+  const child = spawn('script', ['-qec', command, '/dev/null'], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
+  t.after(() => child.kill('SIGKILL'))
+  let out = ''
+  let asked = 0
+  child.stdout.on('data', (chunk: Buffer) => {
+    out += chunk
+    const prompts = out.match(/Password( \(again\))?: /g)?.length ?? 0
+    while (asked < prompts && asked < answers.length) child.stdin.write(`${answers[asked++]}\r`)
+  })
+  return new Promise((resolveRun) => child.once('exit', (code) => resolveRun({ code, out })))
+}
+
+test('when create-superuser prompts for the password, then it asks twice, hides it, and refuses two different answers', { skip: !existsSync('/usr/bin/script') && 'needs script(1)' }, async (t) => {
+  const { env } = sandbox()
+  const differ = await onTerminal(t, env, ['Quartz-lantern-4f9c2e', 'Quartz-lantern-4f9c2f'])
+  assert.equal(differ.code, 2, differ.out)
+  assert.match(differ.out, /Password: [\s\S]*Password \(again\): [\s\S]*the two passwords differ/)
+  assert.doesNotMatch(differ.out, /Quartz/, 'nothing typed is echoed')
+  const same = await onTerminal(t, env, ['Quartz-lantern-4f9c2e', 'Quartz-lantern-4f9c2e'])
+  assert.equal(same.code, 0, same.out)
+  assert.match(same.out, /superuser root created/)
 })

@@ -13,7 +13,7 @@ function assertUnavailable(response: Awaited<ReturnType<typeof callServer>>, dep
   assert.equal(response.status, 503, JSON.stringify(response.json))
   assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/)
   assert.equal(response.json.type, '/problems/service_unavailable')
-  assert.match(response.json.detail, new RegExp(dependency))
+  assert.match(response.json.detail, new RegExp(dependency, 'i'))
   assert.equal(response.json.request_id, response.headers.get('x-request-id'))
   assert.ok(Number(response.headers.get('retry-after')) > 0)
   assert.doesNotMatch(JSON.stringify(response.json), /ECONNREFUSED|127\.0\.0\.1|stack/)

@@ -84,7 +84,7 @@ test('when image concurrency is sized, then it is at most one per CPU and two fe
 
 test('when npm start preloads scripts/threadpool.cjs, then libuv really starts the pool size it sets', { skip: !existsSync('/proc/self/task') && 'needs /proc' }, () => {
   const { scripts } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
-  assert.match(scripts.start ?? '', / --require \.\/scripts\/threadpool\.cjs dist\/server\.js$/)
+  assert.match(scripts.start ?? '', / --require \.\/scripts\/threadpool\.cjs dist\/current\/server\.js$/)
   // libuv starts every pool thread at the first task: the threads that appear then are the pool.
   const probe = `const { readdirSync, stat } = require('node:fs')
     const threads = () => readdirSync('/proc/self/task').length

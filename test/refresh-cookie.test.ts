@@ -25,7 +25,8 @@ test('when PUBLIC_URL is https, then the refresh cookie is Secure, __Secure- pre
   const value = (cookie.split(';')[0] as string).split('=')[1] as string
 
   // The unprefixed name (which a plain-http response could have planted) is not read.
-  problemOf(await client.request({ method: 'POST', url: '/api/auth/refresh', headers: { cookie: `portrait_refresh=${value}`, ...WEB } }), 401)
+  const unprefixed = await client.request({ method: 'POST', url: '/api/auth/refresh', headers: { cookie: `portrait_refresh=${value}`, ...WEB } })
+  assert.deepEqual([unprefixed.statusCode, unprefixed.body], [204, ''], 'no session: as with no cookie at all')
   const refreshed = await client.request({ method: 'POST', url: '/api/auth/refresh', headers: { cookie: `__Secure-portrait_refresh=${value}`, ...WEB } })
   assert.equal(refreshed.statusCode, 200, refreshed.body)
   const next = setCookie(refreshed.headers)
@@ -47,4 +48,15 @@ test('when PUBLIC_URL is http or unset, then the cookie keeps its plain name and
     assert.match(cookie, /^portrait_refresh=/, String(publicUrl))
     assert.doesNotMatch(cookie, /Secure/, String(publicUrl))
   }
+})
+
+test('when the web page asks for a session without a cookie, then 204 (nobody signed in); an API client without a token still gets 401', async (t) => {
+  const { client } = await testApp(t)
+  const web = await client.request({ method: 'POST', url: '/api/auth/refresh', headers: WEB })
+  assert.deepEqual([web.statusCode, web.body, web.headers['set-cookie']], [204, '', undefined])
+  problemOf(await client.request({ method: 'POST', url: '/api/auth/refresh', payload: {} }), 401)
+  // A cookie that is no longer valid is still an error, and is cleared.
+  const stale = await client.request({ method: 'POST', url: '/api/auth/refresh', headers: { cookie: 'portrait_refresh=spent', ...WEB } })
+  problemOf(stale, 401)
+  assert.match(setCookie(stale.headers), /^portrait_refresh=;/)
 })

@@ -105,11 +105,17 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         summary: 'Rotate the refresh token',
         body: RefreshBodySchema,
         consumes: FORMS,
-        response: { 200: { ...RefreshResponseSchema, description: 'A new token pair; the old refresh token stops working' }, ...problemResponses([400, 401, 413, 415]) },
+        response: {
+          200: { ...RefreshResponseSchema, description: 'A new token pair; the old refresh token stops working' },
+          204: Type.Null({ description: 'the web page (x-portrait-web: 1) with no refresh cookie: nobody is signed in' }),
+          ...problemResponses([400, 401, 413, 415]),
+        },
       },
     },
     async (request, reply) => {
       const token = presentedRefreshToken(request, request.body.refresh, refreshCookie)
+      // The page asks at every load whether someone is signed in; without a cookie the answer is "no", not an error.
+      if (token === undefined && isWebClient(request)) return reply.code(204).send(null)
       if (token === undefined) throw new AppError('invalid_refresh_token', { detail: 'Send the refresh token.' })
       try {
         return deliver(request, reply, await auth.refresh(token))

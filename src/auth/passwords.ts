@@ -54,36 +54,41 @@ export function passwordProblems(password: string, attributes: { username?: stri
   return problems
 }
 
-// Django's UserAttributeSimilarityValidator: compare with the whole attribute and its word-parts.
+// Django's UserAttributeSimilarityValidator, exactly: the lowercased password against the lowercased attribute
+// and each of its parts split at non-word characters (re.split(r"\W+")), refused when difflib's quick_ratio()
+// (matching characters regardless of order) reaches 0.7, skipping parts so much shorter than the password that
+// the ratio cannot reach it. A long passphrase that merely contains "com" of an email is accepted.
 const MAX_SIMILARITY = 0.7
 
 function isTooSimilar(password: string, attribute: string): boolean {
-  const pass = password.toLowerCase()
-  const whole = attribute.toLowerCase()
-  const parts = [whole, ...whole.split(/[^\p{L}\p{N}]+/u)].filter((part) => part.length >= 3)
-  return parts.some((part) => pass.includes(part) || similarity(pass, part) >= MAX_SIMILARITY)
+  const pass = [...password.toLowerCase()]
+  const value = attribute.toLowerCase()
+  // Python's \w: letters, digits (any script) and the underscore.
+  const parts = [...value.split(/[^\p{L}\p{N}_]+/u), value]
+  return parts.some((part) => {
+    const chars = [...part]
+    if (exceedsMaximumLengthRatio(pass.length, chars.length)) return false
+    return quickRatio(pass, chars) >= MAX_SIMILARITY
+  })
 }
 
-/** Ratcliff/Obershelp ratio, as Python's difflib.SequenceMatcher.ratio(). */
-function similarity(a: string, b: string): number {
-  return (2 * matchingCharacters(a, b)) / (a.length + b.length)
+/** Django's exceeds_maximum_length_ratio: a part a tenth of the password's length or less cannot be similar enough. */
+function exceedsMaximumLengthRatio(passwordLength: number, valueLength: number): boolean {
+  return passwordLength >= 10 * valueLength && valueLength < (MAX_SIMILARITY / 2) * passwordLength
 }
 
-function matchingCharacters(a: string, b: string): number {
-  let best = 0
-  let bestA = 0
-  let bestB = 0
-  for (let i = 0; i < a.length; i++) {
-    for (let j = 0; j < b.length; j++) {
-      let k = 0
-      while (i + k < a.length && j + k < b.length && a[i + k] === b[j + k]) k++
-      if (k > best) [best, bestA, bestB] = [k, i, j]
+/** difflib.SequenceMatcher(a, b).quick_ratio(): 2 × (characters in common, with multiplicity) / total length. */
+function quickRatio(a: string[], b: string[]): number {
+  const available = new Map<string, number>()
+  for (const char of b) available.set(char, (available.get(char) ?? 0) + 1)
+  let matches = 0
+  for (const char of a) {
+    const left = available.get(char) ?? 0
+    if (left > 0) {
+      available.set(char, left - 1)
+      matches++
     }
   }
-  if (best === 0) return 0
-  return (
-    best +
-    matchingCharacters(a.slice(0, bestA), b.slice(0, bestB)) +
-    matchingCharacters(a.slice(bestA + best), b.slice(bestB + best))
-  )
+  const total = a.length + b.length
+  return total === 0 ? 1 : (2 * matches) / total
 }

@@ -1,4 +1,6 @@
+import { createRequire } from 'node:module'
 import pino from 'pino'
+import type { PrettyOptions } from 'pino-pretty'
 
 export interface LogStream {
   write(line: string): void
@@ -36,4 +38,26 @@ export function batchedStdout(): LogStream {
     flushSync,
   }
   return stdout
+}
+
+let prettyOut: LogStream | undefined
+
+/**
+ * LOG_FORMAT=pretty (the default on a terminal): each line as `[time] LEVEL: message key=value…`, coloured on
+ * a terminal, written synchronously (a person reads it; the batching above is for JSON at load).
+ */
+export function prettyStdout(): LogStream {
+  if (prettyOut) return prettyOut
+  // Loaded only when asked for: a JSON-logging server never carries it.
+  const pretty = createRequire(import.meta.url)('pino-pretty') as (options: PrettyOptions) => NodeJS.WritableStream
+  const stream = pretty({
+    destination: 1,
+    sync: true,
+    colorize: Boolean(process.stdout.isTTY),
+    translateTime: "UTC:yyyy-mm-dd'T'HH:MM:ss.l'Z'",
+    ignore: 'pid,hostname',
+    singleLine: true,
+  })
+  prettyOut = { write: (line) => void stream.write(line), flushSync: () => {} }
+  return prettyOut
 }

@@ -138,6 +138,7 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
     return
   }
   const { problem, headers } = toProblem(error, request.id)
+  if (problem.status === 415 && !(error instanceof AppError)) problem.detail = acceptedTypes(request)
   // A body left half-read (e.g. an upload refused at 413 or 401) would stall the next request on this connection.
   if (bodyLeftUnread(request)) lingerThenClose(request, reply)
   // A dependency that does not answer is one outage (two warn lines, see Outages), not an error per request.
@@ -146,6 +147,13 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
   else if (problem.status >= 500) request.log.error({ err: error }, 'request failed')
   else request.log.info({ code: problem.type, status: problem.status }, 'request rejected')
   sendProblem(reply, problem, headers)
+}
+
+/** A 415's detail: the body types this route reads (its schema's `consumes`, else JSON and forms), never the one sent. */
+function acceptedTypes(request: FastifyRequest): string {
+  const consumes = (request.routeOptions.schema as { consumes?: string[] } | undefined)?.consumes ?? ['application/json', 'application/x-www-form-urlencoded']
+  const list = consumes.length > 1 ? `${consumes.slice(0, -1).join(', ')} or ${consumes.at(-1)}` : consumes[0]
+  return `This body type is not accepted here: send ${list}.`
 }
 
 export function sendProblem(reply: FastifyReply, problem: Problem, headers?: Record<string, string>): void {

@@ -8,9 +8,6 @@ import { UsersRepository } from '../users/users.repository.js'
 import { formatSummary, importDjangoUsers, JsonReportWriter } from './django-import.js'
 import { openDjangoSource, SourceError } from './django-source.js'
 
-export const IMPORT_DJANGO_USAGE = `  import-django --from <sqlite:PATH | postgres://…> [--table users_users] [--media-root DIR] [--dry-run] [--report FILE]
-                                            copy a Django app's users (same ids, password hashes, avatars) into Portrait`
-
 /** A mistake in the command line or the source, shown in one line with the usage. */
 export class ImportCommandError extends Error {}
 

@@ -2,7 +2,8 @@ import multipart, { type Multipart, type MultipartFile } from '@fastify/multipar
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { AppError, validationError } from '../errors.js'
+import { AppError, FieldErrorList, validationError } from '../errors.js'
+import { humanSize } from '../human-size.js'
 import { HEADERS, problemResponses, withHeaders } from '../http/problem.schema.js'
 import { bodyFields, emptyBodyAsObject, numericQuery } from '../http/validation.js'
 import type { ProfileUpdateInput } from './profile-update.js'
@@ -298,7 +299,7 @@ async function readFile(part: MultipartFile, maxBytes: number): Promise<Buffer> 
   for await (const chunk of part.file as AsyncIterable<Buffer>) {
     size += chunk.length
     if (size > maxBytes) {
-      throw new AppError('payload_too_large', { detail: `The avatar may be at most ${maxBytes} bytes.` })
+      throw new AppError('payload_too_large', { detail: `The avatar may be at most ${humanSize(maxBytes)}.` })
     }
     chunks.push(chunk)
   }

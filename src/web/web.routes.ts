@@ -16,8 +16,17 @@ const PAGE_HEADERS = {
   'cross-origin-opener-policy': 'same-origin',
 }
 
-/** The web page (SPEC §6): static files from src/web/public. */
-export const webRoutes: FastifyPluginAsync = async (app) => {
+export interface WebRoutesOptions {
+  /** AVATAR_MAX_BYTES, so that the page refuses a larger file before uploading it. */
+  avatarMaxBytes: number
+}
+
+/** The web page (SPEC §6): static files from src/web/public, and /settings.js with what the page must know of the config. */
+export const webRoutes: FastifyPluginAsync<WebRoutesOptions> = async (app, options) => {
+  const settings = `export const AVATAR_MAX_BYTES = ${JSON.stringify(options.avatarMaxBytes)}\n`
+  app.get('/settings.js', { schema: { hide: true } }, (_request, reply) => {
+    reply.headers(PAGE_HEADERS).header('cache-control', 'no-cache').type('text/javascript; charset=utf-8').send(settings)
+  })
   await app.register(fastifyStatic, {
     root: PUBLIC_DIR,
     prefix: '/',

@@ -66,8 +66,8 @@ test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ?
   const seen = new Observations()
 
   /** A fresh browser profile (its own cookies) with the page open. */
-  async function openPage(st: TestContext): Promise<Page> {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
+  async function openPage(st: TestContext, viewport = { width: 1280, height: 900 }): Promise<Page> {
+    const context = await browser.newContext({ viewport })
     st.after(() => context.close())
     // Generous: CI machines run other suites beside this one.
     context.setDefaultTimeout(30_000)
@@ -246,10 +246,17 @@ test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ?
     await signUp(page)
     await page.fill('#pf-first-name', 'Unsaved')
 
+    // Too large: refused on choosing it, before any upload, in the units of the hint.
+    assert.match((await textOf(page, '#avatar-hint')) ?? '', /up to 256 KiB\./)
+    const uploads: string[] = []
+    page.on('request', (request) => {
+      if (request.method() !== 'GET' && /\/api\/users\/\d+$/.test(request.url())) uploads.push(request.url())
+    })
     await page.locator('#avatar-file').setInputFiles({ name: 'big.jpg', mimeType: 'image/jpeg', buffer: await largeJpeg() })
-    await page.click('#avatar-save')
     await page.locator('#avatar-file-error').waitFor()
-    assert.match(await textOf(page, '#avatar-file-error') ?? '', /too large|at most/i)
+    assert.match((await textOf(page, '#avatar-file-error')) ?? '', /^This file is [\d.]+ KiB; the photo may be at most 256 KiB\.$/)
+    assert.equal(await page.locator('#avatar-save').isVisible(), false)
+    assert.deepEqual(uploads, [])
 
     // A file the browser cannot show is refused before any upload.
     await page.locator('#avatar-file').setInputFiles({ name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not an image') })
@@ -431,6 +438,88 @@ test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ?
     await page.keyboard.press('Enter')
     await page.locator('#profile-view').waitFor()
     assert.equal(await focused(), 'profile-title', 'focus moves to the new screen')
+  })
+
+  await t.test('when nobody is signed in, then loading the page logs no error in the console', async (st) => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
+    st.after(() => context.close())
+    const page = await context.newPage()
+    const errors: string[] = []
+    page.on('console', (message) => {
+      if (message.type() === 'error') errors.push(message.text())
+    })
+    await page.goto(origin)
+    await page.locator('#loading').waitFor({ state: 'hidden' })
+    assert.ok(await page.locator('#auth-view').isVisible())
+    await page.reload()
+    await page.locator('#loading').waitFor({ state: 'hidden' })
+    assert.deepEqual(errors, [])
+  })
+
+  await t.test('when the tabs are switched at 1280 px, then the sign-in card stays where it is', async (st) => {
+    const page = await openPage(st)
+    const top = async () => (await page.locator('.auth__card').boundingBox())?.y
+    const before = await top()
+    await page.click('#tab-sign-up')
+    assert.equal(await top(), before)
+    await page.click('#tab-sign-in')
+    assert.equal(await top(), before)
+  })
+
+  await t.test('when the username is long at 375 px, then "Sign out" stays on one line and the name is shortened, not cut', async (st) => {
+    const page = await openPage(st, { width: 375, height: 812 })
+    await signUp(page, newPerson('maximiliana_longername'))
+    const button = await page.locator('#sign-out').boundingBox()
+    const header = await page.locator('.site-header__inner').boundingBox()
+    assert.ok(button && header)
+    assert.ok(button.height < 40, `Sign out is ${button.height}px tall: it wrapped`)
+    assert.ok(button.x + button.width <= header.x + header.width, 'Sign out fits in the header')
+    const name = await page.locator('#header-username').evaluate((element: HTMLElement) => ({ title: element.title, text: element.textContent, clipped: element.scrollWidth > element.clientWidth, ellipsis: getComputedStyle(element).textOverflow }))
+    assert.equal(name.title, name.text, 'the whole name is in the title')
+    if (name.clipped) assert.equal(name.ellipsis, 'ellipsis')
+  })
+
+  await t.test('when a long email is shown at 1280 px, then it fits in its field', async (st) => {
+    const page = await openPage(st)
+    const person = newPerson('long')
+    await signUp(page, { ...person, email: `${person.username}.firstname.lastname@department.example.com` })
+    const fits = await page.locator('#pf-email').evaluate((input) => input.scrollWidth <= input.clientWidth)
+    assert.equal(fits, true)
+  })
+
+  await t.test('when another action follows, then an old status message does not stay', async (st) => {
+    const page = await openPage(st)
+    await signUp(page)
+    await page.click('#profile-form button[type=submit]')
+    await page.getByText('No changes to save.').waitFor()
+    // An unrelated action: the password form, submitted empty.
+    await page.click('#password-form button[type=submit]')
+    await page.locator('#pw-current-error').waitFor()
+    assert.equal(await textOf(page, '#profile-status'), '')
+    // Editing the form again clears its own message too.
+    await page.click('#profile-form button[type=submit]')
+    await page.getByText('No changes to save.').waitFor()
+    await page.fill('#pf-first-name', 'Ada')
+    assert.equal(await textOf(page, '#profile-status'), '')
+  })
+
+  await t.test('when a validation error shows on a small screen, then the field and its error are scrolled into view', async (st) => {
+    const page = await openPage(st, { width: 375, height: 500 })
+    await signUp(page)
+    await page.fill('#pf-email', 'not-an-email')
+    // The email input just at the bottom edge, so its error text would appear below the fold.
+    await page.evaluate(() => {
+      document.getElementById('pf-email')?.scrollIntoView({ block: 'end' })
+      ;(document.getElementById('profile-form') as HTMLFormElement).requestSubmit()
+    })
+    const error = page.locator('#pf-email-error')
+    await error.waitFor()
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'pf-email')
+    const inView = await error.evaluate((element) => {
+      const box = element.getBoundingClientRect()
+      return box.top >= 0 && box.bottom <= window.innerHeight
+    })
+    assert.equal(inView, true)
   })
 
   await t.test('when the journey is over, then no page asked another origin and nothing broke the CSP', () => {

@@ -2,6 +2,7 @@
 
 import * as api from './api.js'
 import { announce, whileBusy } from './forms.js'
+import { AVATAR_MAX_BYTES } from './settings.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -22,7 +23,18 @@ const panel = {
   progressText: $('avatar-progress-text'),
   error: $('avatar-file-error'),
   status: $('avatar-status'),
+  maxSize: $('avatar-max-size'),
 }
+
+/** A byte count for people, as the server writes it: 5242880 → "5 MiB". */
+export function humanSize(bytes) {
+  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]]) {
+    if (bytes >= size) return `${Number((bytes / size).toFixed(1))} ${unit}`
+  }
+  return `${bytes} bytes`
+}
+
+panel.maxSize.textContent = humanSize(AVATAR_MAX_BYTES)
 
 // Whose photo this is (as the server last returned it), and the chosen file not yet saved.
 let owner = null
@@ -100,6 +112,14 @@ function preview() {
   panel.file.value = ''
   if (!file) return
   panel.error.hidden = true
+  // Refused here rather than after uploading it all: the server would answer 413.
+  if (file.size > AVATAR_MAX_BYTES) {
+    showSavedAvatar()
+    showError(`This file is ${humanSize(file.size)}; the photo may be at most ${humanSize(AVATAR_MAX_BYTES)}.`)
+    announce(panel.status, '')
+    panel.choose.focus()
+    return
+  }
   dropPreview()
   pendingFile = file
   previewUrl = URL.createObjectURL(file)

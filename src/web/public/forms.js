@@ -75,7 +75,11 @@ export function showErrors(form, fieldErrors, summary) {
     error.textContent = text
     error.hidden = false
   }
-  first?.focus()
+  if (first) {
+    first.focus({ preventScroll: true })
+    // The whole field, its error text included, not only the input: the message may be below the fold.
+    ;(first.closest('.field') ?? first).scrollIntoView({ block: 'nearest' })
+  }
 }
 
 /** Shows what went wrong with a request on the form it came from. */
@@ -116,8 +120,28 @@ export async function whileBusy(button, label, work) {
 // The message each region is about to show; a newer one replaces it, never the other way round.
 const pendingAnnouncements = new WeakMap()
 
+function clearAnnouncement(region) {
+  clearTimeout(pendingAnnouncements.get(region))
+  region.textContent = ''
+}
+
+/**
+ * Status messages ("Profile saved.", "No changes to save.") describe the last action only: every one goes
+ * when a form is submitted (before its handler announces its own), and a form's own when it is edited again.
+ */
+export function clearStatusesOnActivity(root) {
+  const statuses = () => root.querySelectorAll('.status[role=status]')
+  root.addEventListener('submit', () => statuses().forEach(clearAnnouncement), true)
+  root.addEventListener('input', (event) => {
+    const status = event.target.form?.querySelector('.status[role=status]')
+    if (status) clearAnnouncement(status)
+  })
+}
+
 /** Puts a message in a role=status region so screen readers announce it, even when it repeats. */
 export function announce(region, message) {
+  // A new message makes the others old news: "No changes to save." must not linger after another action.
+  if (message) for (const other of document.querySelectorAll('.status[role=status]')) if (other !== region) clearAnnouncement(other)
   clearTimeout(pendingAnnouncements.get(region))
   region.textContent = ''
   // A separate task after clearing, so a repeated message is still a change to announce.

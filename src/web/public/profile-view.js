@@ -2,7 +2,7 @@
 
 import * as api from './api.js'
 import { resetAvatarPanel, setAvatarOwner, showSavedAvatar, startAvatarPanel } from './avatar-panel.js'
-import { announce, checkRequired, clearErrors, showErrors, showFailure, valuesOf, whileBusy } from './forms.js'
+import { announce, checkRequired, clearErrors, clearStatusesOnActivity, showErrors, showFailure, valuesOf, whileBusy } from './forms.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -27,6 +27,8 @@ function remember(next, nextEtag) {
   user = next
   etag = nextEtag ?? etag
   $('header-username').textContent = `@${user.username}`
+  // Shortened with an ellipsis when the header is narrow; the whole name on hover.
+  $('header-username').title = `@${user.username}`
   $('display-name').textContent = fullName(user) || `@${user.username}`
   $('display-meta').textContent = fullName(user) ? `@${user.username} · ${user.email}` : user.email
   $('member-since').textContent = `Member since ${joined.format(new Date(user.date_joined))}`
@@ -109,6 +111,7 @@ async function changePassword(event) {
 
 /** Wires the screen. `onSignedOut(message)` runs when the account is gone or every session ended. */
 export function startProfileView({ onSignedOut }) {
+  clearStatusesOnActivity($('profile-view'))
   profileForm.addEventListener('submit', saveProfile)
   passwordForm.addEventListener('submit', changePassword)
 
