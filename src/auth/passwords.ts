@@ -36,7 +36,9 @@ export function passwordProblems(password: string, attributes: { username?: stri
   if (commonPasswords.test(password) || commonPasswords.test(password.toLowerCase())) {
     problems.push('This password is too common.')
   }
-  for (const [name, value] of Object.entries(attributes)) {
+  // Comparing costs time that grows with the password's length squared (a 64 KiB one held the event loop
+  // for 6 s, before any limit): a password over the limit is refused already and is not compared.
+  for (const [name, value] of length > PASSWORD_MAX_LENGTH ? [] : Object.entries(attributes)) {
     if (value && isTooSimilar(password, value)) {
       problems.push(`This password is too similar to the ${name}.`)
       break
@@ -52,7 +54,22 @@ function isTooSimilar(password: string, attribute: string): boolean {
   const pass = password.toLowerCase()
   const whole = attribute.toLowerCase()
   const parts = [whole, ...whole.split(/[^\p{L}\p{N}]+/u)].filter((part) => part.length >= 3)
-  return parts.some((part) => pass.includes(part) || similarity(pass, part) >= MAX_SIMILARITY)
+  return parts.some((part) => pass.includes(part) || (quickRatio(pass, part) >= MAX_SIMILARITY && similarity(pass, part) >= MAX_SIMILARITY))
+}
+
+/** difflib's quick_ratio(): an upper bound of the ratio from the characters both share, in linear time. */
+function quickRatio(a: string, b: string): number {
+  const counts = new Map<number, number>()
+  for (let i = 0; i < b.length; i++) counts.set(b.charCodeAt(i), (counts.get(b.charCodeAt(i)) ?? 0) + 1)
+  let shared = 0
+  for (let i = 0; i < a.length; i++) {
+    const left = counts.get(a.charCodeAt(i)) ?? 0
+    if (left > 0) {
+      shared++
+      counts.set(a.charCodeAt(i), left - 1)
+    }
+  }
+  return (2 * shared) / (a.length + b.length)
 }
 
 /** Ratcliff/Obershelp ratio, as Python's difflib.SequenceMatcher.ratio(). */
@@ -61,20 +78,32 @@ function similarity(a: string, b: string): number {
 }
 
 function matchingCharacters(a: string, b: string): number {
+  return matching(a, 0, a.length, b, 0, b.length)
+}
+
+/**
+ * difflib's matching blocks: the longest common substring of a[aLo, aHi) and b[bLo, bHi) (the first in a,
+ * then in b, when several are as long), plus the same for what lies left and right of it. The longest match
+ * is found by dynamic programming, in (aHi − aLo) × (bHi − bLo) steps rather than that times its length.
+ */
+function matching(a: string, aLo: number, aHi: number, b: string, bLo: number, bHi: number): number {
+  if (aLo >= aHi || bLo >= bHi) return 0
+  // run[j + 1 - bLo]: how long the common run ending at a[i - 1] and b[j] is (the previous row, as j descends).
+  const run = new Uint32Array(bHi - bLo + 1)
   let best = 0
-  let bestA = 0
-  let bestB = 0
-  for (let i = 0; i < a.length; i++) {
-    for (let j = 0; j < b.length; j++) {
-      let k = 0
-      while (i + k < a.length && j + k < b.length && a[i + k] === b[j + k]) k++
-      if (k > best) [best, bestA, bestB] = [k, i, j]
+  let bestEndA = 0
+  let bestEndB = 0
+  for (let i = aLo; i < aHi; i++) {
+    const char = a.charCodeAt(i)
+    for (let j = bHi - 1; j >= bLo; j--) {
+      const k = char === b.charCodeAt(j) ? (run[j - bLo] as number) + 1 : 0
+      run[j + 1 - bLo] = k
+      // Ties go to the run that starts first in a (it ends first, rows ascend), then first in b.
+      if (k > best || (k === best && k > 0 && i === bestEndA && j < bestEndB)) [best, bestEndA, bestEndB] = [k, i, j]
     }
   }
   if (best === 0) return 0
-  return (
-    best +
-    matchingCharacters(a.slice(0, bestA), b.slice(0, bestB)) +
-    matchingCharacters(a.slice(bestA + best), b.slice(bestB + best))
-  )
+  const startA = bestEndA - best + 1
+  const startB = bestEndB - best + 1
+  return best + matching(a, aLo, startA, b, bLo, startB) + matching(a, bestEndA + 1, aHi, b, bestEndB + 1, bHi)
 }
