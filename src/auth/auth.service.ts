@@ -114,7 +114,7 @@ export class AuthService {
     const text = comparable(login.value.trim())
     const column = login.field === 'email' ? 'email_lower' : 'username_lower'
     const user = await users.findByLogin(db.kysely, column, text)
-    const device = user ? devices.verify(client.deviceProof, user.id) : undefined
+    const device = user ? devices.verify(client.deviceProof, user) : undefined
     const ticket = await limiter.reserve({ account: user ? { userId: user.id } : { login: text }, address: client.address, device })
     let matches: boolean
     try {
@@ -131,12 +131,12 @@ export class AuthService {
       const signedIn = (await users.update(trx, user.id, { last_login: now })) as UserRow
       return { user: signedIn, ...(await this.startSession(trx, user.id, now)) }
     })
-    return { ...session, deviceProof: device ? (client.deviceProof as string) : devices.issue(user.id) }
+    return { ...session, deviceProof: devices.issue(user, device) }
   }
 
   /** Proof for the client that just created this account, so it counts as a known device from now on. */
-  deviceProofFor(userId: number): string {
-    return this.deps.devices.issue(userId)
+  deviceProofFor(user: UserRow): string {
+    return this.deps.devices.issue(user)
   }
 
   /**
