@@ -29,6 +29,13 @@ export interface AuthServiceDeps {
   config: Pick<Config, 'passwordHashCost' | 'refreshTokenTtlSeconds' | 'refreshReuseGraceSeconds'>
 }
 
+/**
+ * Live sessions one user may hold; a sign-in beyond it ends the oldest. Without a cap, the right password
+ * signed in again and again (30 a second on two cores) kept every session for REFRESH_TOKEN_TTL: millions of
+ * rows a day from one account that no purge touches, for they have not expired.
+ */
+export const MAX_SESSIONS_PER_USER = 100
+
 const invalidCredentials = () =>
   new AppError('invalid_credentials', { detail: 'No active account matches these credentials.' })
 const invalidRefresh = () => new AppError('invalid_refresh_token', { detail: 'The refresh token is invalid, expired or already used.' })
@@ -202,6 +209,7 @@ export class AuthService {
     const refresh = newRefreshToken(sessionId)
     const expiresAt = new Date(Date.parse(now) + config.refreshTokenTtlSeconds * 1000).toISOString()
     await sessions.create(executor, { id: sessionId, user_id: userId, refresh_hash: refresh.hash, created_at: now, expires_at: expiresAt })
+    await sessions.deleteAllButNewest(executor, userId, sessionId, MAX_SESSIONS_PER_USER)
     return { access: await tokens.issue({ userId, sessionId }), refresh: refresh.token }
   }
 }
