@@ -135,7 +135,10 @@ export class AuthService {
     await ticket.succeeded()
     const now = new Date().toISOString()
     const session = await db.kysely.transaction().execute(async (trx) => {
-      const signedIn = (await users.update(trx, user.id, { last_login: now })) as UserRow
+      const signedIn = await users.update(trx, user.id, { last_login: now })
+      // Deleted while its password was being checked: no account matches any more (its session would be a
+      // foreign-key error, a 500).
+      if (!signedIn) throw invalidCredentials()
       return { user: signedIn, ...(await this.startSession(trx, user.id, now)) }
     })
     return { ...session, deviceProof: devices.issue(user, device) }
