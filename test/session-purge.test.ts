@@ -97,6 +97,30 @@ for (const dialect of DIALECTS) {
       assert.equal(await purgeExpiredSessions(new SessionsRepository(db), new Date(), 500), 0)
     })
 
+    test('when one account signs in over and over, then it keeps its 100 newest sessions, not one per sign-in', async (t) => {
+      const { client, config } = await testApp(t, dialect.name)
+      const owner = await client.signUp()
+      const signIn = async () => {
+        const reply = await client.send('POST', '/api/auth/sign-in', { username: owner.user.username, password: 'correct-Horse-battery-9' })
+        assert.equal(reply.statusCode, 200, reply.body)
+        return reply.json() as { access: string; refresh: string }
+      }
+      const first = await signIn()
+      const later: { access: string; refresh: string }[] = []
+      for (let n = 0; n < 105; n++) later.push(await signIn())
+      // Before: 107 rows, one per sign-in, each live for REFRESH_TOKEN_TTL.
+      assert.equal((await sessionIds(config, owner.user.id)).length, 100)
+      // The oldest ended (sign-up's and the first sign-ins'); the newest all work.
+      assert.equal((await client.get('/api/users/me', owner.access)).statusCode, 401)
+      assert.equal((await client.send('POST', '/api/auth/refresh', { refresh: first.refresh })).statusCode, 401)
+      for (const session of later.slice(-100)) assert.equal((await client.get('/api/users/me', session.access)).statusCode, 200)
+      assert.equal((await client.send('POST', '/api/auth/refresh', { refresh: later.at(-1)?.refresh })).statusCode, 200)
+      // Another user's sessions are not touched.
+      const other = await client.signUp()
+      await signIn()
+      assert.equal((await client.get('/api/users/me', other.access)).statusCode, 200)
+    })
+
     test('when the schema is migrated, then sessions are indexed by expires_at for the purge', async (t) => {
       const { config } = await testApp(t, dialect.name)
       const names =

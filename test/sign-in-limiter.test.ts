@@ -14,7 +14,18 @@ test('when addresses are bucketed, then IPv4 stays itself and IPv6 becomes its /
   assert.equal(addressBucket('::1'), '0:0:0:0::/64')
   assert.equal(addressBucket('2001:db8::'), '2001:db8:0:0::/64')
   assert.equal(addressBucket('fe80::1:2:3:4'), 'fe80:0:0:0::/64')
-  assert.equal(addressBucket('not an address'), 'not an address')
+})
+
+test('when a proxy writes ports, brackets or IPv4-mapped forms, or a client writes no address at all, then each client still has one bucket', () => {
+  // Each group: spellings of one client, as proxies write X-Forwarded-For (before: a bucket per port).
+  const groups: Record<string, string[]> = {
+    '203.0.113.7': ['203.0.113.7:40001', '203.0.113.7:40002', '203.0.113.7:', '::ffff:cb00:7107', '0:0:0:0:0:ffff:203.0.113.7', '[::ffff:203.0.113.7]:443'],
+    '2001:db8:9:9::/64': ['[2001:db8:9:9::1]:5000', '[2001:db8:9:9::2]:5001', '[2001:db8:9:9::3]', '[2001:db8:9:9::4%eth0]:1'],
+    invalid: ['not an address', 'garbage1', 'garbage2', '', 'unknown', '203.0.113.7:80:80', '[]', '1.2.3.4.5'],
+  }
+  for (const [bucket, spellings] of Object.entries(groups)) {
+    for (const address of spellings) assert.equal(addressBucket(address), bucket, address)
+  }
 })
 
 test('when the memory store takes parallel reservations, then exactly the limit are allowed and a refused one counts nothing', async () => {

@@ -58,3 +58,30 @@ for (const trust of ['127.0.0.1', '1']) {
     assert.equal((await guess(99, '203.0.113.8')).status, 401)
   })
 }
+
+test('when a proxy appends the client port (ip:port, [ipv6]:port) or a client writes no address, then guesses on new ports or new junk still hit one address limit', async (t) => {
+  const server = await startServer(t, {
+    env: { TRUST_PROXY: '127.0.0.1', SIGN_IN_MAX_FAILURES_PER_ADDRESS: '5', SIGN_IN_MAX_FAILURES_PER_ACCOUNT: '1000' },
+  })
+  const api = new Api(server.url)
+  // Azure Application Gateway writes `1.2.3.4:5678`: every new connection of one client has a new port.
+  // Before: each spelling was a client of its own, 8 × 401 each.
+  const spellings: Record<string, (n: number) => string> = {
+    'IPv4 with a port': (n) => `203.0.113.7:${40000 + n}`,
+    'IPv6 in brackets with a port': (n) => `[2001:db8:9:9::${n + 1}]:${5000 + n}`,
+    'IPv4-mapped in hex': (n) => (n % 2 ? '::ffff:c633:6403' : '198.51.100.3'),
+    'no address at all': (n) => `garbage${n}`,
+  }
+  for (const [name, client] of Object.entries(spellings)) {
+    const statuses: number[] = []
+    for (let n = 0; n < 8; n++) {
+      const reply = await api.call('/api/auth/sign-in', {
+        method: 'POST',
+        headers: { 'x-forwarded-for': client(n) },
+        json: { username: `nobody-${name}-${n}`, password: 'wrong-Password-1' },
+      })
+      statuses.push(reply.status)
+    }
+    assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429, 429, 429], name)
+  }
+})

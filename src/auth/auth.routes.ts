@@ -60,7 +60,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       const { user, ...tokens } = await auth.signUp(fields, request.ip)
       reply.code(201)
       const session = deliver(request, reply, tokens)
-      return { ...session, ...deliverDeviceProof(request, reply, auth.deviceProofFor(user.id), refreshCookie.alwaysSecure), user: users.present(user) }
+      return { ...session, ...deliverDeviceProof(request, reply, auth.deviceProofFor(user), refreshCookie.alwaysSecure), user: users.present(user) }
     },
   )
 

@@ -29,6 +29,13 @@ export interface AuthServiceDeps {
   config: Pick<Config, 'passwordHashCost' | 'refreshTokenTtlSeconds' | 'refreshReuseGraceSeconds'>
 }
 
+/**
+ * Live sessions one user may hold; a sign-in beyond it ends the oldest. Without a cap, the right password
+ * signed in again and again (30 a second on two cores) kept every session for REFRESH_TOKEN_TTL: millions of
+ * rows a day from one account that no purge touches, for they have not expired.
+ */
+export const MAX_SESSIONS_PER_USER = 100
+
 const invalidCredentials = () =>
   new AppError('invalid_credentials', { detail: 'No active account matches these credentials.' })
 const invalidRefresh = () => new AppError('invalid_refresh_token', { detail: 'The refresh token is invalid, expired or already used.' })
@@ -114,7 +121,7 @@ export class AuthService {
     const text = comparable(login.value.trim())
     const column = login.field === 'email' ? 'email_lower' : 'username_lower'
     const user = await users.findByLogin(db.kysely, column, text)
-    const device = user ? devices.verify(client.deviceProof, user.id) : undefined
+    const device = user ? devices.verify(client.deviceProof, user) : undefined
     const ticket = await limiter.reserve({ account: user ? { userId: user.id } : { login: text }, address: client.address, device })
     let matches: boolean
     try {
@@ -131,16 +138,21 @@ export class AuthService {
     const upgraded = needsRehash(user.password_hash) ? await hashPassword(password, this.deps.config.passwordHashCost) : undefined
     const now = new Date().toISOString()
     const session = await db.kysely.transaction().execute(async (trx) => {
-      const signedIn = (await users.update(trx, user.id, { last_login: now })) as UserRow
-      if (upgraded) await users.upgradePasswordHash(trx, user.id, user.password_hash, upgraded)
-      return { user: signedIn, ...(await this.startSession(trx, user.id, now)) }
+      const signedIn = await users.update(trx, user.id, { last_login: now })
+      // Deleted while its password was being checked: no account matches any more (its session would be a
+      // foreign-key error, a 500).
+      if (!signedIn) throw invalidCredentials()
+      const passwordHash = upgraded && (await users.upgradePasswordHash(trx, user.id, user.password_hash, upgraded)) ? upgraded : user.password_hash
+      return { user: signedIn, passwordHash, ...(await this.startSession(trx, user.id, now)) }
     })
-    return { ...session, deviceProof: device ? (client.deviceProof as string) : devices.issue(user.id) }
+    // The proof is bound to the password hash, so one issued right after an upgrade must carry the new hash.
+    const { passwordHash, ...signedIn } = session
+    return { ...signedIn, deviceProof: devices.issue({ ...user, password_hash: passwordHash }, device) }
   }
 
   /** Proof for the client that just created this account, so it counts as a known device from now on. */
-  deviceProofFor(userId: number): string {
-    return this.deps.devices.issue(userId)
+  deviceProofFor(user: UserRow): string {
+    return this.deps.devices.issue(user)
   }
 
   /**
@@ -206,6 +218,7 @@ export class AuthService {
     const refresh = newRefreshToken(sessionId)
     const expiresAt = new Date(Date.parse(now) + config.refreshTokenTtlSeconds * 1000).toISOString()
     await sessions.create(executor, { id: sessionId, user_id: userId, refresh_hash: refresh.hash, created_at: now, expires_at: expiresAt })
+    await sessions.deleteAllButNewest(executor, userId, sessionId, MAX_SESSIONS_PER_USER)
     return { access: await tokens.issue({ userId, sessionId }), refresh: refresh.token }
   }
 }

@@ -4,8 +4,10 @@ import { isWebClient } from './refresh-cookie.js'
 
 /**
  * Proof that a client signed in to an account before (OWASP "device cookies"): `<user id>.<nonce>.<mac>`, where
- * the mac is HMAC-SHA256 over `<user id>.<nonce>` with a key derived from the JWT secret. Nothing is stored: the
- * mac makes it unforgeable and binds it to one account; the random nonce names the device for its own limit.
+ * the mac is HMAC-SHA256 over `<user id>.<nonce>` and the account's password hash with a key derived from the
+ * JWT secret. Nothing is stored: the mac makes it unforgeable and binds it to one account and its current
+ * password, so a password change (after a compromise, say) takes every earlier proof's own limit away from
+ * whoever kept one; the random nonce names the device for its own limit.
  * It opens nothing by itself — it only decides which failure count a sign-in attempt is judged by.
  */
 export class DeviceProofs {
@@ -16,24 +18,31 @@ export class DeviceProofs {
     this.key = createHmac('sha256', secret).update('portrait device proof v1').digest()
   }
 
-  issue(userId: number): string {
-    const body = `${userId}.${randomBytes(16).toString('base64url')}`
-    return `${body}.${this.mac(body).toString('base64url')}`
+  /** A proof for this user's current password; `device` (a nonce from `verify`) keeps naming the same device. */
+  issue(user: ProofSubject, device = randomBytes(16).toString('base64url')): string {
+    const body = `${user.id}.${device}`
+    return `${body}.${this.mac(body, user).toString('base64url')}`
   }
 
-  /** The device's id (its nonce) when `token` is a proof issued for this user, else undefined. */
-  verify(token: unknown, userId: number): string | undefined {
+  /** The device's id (its nonce) when `token` is a proof issued for this user since its password last changed, else undefined. */
+  verify(token: unknown, user: ProofSubject): string | undefined {
     if (typeof token !== 'string') return undefined
     const match = PROOF.exec(token)
-    if (!match || Number(match[1]) !== userId) return undefined
+    if (!match || Number(match[1]) !== user.id) return undefined
     const given = Buffer.from(match[3] as string, 'base64url')
-    const expected = this.mac(`${match[1]}.${match[2]}`)
+    const expected = this.mac(`${match[1]}.${match[2]}`, user)
     return given.length === expected.length && timingSafeEqual(given, expected) ? (match[2] as string) : undefined
   }
 
-  private mac(body: string): Buffer {
-    return createHmac('sha256', this.key).update(body).digest()
+  private mac(body: string, user: ProofSubject): Buffer {
+    return createHmac('sha256', this.key).update(`${body}.${user.password_hash}`).digest()
   }
+}
+
+/** The account a proof is for: its id, and its password hash (a new password makes every earlier proof void). */
+export interface ProofSubject {
+  id: number
+  password_hash: string
 }
 
 const PROOF = /^(\d{1,16})\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})$/

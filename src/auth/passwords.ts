@@ -45,7 +45,9 @@ export function passwordProblems(password: string, attributes: { username?: stri
   if (commonPasswords.test(password) || commonPasswords.test(password.toLowerCase())) {
     problems.push('This password is too common.')
   }
-  for (const [name, value] of Object.entries(attributes)) {
+  // Comparing costs time that grows with the password's length squared (a 64 KiB one held the event loop
+  // for 6 s, before any limit): a password over the limit is refused already and is not compared.
+  for (const [name, value] of length > PASSWORD_MAX_LENGTH ? [] : Object.entries(attributes)) {
     if (value && isTooSimilar(password, value)) {
       problems.push(`This password is too similar to the ${name}.`)
       break

@@ -40,6 +40,28 @@ export class SessionsRepository {
     await executor.insertInto('sessions').values(session).execute()
   }
 
+  /**
+   * Ends the user's sessions beyond the `keep` newest (by sign-in time), never `newId` (the one just started,
+   * whatever the clock says); one statement, by the user_id index.
+   */
+  async deleteAllButNewest(executor: Executor, userId: number, newId: string, keep: number): Promise<void> {
+    await executor
+      .deleteFrom('sessions')
+      .where('user_id', '=', userId)
+      .where('id', '!=', newId)
+      .where('id', 'not in', (query) =>
+        query
+          .selectFrom('sessions')
+          .select('id')
+          .where('user_id', '=', userId)
+          .where('id', '!=', newId)
+          .orderBy('created_at', 'desc')
+          .orderBy('id', 'desc')
+          .limit(keep - 1),
+      )
+      .execute()
+  }
+
   findById(executor: Executor, id: string): Promise<SessionRow | undefined> {
     return executor.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst()
   }

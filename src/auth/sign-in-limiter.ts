@@ -138,15 +138,25 @@ const addressKey = (address: string) => `signin:address:${addressBucket(address)
 const deviceKey = (device: string) => `signin:device:${device}`
 
 /**
- * The unit a client address is limited by: an IPv4 address itself (also when written IPv4-mapped, ::ffff:a.b.c.d),
- * an IPv6 address by its /64 — one subscriber or host usually holds a whole /64 and can pick any address in it.
+ * The unit a client address is limited by: an IPv4 address itself (also when written IPv4-mapped, ::ffff:a.b.c.d
+ * or ::ffff:102:304), an IPv6 address by its /64 — one subscriber or host usually holds a whole /64 and can pick
+ * any address in it. A port some proxies append (Azure Application Gateway writes `1.2.3.4:5678` and
+ * `[2001:db8::1]:5678`) is not part of it, or every new connection would be a new client. Anything that is no
+ * address at all can only have been written by a client (a hop count set too high): all such share one bucket,
+ * so writing a new one on every guess gains nothing.
  */
 export function addressBucket(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
-  if (mapped && isIPv4(mapped[1] as string)) return mapped[1] as string
-  const bare = address.replace(/%.*$/, '')
-  if (!isIPv6(bare)) return address
-  return `${expandIPv6(bare).slice(0, 4).join(':')}::/64`
+  const text = (/^\[([^\]]*)\](?::\d*)?$/.exec(address)?.[1] ?? /^(\d+\.\d+\.\d+\.\d+):\d*$/.exec(address)?.[1] ?? address)
+    .trim()
+    .replace(/%.*$/, '')
+  if (isIPv4(text)) return text
+  if (!isIPv6(text)) return 'invalid'
+  const groups = expandIPv6(text)
+  if (groups.slice(0, 5).every((group) => group === '0') && groups[5] === 'ffff') {
+    const [high, low] = [Number.parseInt(groups[6] as string, 16), Number.parseInt(groups[7] as string, 16)]
+    return [high >> 8, high & 255, low >> 8, low & 255].join('.')
+  }
+  return `${groups.slice(0, 4).join(':')}::/64`
 }
 
 /** The eight 16-bit groups of an IPv6 address, lower-case hex without leading zeros. */

@@ -199,5 +199,24 @@ for (const store of STORES) {
       }
       assert.equal((await signIn('127.0.0.15', { username: 'attacker', password: GOOD_PASSWORD })).status, 200)
     })
+
+    await t.test('when the password changes, then every device proof issued before is void: a former holder of the password cannot keep a guess budget of its own', async () => {
+      const owner = await api.signUp('rekeyed')
+      // Someone who knew the password signs in 20 times and keeps the 20 proofs (before: 20 budgets of 10 guesses each).
+      const proofs: string[] = []
+      for (let n = 0; n < 20; n++) {
+        const reply = await signIn('127.0.0.16', { username: 'rekeyed', password: GOOD_PASSWORD })
+        assert.equal(reply.status, 200, JSON.stringify(reply.json))
+        proofs.push(reply.json.device_token)
+      }
+      const newPassword = 'another-Good-pass-8'
+      const change = await requestFrom('127.0.0.17', `${server.url}/api/users/${owner.user.id}/password`, 'POST', { current_password: GOOD_PASSWORD, new_password: newPassword }, { authorization: `Bearer ${owner.access}` })
+      assert.equal(change.status, 204, JSON.stringify(change.json))
+      // One wrong guess per old proof, at once: they share the account's count like any client without proof.
+      const guesses = await Promise.all(proofs.map((device_token, n) => signIn(`127.0.1.${n + 1}`, { username: 'rekeyed', password: WRONG, device_token })))
+      assertBurst(guesses, 401, ACCOUNT_LIMIT)
+      // The owner's new password with an old proof: the account is locked, and the proof is no way around it.
+      assertLimited(await signIn('127.0.0.18', { username: 'rekeyed', password: newPassword, device_token: proofs[0] }))
+    })
   })
 }
