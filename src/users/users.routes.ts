@@ -2,7 +2,7 @@ import multipart, { type Multipart, type MultipartFile } from '@fastify/multipar
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { AppError, FieldErrorList, validationError } from '../errors.js'
+import { AppError, validationError } from '../errors.js'
 import { humanSize } from '../human-size.js'
 import { HEADERS, problemResponses, withHeaders } from '../http/problem.schema.js'
 import { bodyFields, emptyBodyAsObject, numericQuery } from '../http/validation.js'
