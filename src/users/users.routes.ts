@@ -66,22 +66,33 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
           search: Type.String({ default: '', maxLength: 200, description: 'case-insensitive substring of username, email or names' }),
           page: Type.String({ default: '1', description: 'page number, from 1' }),
           page_size: Type.String({ default: '20', description: 'results per page, 1 to 100' }),
+          after: Type.Optional(
+            Type.String({ description: 'keyset paging: the users after this id (page is then ignored; `next` continues with after)' }),
+          ),
         }),
         response: { 200: UserListSchema, 400: ProblemSchema, ...errors },
       },
     },
     async (request) => {
       const { search } = request.query
-      const { page, page_size } = pagingOf(request.query)
-      const { count, results } = await users.list(search.trim(), page, page_size)
-      const link = (to: number) => {
-        const query = new URLSearchParams({ page: String(to), page_size: String(page_size), ...(search ? { search } : {}) })
+      const { page, page_size, after } = pagingOf(request.query)
+      const { count, countExact, more, results } = await users.list(search.trim(), page, page_size, after)
+      const link = (to: Record<string, string>) => {
+        const query = new URLSearchParams({ ...to, page_size: String(page_size), ...(search ? { search } : {}) })
         return `${users.mediaBaseUrl}/api/users?${query}`
       }
+      const last = results.at(-1)
+      if (after !== undefined) {
+        // Keyset: the next page starts after this page's last id; there is no "previous" to point at.
+        return { count, count_exact: countExact, next: more && last ? link({ after: String(last.id) }) : null, previous: null, results }
+      }
+      // Past an inexact count the last page is unknown, so "previous" is simply the page before.
+      const lastPage = countExact ? Math.max(1, Math.ceil(count / page_size)) : page - 1
       return {
         count,
-        next: page * page_size < count ? link(page + 1) : null,
-        previous: page > 1 ? link(Math.min(page - 1, Math.max(1, Math.ceil(count / page_size)))) : null,
+        count_exact: countExact,
+        next: more ? link({ page: String(page + 1) }) : null,
+        previous: page > 1 ? link({ page: String(Math.min(page - 1, lastPage)) }) : null,
         results,
       }
     },
@@ -181,8 +192,8 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
   )
 }
 
-/** `page` and `page_size` as whole numbers in range, or a 400 naming each bad one. */
-function pagingOf(query: { page: string; page_size: string }): { page: number; page_size: number } {
+/** `page`, `page_size` (and `after`, when given) as whole numbers in range, or a 400 naming each bad one. */
+function pagingOf(query: { page: string; page_size: string; after?: string }): { page: number; page_size: number; after?: number } {
   const errors = new FieldErrorList()
   const whole = (field: 'page' | 'page_size', max: number): number => {
     const value = /^\d{1,7}$/.test(query[field]) ? Number(query[field]) : Number.NaN
@@ -190,7 +201,11 @@ function pagingOf(query: { page: string; page_size: string }): { page: number; p
     errors.add(field, `Must be a whole number from 1 to ${max}.`)
     return 1
   }
-  const paging = { page: whole('page', 1_000_000), page_size: whole('page_size', 100) }
+  const paging: { page: number; page_size: number; after?: number } = { page: whole('page', 1_000_000), page_size: whole('page_size', 100) }
+  if (query.after !== undefined) {
+    if (/^\d{1,15}$/.test(query.after)) paging.after = Number(query.after)
+    else errors.add('after', 'Must be a user id (a whole number).')
+  }
   errors.throwIfAny()
   return paging
 }
