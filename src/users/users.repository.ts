@@ -184,11 +184,12 @@ export class UsersRepository {
   private scanQueries(executor: Executor, lowered: string, { limit, offset, after, exactCountLimit }: SearchOptions) {
     const pattern = `%${lowered.replace(/[\\%_]/g, (char) => `\\${char}`)}%`
     // Unicode-aware on both: PostgreSQL's lower() follows its locale, SQLite gets JS's toLowerCase (see createDb).
-    const lower = this.dialect === 'sqlite' ? 'unicode_lower' : 'lower'
+    // On SQLite the stored lower-case copies are compared as they are (toLowerCase gives the same text again):
+    // half the calls into JavaScript on a scan that makes four per row.
+    const lowerOf = (column: (typeof SEARCH_COLUMNS)[number]) =>
+      this.dialect === 'postgres' ? sql`lower(${sql.ref(column)})` : column.endsWith('_lower') ? sql.ref(column) : sql`unicode_lower(${sql.ref(column)})`
     const base = executor.selectFrom('users').$if(lowered !== '', (query) =>
-      query.where((eb) =>
-        eb.or(SEARCH_COLUMNS.map((column) => sql<boolean>`${sql.raw(lower)}(${sql.ref(column)}) like ${pattern} escape '\\'`)),
-      ),
+      query.where((eb) => eb.or(SEARCH_COLUMNS.map((column) => sql<boolean>`${lowerOf(column)} like ${pattern} escape '\\'`))),
     )
     const count = executor
       .selectFrom(base.select(sql<number>`1`.as('one')).limit(exactCountLimit + 1).as('capped'))
