@@ -17,6 +17,7 @@ const USAGE = `npm run bench:scale -- [options]
   --root <dir>       run another checkout's server and schema (e.g. the code before the search index:
                      git archive <commit> | tar -x -C <dir>, then link node_modules into it)
   --seconds <s>      how long GET /me is measured while searches run back to back (default 5)
+  --search-samples <n>  requests per search kind (default 30; a third of it for the unindexed kinds)
 
 Builds the database in bulk (one reused password hash, the derived columns computed as the app computes them),
 starts the server as npm start does, then measures each request one at a time (p50/p99 in ms).`
@@ -28,6 +29,7 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     root: { type: 'string' },
     seconds: { type: 'string', default: '5' },
+    'search-samples': { type: 'string', default: '30' },
     help: { type: 'boolean', default: false },
   },
 })
@@ -39,6 +41,7 @@ if (args.help) {
 const HERE = fileURLToPath(new URL('..', import.meta.url))
 const ROOT = resolve(args.root ?? HERE)
 const USERS = Number(args.users)
+const SEARCH_SAMPLES = Number(args['search-samples'])
 const PASSWORD = 'Quartz-lantern-4f9c2e'
 const FIRST = ['Olga', 'Grace', 'Ünal', 'Ada', 'Jürgen', 'Şükrü', 'Chloé', 'Mateus', 'Aiko', 'Nadia']
 const LAST = ['Smith', 'Öztürk', 'Nakamura', 'Straße', 'Kowalski', 'García', 'Ivanova', 'Dubois', 'Okafor', 'Lindqvist']
@@ -267,7 +270,7 @@ async function measure(dialect: 'sqlite' | 'postgres'): Promise<{ build: number;
         request(base, 'POST', '/api/auth/sign-up', undefined, { username: `newcomer${i}`, email: `newcomer${i}@example.org`, password: PASSWORD }), 201),
     )
     rows.push(await repeat('PATCH /api/users/me', 200, (i) => request(base, 'PATCH', '/api/users/me', token, { first_name: `Bench${i % 10}` })))
-    for (const [name, path] of searches) rows.push(await repeat(name, name.includes('two letters') || name.includes('40000') ? 10 : 30, () => request(base, 'GET', path, token), 200, count))
+    for (const [name, path] of searches) rows.push(await repeat(name, name.includes('two letters') || name.includes('40000') ? Math.max(1, Math.round(SEARCH_SAMPLES / 3)) : SEARCH_SAMPLES, () => request(base, 'GET', path, token), 200, count))
 
     // GET /me while staff searches run back to back (the expensive kinds in turn, the unindexed one included).
     const seconds = Number(args.seconds)
