@@ -1,3 +1,5 @@
+import { readlinkSync } from 'node:fs'
+import { setPriority } from 'node:os'
 import { parentPort, workerData } from 'node:worker_threads'
 import SQLite from 'better-sqlite3'
 
@@ -13,6 +15,12 @@ export interface SearchRequest {
 export type SearchResponse = { id: number; results: unknown[][] } | { id: number; error: string }
 
 const { path } = workerData as { path: string }
+// On Linux a thread has its own nice value: this one yields the CPU to the main thread whenever both want
+// the same core, so a long scan here does not stretch GET /me there. Elsewhere it runs at normal priority.
+try {
+  const tid = Number(readlinkSync('/proc/thread-self').split('/').pop())
+  if (Number.isSafeInteger(tid) && tid > 0) setPriority(tid, 10)
+} catch {}
 const db = new SQLite(path, { readonly: true, fileMustExist: true })
 db.pragma('busy_timeout = 5000')
 // The same function the app's connection has (database.ts): the scan for one- and two-letter searches uses it.
