@@ -229,7 +229,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     databaseUrl: databaseUrl(env),
     databaseSchema: databaseSchema(env),
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
-    usersExactCountLimit: integer(env, 'USERS_EXACT_COUNT_LIMIT', 10_000, 1, 10_000_000),
+    usersExactCountLimit: integer(env, 'USERS_EXACT_COUNT_LIMIT', 1000, 1, 10_000_000),
     databaseAcquireTimeoutMs: timeoutMs(env, 'DATABASE_ACQUIRE_TIMEOUT', '2s'),
     databaseStatementTimeoutMs: timeoutMs(env, 'DATABASE_STATEMENT_TIMEOUT', '5s'),
     mediaStorage: oneOf(env, 'MEDIA_STORAGE', ['fs', 'db'] as const, 'fs'),

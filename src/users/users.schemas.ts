@@ -36,7 +36,7 @@ export type User = Static<typeof UserSchema>
 
 export const UserListSchema = Type.Object({
   count: Type.Integer({
-    description: 'How many users match, counted up to USERS_EXACT_COUNT_LIMIT (10,000 by default); above it, that limit (see count_exact).',
+    description: 'How many users match, counted up to USERS_EXACT_COUNT_LIMIT (1,000 by default); above it, that limit (see count_exact).',
   }),
   count_exact: Type.Boolean({ description: 'false when there are more matches than `count` says (the count stopped at the limit).' }),
   next: NullableString(),
