@@ -31,6 +31,8 @@ import { batchedStdout, prettyStdout } from './http/log-stream.js'
 import { swaggerOptions, swaggerUiOptions } from './http/openapi.js'
 import { clientErrorHandler, errorHandler, expectationFailedHandler, frameworkErrorHandler, notFoundHandler } from './http/problem.js'
 import { refuseWhileClosing } from './http/shutdown.js'
+import { checkTrigramIndexes } from './users/search-index.js'
+import { createSearchReader } from './users/search-reader.js'
 import { UsersRepository } from './users/users.repository.js'
 import { usersRoutes } from './users/users.routes.js'
 import { UsersService } from './users/users.service.js'
@@ -127,9 +129,15 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   sharp.concurrency(1)
   app.log.info({ threadPoolSize: config.threadPoolSize, imageConcurrency: config.imageConcurrency }, 'libuv thread pool sized')
   sharp.cache(false)
+  const searchReader = createSearchReader(db, config.databaseUrl)
+  app.addHook('onClose', () => searchReader.close())
+  if (!(await checkTrigramIndexes(db.kysely))) {
+    app.log.warn('pg_trgm is not available (this role may not CREATE EXTENSION pg_trgm): staff searches scan the users table; an operator can install it and restart')
+  }
   const users = new UsersService({
     db,
     users: usersRepository,
+    searchReader,
     sessions,
     storage,
     imageLimit: new ConcurrencyLimit(config.imageConcurrency),

@@ -29,6 +29,8 @@ export interface Config {
   /** PostgreSQL only: run in this schema (tests give each file its own). */
   databaseSchema?: string
   databasePoolSize: number
+  /** GET /api/users counts matches up to this many; above it `count` is this number and `count_exact` false. */
+  usersExactCountLimit: number
   /** PostgreSQL: how long a request may wait for a pooled connection before it fails with 503. */
   databaseAcquireTimeoutMs: number
   /** PostgreSQL: how long one statement may run (or wait for an answer) before its request fails with 503. */
@@ -253,6 +255,7 @@ function readConfig(env: Env): Readonly<Config> {
     databaseUrl: databaseUrl(env),
     databaseSchema: databaseSchema(env),
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
+    usersExactCountLimit: integer(env, 'USERS_EXACT_COUNT_LIMIT', 1000, 1, 10_000_000),
     databaseAcquireTimeoutMs: timeoutMs(env, 'DATABASE_ACQUIRE_TIMEOUT', '2s'),
     databaseStatementTimeoutMs: timeoutMs(env, 'DATABASE_STATEMENT_TIMEOUT', '5s'),
     mediaStorage: oneOf(env, 'MEDIA_STORAGE', ['fs', 'db'] as const, 'fs'),

@@ -20,7 +20,7 @@ export function numericQuery(names: readonly string[]) {
     const query = request.query as Record<string, unknown>
     for (const name of names) {
       const value = query[name]
-      if (typeof value === 'string' && /^[0-9]{1,7}$/.test(value)) query[name] = Number(value)
+      if (typeof value === 'string' && /^[0-9]{1,15}$/.test(value)) query[name] = Number(value)
     }
   }
 }

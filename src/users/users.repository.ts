@@ -2,7 +2,28 @@ import { CompiledQuery, type Kysely, sql } from 'kysely'
 import type { Database, Dialect } from '../db/database.js'
 import { comparable } from './field-rules.js'
 import { skeleton } from './lookalikes.js'
+import type { SearchReader } from './search-reader.js'
+import { SEARCH_COLUMNS } from './search-index.js'
 import type { NewUserRow, UserRow, UserRowUpdate } from './users.table.js'
+
+export interface SearchOptions {
+  /** Trimmed; '' lists everyone. */
+  search: string
+  limit: number
+  offset: number
+  /** Keyset paging: only ids above this one (offset is then ignored). */
+  after?: number
+  /** Counts stop here (Config.usersExactCountLimit). */
+  exactCountLimit: number
+}
+
+export interface SearchPage {
+  count: number
+  countExact: boolean
+  rows: UserRow[]
+  /** A row follows this page. */
+  more: boolean
+}
 
 type Executor = Kysely<Database>
 
@@ -142,23 +163,71 @@ export class UsersRepository {
     return result.numDeletedRows === 1n
   }
 
-  /** One page of users ordered by id, optionally filtered by a case-insensitive substring. */
-  async search(executor: Executor, search: string, limit: number, offset: number): Promise<{ count: number; rows: UserRow[] }> {
-    const pattern = `%${search.toLowerCase().replace(/[\\%_]/g, (char) => `\\${char}`)}%`
-    // Unicode-aware on both: PostgreSQL's lower() follows its locale, SQLite gets JS's toLowerCase (see createDb).
-    const lower = this.dialect === 'sqlite' ? 'unicode_lower' : 'lower'
-    const base = executor.selectFrom('users').$if(search !== '', (query) =>
-      query.where((eb) =>
-        eb.or(
-          (['username_lower', 'email_lower', 'first_name', 'last_name'] as const).map(
-            (column) => sql<boolean>`${sql.raw(lower)}(${sql.ref(column)}) like ${pattern} escape '\\'`,
-          ),
-        ),
-      ),
+  /**
+   * One page of users ordered by id, optionally filtered by a case-insensitive substring of the username,
+   * email or names, through `reader` (off the event loop on SQLite, see search-reader.ts).
+   *
+   * - SQLite, three characters or more: the FTS5 trigram table (search-index.ts), which holds the same
+   *   lower-cased text the scan compares, so the rows are the scan's rows.
+   * - SQLite, one or two characters (no trigram to look up): the scan, in the reader's thread.
+   * - PostgreSQL: the scan's SQL; pg_trgm's GIN indexes serve it when the extension was available.
+   *
+   * The count stops at `exactCountLimit`: above it `count` is that limit and `countExact` false, so no request
+   * numbers 100,000 matches. `after` (keyset) starts after that id instead of skipping `offset` rows; `more`
+   * says whether a row follows the page.
+   */
+  async search(executor: Executor, reader: SearchReader, options: SearchOptions): Promise<SearchPage> {
+    const { search, limit, exactCountLimit } = options
+    const lowered = search.toLowerCase()
+    const [countRows = [], pageRows = []] = await reader.run(
+      this.dialect === 'sqlite' && [...lowered].length >= 3
+        ? this.indexedQueries(executor, lowered, options)
+        : this.scanQueries(executor, lowered, options),
     )
-    const [{ count } = { count: 0 }] = await base.select((eb) => eb.fn.countAll<number>().as('count')).execute()
-    const rows = await base.selectAll().orderBy('id').limit(limit).offset(offset).execute()
-    return { count: Number(count), rows }
+    const counted = Number((countRows[0] as { count: number | bigint } | undefined)?.count ?? 0)
+    const rows = pageRows as UserRow[]
+    return {
+      count: Math.min(counted, exactCountLimit),
+      countExact: counted <= exactCountLimit,
+      rows: rows.slice(0, limit),
+      more: rows.length > limit,
+    }
+  }
+
+  /** Today's scan: `lower(column) like '%…%'` over the four columns (the fallback, and short searches). */
+  private scanQueries(executor: Executor, lowered: string, { limit, offset, after, exactCountLimit }: SearchOptions) {
+    const pattern = `%${lowered.replace(/[\\%_]/g, (char) => `\\${char}`)}%`
+    // Unicode-aware on both: PostgreSQL's lower() follows its locale, SQLite gets JS's toLowerCase (see createDb).
+    // On SQLite the stored lower-case copies are compared as they are (toLowerCase gives the same text again):
+    // half the calls into JavaScript on a scan that makes four per row.
+    const lowerOf = (column: (typeof SEARCH_COLUMNS)[number]) =>
+      this.dialect === 'postgres' ? sql`lower(${sql.ref(column)})` : column.endsWith('_lower') ? sql.ref(column) : sql`unicode_lower(${sql.ref(column)})`
+    const base = executor.selectFrom('users').$if(lowered !== '', (query) =>
+      query.where((eb) => eb.or(SEARCH_COLUMNS.map((column) => sql<boolean>`${lowerOf(column)} like ${pattern} escape '\\'`))),
+    )
+    const count = executor
+      .selectFrom(base.select(sql<number>`1`.as('one')).limit(exactCountLimit + 1).as('capped'))
+      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .compile()
+    const page = base
+      .selectAll()
+      .$if(after !== undefined, (query) => query.where('id', '>', after as number))
+      .orderBy('id')
+      .limit(limit + 1)
+      .$if(after === undefined && offset > 0, (query) => query.offset(offset))
+      .compile()
+    return [count, page]
+  }
+
+  /** SQLite's FTS5 trigram table: the lower-cased text as one phrase, matched in any of the four columns. */
+  private indexedQueries(executor: Executor, lowered: string, { limit, offset, after, exactCountLimit }: SearchOptions) {
+    const phrase = `"${lowered.replace(/"/g, '""')}"`
+    const count = sql`select count(*) as count from (select 1 from users_search where users_search match ${phrase} limit ${exactCountLimit + 1})`
+    const from = after === undefined ? sql`` : sql` and users_search.rowid > ${after}`
+    const skip = after === undefined && offset > 0 ? sql` offset ${offset}` : sql``
+    const page = sql`select users.* from users_search join users on users.id = users_search.rowid
+      where users_search match ${phrase}${from} order by users_search.rowid limit ${limit + 1}${skip}`
+    return [count.compile(executor), page.compile(executor)]
   }
 
   async referencedAvatars(executor: Executor): Promise<Set<string>> {

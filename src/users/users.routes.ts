@@ -71,7 +71,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
     '/',
     {
       // 401, then 403, before the query is judged (SPEC §3's order).
-      preValidation: numericQuery(['page', 'page_size']),
+      preValidation: numericQuery(['page', 'page_size', 'after']),
       onRequest: async (request) => {
         await authenticate(request)
         if (!usersPolicy.canList(request.actor)) throw new AppError('forbidden', { detail: 'Only staff may list users.' })
@@ -86,22 +86,33 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
           search: Type.Optional(Type.String({ default: '', maxLength: 200, description: 'case-insensitive substring of username, email or names' })),
           page: Type.Optional(Type.Integer({ default: 1, minimum: 1, maximum: 1_000_000, description: 'page number, from 1' })),
           page_size: Type.Optional(Type.Integer({ default: 20, minimum: 1, maximum: 100, description: 'results per page, 1 to 100' })),
+          after: Type.Optional(
+            Type.Integer({ minimum: 0, description: 'keyset paging: the users after this id (page is then ignored; `next` continues with after)' }),
+          ),
         }),
         response: { 200: { ...UserListSchema, description: 'One page of users, by id' }, ...problemResponses([400, 401, 403], bearer) },
       },
     },
     async (request) => {
       // Defaults filled in by Ajv (useDefaults).
-      const { search = '', page = 1, page_size = 20 } = request.query
-      const { count, results } = await users.list(search.trim(), page, page_size)
-      const link = (to: number) => {
-        const query = new URLSearchParams({ page: String(to), page_size: String(page_size), ...(search ? { search } : {}) })
+      const { search = '', page = 1, page_size = 20, after } = request.query
+      const { count, countExact, more, results } = await users.list(search.trim(), page, page_size, after)
+      const link = (to: Record<string, string>) => {
+        const query = new URLSearchParams({ ...to, page_size: String(page_size), ...(search ? { search } : {}) })
         return `${users.mediaBaseUrl}/api/users?${query}`
       }
+      const last = results.at(-1)
+      if (after !== undefined) {
+        // Keyset: the next page starts after this page's last id; there is no "previous" to point at.
+        return { count, count_exact: countExact, next: more && last ? link({ after: String(last.id) }) : null, previous: null, results }
+      }
+      // Past an inexact count the last page is unknown, so "previous" is simply the page before.
+      const lastPage = countExact ? Math.max(1, Math.ceil(count / page_size)) : page - 1
       return {
         count,
-        next: page * page_size < count ? link(page + 1) : null,
-        previous: page > 1 ? link(Math.min(page - 1, Math.max(1, Math.ceil(count / page_size)))) : null,
+        count_exact: countExact,
+        next: more ? link({ page: String(page + 1) }) : null,
+        previous: page > 1 ? link({ page: String(Math.min(page - 1, lastPage)) }) : null,
         results,
       }
     },

@@ -52,12 +52,15 @@ export type User = Static<typeof UserSchema>
 
 export const UserListSchema = Type.Object(
   {
-    count: Type.Integer(),
+    count: Type.Integer({
+      description: 'How many users match, counted up to USERS_EXACT_COUNT_LIMIT (1,000 by default); above it, that limit (see count_exact).',
+    }),
+    count_exact: Type.Boolean({ description: 'false when there are more matches than `count` says (the count stopped at the limit).' }),
     next: NullableString(),
     previous: NullableString(),
     results: Type.Array(UserSchema),
   },
-  { example: { count: 41, next: '/api/users?page=2&page_size=20', previous: null, results: [USER_EXAMPLE] } },
+  { example: { count: 41, count_exact: true, next: '/api/users?page=2&page_size=20', previous: null, results: [USER_EXAMPLE] } },
 )
 
 const FLAG_RULE =

@@ -9,6 +9,7 @@ import { violatedUniqueIndex } from '../db/constraints.js'
 import type { Db } from '../db/database.js'
 import { AppError, FieldErrorList, validationError } from '../errors.js'
 import { type ProfileUpdateInput, parseProfileUpdate } from './profile-update.js'
+import type { SearchReader } from './search-reader.js'
 import type { UserChanges, UsersRepository } from './users.repository.js'
 import { usersPolicy } from './users.policy.js'
 import { etagOf, toUser } from './users.schemas.js'
@@ -40,7 +41,9 @@ export interface UsersServiceDeps {
   imageLimit: ConcurrencyLimit
   /** The same per-account limit sign-in uses: every check of a password counts against it. */
   limiter: SignInLimiter
-  config: Pick<Config, 'avatarSize' | 'passwordHashCost' | 'publicUrl'>
+  /** Runs the staff list's statements (off the event loop on SQLite). */
+  searchReader: SearchReader
+  config: Pick<Config, 'avatarSize' | 'passwordHashCost' | 'publicUrl' | 'usersExactCountLimit'>
 }
 
 /** The stories of /api/users: who the target is, what may change, and the transaction around it. */
@@ -240,9 +243,17 @@ export class UsersService {
     if (avatar && !storage.transactional) await this.discardFile(avatar)
   }
 
-  async list(search: string, page: number, pageSize: number) {
-    const { count, rows } = await this.deps.users.search(this.deps.db.kysely, search, pageSize, (page - 1) * pageSize)
-    return { count, results: rows.map((row) => this.present(row)) }
+  /** One page of the staff list: by page number (offset), or after an id (keyset) when `after` is given. */
+  async list(search: string, page: number, pageSize: number, after?: number) {
+    const { db, users, searchReader, config } = this.deps
+    const found = await users.search(db.kysely, searchReader, {
+      search,
+      limit: pageSize,
+      offset: (page - 1) * pageSize,
+      after,
+      exactCountLimit: config.usersExactCountLimit,
+    })
+    return { count: found.count, countExact: found.countExact, more: found.more, results: found.rows.map((row) => this.present(row)) }
   }
 }
 
