@@ -3,6 +3,7 @@ import * as initial from './migrations/0001_initial.js'
 import * as sessionsExpiresAtIndex from './migrations/0002_sessions_expires_at_index.js'
 import * as refreshReuseGrace from './migrations/0003_refresh_reuse_grace.js'
 import * as usernameSkeleton from './migrations/0004_username_skeleton.js'
+import * as signingKeys from './migrations/0006_signing_keys.js'
 
 // Listed statically so migrations work the same from source, from a bundle and in tests.
 const migrations: Record<string, Migration> = {
@@ -10,6 +11,7 @@ const migrations: Record<string, Migration> = {
   '0002_sessions_expires_at_index': sessionsExpiresAtIndex,
   '0003_refresh_reuse_grace': refreshReuseGrace,
   '0004_username_skeleton': usernameSkeleton,
+  '0006_signing_keys': signingKeys,
 }
 
 /** Every migration's name, in the order they apply. */
