@@ -6,6 +6,7 @@ import { createAvatarStorage } from './avatars/storage-factory.js'
 import { type Config, ConfigError, loadConfig, parseDurationSeconds } from './config.js'
 import { createDb } from './db/database.js'
 import { migrateToLatest } from './db/migrate.js'
+import { KEYS_USAGE, KeysUsageError, keysCommand, serviceKeysCommand } from './keys-cli.js'
 import { cleanText } from './users/field-rules.js'
 import { UsersRepository } from './users/users.repository.js'
 import { uniqueViolationError } from './users/users.service.js'
@@ -16,7 +17,8 @@ commands:
   migrate                                   apply pending database migrations
   create-superuser --username U --email E   create a superuser (password from PORTRAIT_PASSWORD or a hidden prompt)
   media gc [--min-age 10m]                  remove stored avatar images no profile references,
-                                            sparing files younger than --min-age (uploads about to commit)`
+                                            sparing files younger than --min-age (uploads about to commit)
+${KEYS_USAGE}`
 
 class UsageError extends Error {}
 
@@ -29,6 +31,8 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'migrate') return migrate(config)
   if (command === 'create-superuser') return createSuperuser(config, rest)
   if (command === 'media' && rest[0] === 'gc') return mediaGc(config, rest.slice(1))
+  if (command === 'keys') return keysCommand(config, rest)
+  if (command === 'service-keys') return serviceKeysCommand(config, rest)
   throw new UsageError(command ? `unknown command: ${[command, ...rest].join(' ')}` : 'no command given')
 }
 
@@ -119,6 +123,7 @@ function promptHidden(question: string): Promise<string> {
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof KeysUsageError) error = new UsageError(error.message)
   if (error instanceof UsageError || error instanceof ConfigError) {
     console.error(`portrait: ${error.message}`)
     if (error instanceof UsageError) console.error(`\n${USAGE}`)
