@@ -56,21 +56,14 @@ function fastifyTrustProxy(trust: Config['trustProxy']): false | string[] | ((ad
 }
 
 /**
- * `iss` of access tokens: JWT_ISSUER, else PUBLIC_URL, else the origin the server listens on (known once it
- * listens; before that, and for inject, HOST:PORT as configured). Fixed at the first answer while listening.
+ * `iss` of access tokens: JWT_ISSUER, else PUBLIC_URL, else the origin HOST:PORT configure. The configured
+ * port, not the bound one: instances of one deployment must agree on the issuer, or each would refuse the
+ * others' tokens.
  */
-function tokenIssuer(app: FastifyInstance, config: Readonly<Config>): () => string {
-  const configured = config.jwtIssuer ?? config.publicUrl
-  if (configured !== undefined) return () => configured
-  let fixed: string | undefined
-  const host = (name: string) => (name.includes(':') ? `[${name}]` : name)
-  return () => {
-    if (fixed !== undefined) return fixed
-    const address = app.server.address()
-    if (address === null || typeof address === 'string') return `http://${host(config.host)}:${config.port}`
-    fixed = `http://${host(config.host)}:${address.port}`
-    return fixed
-  }
+function tokenIssuer(config: Readonly<Config>): () => string {
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host
+  const issuer = config.jwtIssuer ?? config.publicUrl ?? `http://${host}:${config.port}`
+  return () => issuer
 }
 
 /** Builds the whole service from a config; the server and the tests both start here. */
@@ -121,7 +114,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   const stopKeysetRefresh = keyset.startRefresh(config.keysetRefreshMs, (error) => app.log.warn({ err: error }, 'could not re-read the signing keys'))
   app.addHook('preClose', stopKeysetRefresh)
   const jwtSecret = serverSecret(config, keyset)
-  const issuer = tokenIssuer(app, config)
+  const issuer = tokenIssuer(config)
   const tokens = new AccessTokens(keyset, { ttlSeconds: config.accessTokenTtlSeconds, issuer, audience: config.jwtAudience })
   const storage = await createAvatarStorage(config, db)
   const failures = await createFailureStore(config)

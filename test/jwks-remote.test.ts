@@ -65,7 +65,8 @@ test('when another service verifies with jose and the JWKS URL, then it follows 
   t.after(() => rmSync(dir, { recursive: true, force: true }))
   const env = { DATABASE_URL: `sqlite:${join(dir, 'portrait.db')}`, DATA_DIR: dir, JWT_SECRET: '', JWT_AUDIENCE: AUDIENCE }
   const server = await startServer(t, { env })
-  const verify = remoteVerifier(t, `${server.url}/.well-known/jwks.json`, server.url, 1000)
+  // No JWT_ISSUER or PUBLIC_URL: the issuer is the configured HOST:PORT (PORT=0 here), the same on every instance.
+  const verify = remoteVerifier(t, `${server.url}/.well-known/jwks.json`, 'http://127.0.0.1:0', 1000)
 
   const signUp = await call(server.url, 'POST', '/api/auth/sign-up', { username: 'remote', email: 'remote@example.com', password: GOOD_PASSWORD })
   assert.equal(signUp.status, 201)

@@ -181,3 +181,13 @@ test('when the OpenAPI document is read, then the JWKS and introspection routes 
   assert.equal(introspect?.operationId, 'introspectToken')
   assert.deepEqual(Object.keys(introspect?.responses ?? {}).sort(), ['200', '400', '401', '413', '415', '503'])
 })
+
+test('when the signing variables are wrong, then the config error names the variable', async () => {
+  const { loadConfig } = await import('../src/config.js')
+  assert.throws(() => loadConfig({ JWT_ALGORITHM: 'HS256' }), /^Error: JWT_ALGORITHM="HS256" is invalid: expected EdDSA or ES256, or HS256 together with JWT_SECRET$/)
+  assert.throws(() => loadConfig({ JWT_ALGORITHM: 'RS256' }), /JWT_ALGORITHM="RS256" is invalid/)
+  assert.throws(() => loadConfig({ JWT_AUDIENCE: 'https://a.example, two words' }), /JWT_AUDIENCE=/)
+  assert.throws(() => loadConfig({ JWT_ISSUER: 'has space' }), /JWT_ISSUER=/)
+  const config = loadConfig({ JWT_AUDIENCE: 'https://a.example, https://b.example', JWT_ISSUER: 'https://id.example' })
+  assert.deepEqual([config.jwtAlgorithm, config.jwtAudience, config.jwtIssuer], [undefined, ['https://a.example', 'https://b.example'], 'https://id.example'])
+})
