@@ -123,6 +123,12 @@ for (const dialect of DIALECTS) {
       problemOf(await client.get('/api/users/me', before.access), 401)
     })
 
+    test('when the pool has one connection, then sign-ups and sign-ins still get tokens (the key is read through their transaction)', async (t) => {
+      const { client } = await keyApp(t, dialect.name, { databasePoolSize: 1, databaseAcquireTimeoutMs: 1000 })
+      const sessions = await Promise.all([client.signUp(), client.signUp(), client.signUp()])
+      for (const session of sessions) assert.equal((await client.get('/api/users/me', session.access)).statusCode, 200)
+    })
+
     test('when a service introspects tokens, then it learns whether each is live now (RFC 7662)', async (t) => {
       const { client, serviceKeys, config } = await keyApp(t, dialect.name, { jwtAudience: ['https://api.example.com'], jwtIssuer: 'https://id.example.com' })
       const secret = await serviceKeys.create('billing')

@@ -9,8 +9,8 @@ import {
   type KeyObject,
   randomBytes,
 } from 'node:crypto'
-import type { Selectable } from 'kysely'
-import type { Db } from '../db/database.js'
+import type { Kysely, Selectable } from 'kysely'
+import type { Database, Db } from '../db/database.js'
 import type { KeysetTable, SigningKeysTable } from './signing-keys.table.js'
 
 export type SigningAlgorithm = 'EdDSA' | 'ES256' | 'HS256'
@@ -113,22 +113,17 @@ export class SigningKeyStore {
   }
 
   /**
-   * Reads go through the raw driver, not Kysely: a token is issued inside the sign-up transaction, and on
-   * SQLite Kysely's one connection is held by that transaction until it commits (a read through it would wait
-   * for ever). better-sqlite3 reads on the same connection at once; pg takes another pooled connection.
+   * Through `executor` when the caller holds a connection or transaction (a token is issued inside the
+   * sign-up transaction, which on SQLite holds Kysely's only connection and on PostgreSQL one of the pool's);
+   * otherwise through the database's own Kysely instance.
    */
-  private async select<T>(text: string): Promise<T[]> {
-    if (this.db.sqlite) return this.db.sqlite.prepare(text).all() as T[]
-    return (await (this.db.pool as NonNullable<Db['pool']>).query(text)).rows as T[]
+  async currentKid(executor: Kysely<Database> = this.db.kysely): Promise<string | undefined> {
+    return (await executor.selectFrom('keyset').select('current_kid').where('id', '=', 1).executeTakeFirst())?.current_kid
   }
 
-  async currentKid(): Promise<string | undefined> {
-    return (await this.select<{ current_kid: string }>('SELECT current_kid FROM keyset WHERE id = 1'))[0]?.current_kid
-  }
-
-  async read(): Promise<{ keyset: Selectable<KeysetTable> | undefined; keys: Selectable<SigningKeysTable>[] }> {
-    const keyset = (await this.select<Selectable<KeysetTable>>('SELECT * FROM keyset WHERE id = 1'))[0]
-    const keys = await this.select<Selectable<SigningKeysTable>>('SELECT * FROM signing_keys ORDER BY created_at, kid')
+  async read(executor: Kysely<Database> = this.db.kysely): Promise<{ keyset: Selectable<KeysetTable> | undefined; keys: Selectable<SigningKeysTable>[] }> {
+    const keyset = await executor.selectFrom('keyset').selectAll().where('id', '=', 1).executeTakeFirst()
+    const keys = await executor.selectFrom('signing_keys').selectAll().orderBy('created_at').orderBy('kid').execute()
     return { keyset, keys }
   }
 
@@ -253,10 +248,19 @@ export class Keyset {
     return key !== undefined && key.retiresAt > Date.now() ? key : undefined
   }
 
-  /** The signing key, after checking with the database that no rotation happened elsewhere (one indexed read). */
-  async signer(): Promise<LoadedKey> {
-    if (this.store && (await this.store.currentKid()) !== this.current.kid) await this.reload()
+  /**
+   * The signing key, after checking with the database that no rotation happened elsewhere (one primary-key
+   * read through `executor`, the caller's connection; a changed key is read through it too).
+   */
+  async signer(executor: Kysely<Database>): Promise<LoadedKey> {
+    if (this.store && (await this.store.currentKid(executor)) !== this.current.kid) await this.load(executor)
     return this.current
+  }
+
+  /** Reads the keyset through `executor` now, outside the shared reload. */
+  private async load(executor: Kysely<Database>): Promise<void> {
+    const { keyset, keys } = await (this.store as SigningKeyStore).read(executor)
+    if (keyset) this.current = this.install(keys.map(loadRow).filter((key) => key !== undefined), keyset.current_kid)
   }
 
   /** Re-reads unless that happened within the last second (a token naming an unknown kid, a JWKS request). */

@@ -1,4 +1,6 @@
 import { createHash, createHmac, sign, timingSafeEqual, verify, randomBytes, type KeyObject, createSecretKey } from 'node:crypto'
+import type { Kysely } from 'kysely'
+import type { Database } from '../db/database.js'
 import { CLOCK_SKEW_SECONDS, KID, type Keyset, type LoadedKey } from './signing-keys.js'
 
 export { CLOCK_SKEW_SECONDS }
@@ -63,8 +65,13 @@ export class AccessTokens {
     private readonly options: AccessTokenOptions,
   ) {}
 
-  async issue({ userId, sessionId }: AccessClaims): Promise<string> {
-    const key = await this.keyset.signer()
+  /**
+   * `executor`: the connection (or transaction) the caller holds. The current signing key is read through it,
+   * so a token issued inside a transaction needs no second connection (with a pool of N, N sign-ups in
+   * their transactions would otherwise wait for one another).
+   */
+  async issue({ userId, sessionId }: AccessClaims, executor: Kysely<Database>): Promise<string> {
+    const key = await this.keyset.signer(executor)
     const now = Math.floor(Date.now() / 1000)
     const { audience } = this.options
     const payload = {
