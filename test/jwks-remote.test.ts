@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { type TestContext, test } from 'node:test'
+import Database from 'better-sqlite3'
 import { promisify } from 'node:util'
 import { GOOD_PASSWORD } from './helpers/app.js'
 import { freshSchema, POSTGRES_SKIP } from './helpers/postgres.js'
@@ -106,6 +107,15 @@ test('when another service verifies with jose and the JWKS URL, then it follows 
   assert.deepEqual((await introspect(first)).json, { active: false })
   assert.match(await portrait(env, 'service-keys', 'list'), /^billing {2}created \S+ {2}active$/m)
   assert.ok(!server.output().includes(secret), 'the service secret is not in the log')
+  const sqlite = new Database(join(dir, 'portrait.db'), { readonly: true })
+  const privates = (sqlite.prepare('SELECT private_jwk FROM signing_keys').all() as { private_jwk: string }[]).map((row) => JSON.parse(row.private_jwk).d)
+  sqlite.close()
+  assert.equal(privates.length, 2)
+  for (const d of privates) {
+    assert.match(d, /^[A-Za-z0-9_-]{43}$/)
+    assert.ok(!server.output().includes(d), 'no private key in the log')
+    assert.ok(!listed.includes(d), 'nor in keys list')
+  }
 })
 
 suite('two instances on one PostgreSQL schema with EdDSA keys', POSTGRES_SKIP, () => {
