@@ -40,7 +40,7 @@ export interface Config {
   jwtSecret?: string
   /** JWT_ALGORITHM; undefined: HS256 when jwtSecret is set, else EdDSA. */
   jwtAlgorithm?: 'EdDSA' | 'ES256' | 'HS256'
-  /** `iss` of access tokens; undefined: publicUrl, else the listening origin. */
+  /** `iss` of access tokens; undefined: publicUrl, else http://HOST:PORT as configured (the same on every instance). */
   jwtIssuer?: string
   /** `aud` of access tokens (JWT_AUDIENCE, comma-separated); empty: none. */
   jwtAudience: string[]
