@@ -13,7 +13,9 @@ import { createAuthenticate } from './auth/authenticate.js'
 import { DeviceProofs } from './auth/device-proof.js'
 import { refreshCookieSettings } from './auth/refresh-cookie.js'
 import { createFailureStore } from './auth/failure-store.js'
-import { resolveJwtSecret } from './auth/jwt-secret.js'
+import { introspectRoute, jwksRoute } from './auth/keys.routes.js'
+import { openKeyset, serverSecret } from './auth/keyset-setup.js'
+import { ServiceKeys } from './auth/service-keys.js'
 import { startSessionPurge } from './auth/session-purge.js'
 import { SessionsRepository } from './auth/sessions.repository.js'
 import { SignInLimiter } from './auth/sign-in-limiter.js'
@@ -73,6 +75,17 @@ function sharedProbe(probe: () => Promise<void>): () => Promise<void> {
   }
 }
 
+/**
+ * `iss` of access tokens: JWT_ISSUER, else PUBLIC_URL, else the origin HOST:PORT configure. The configured
+ * port, not the bound one: instances of one deployment must agree on the issuer, or each would refuse the
+ * others' tokens.
+ */
+function tokenIssuer(config: Readonly<Config>): () => string {
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host
+  const issuer = config.jwtIssuer ?? config.publicUrl ?? `http://${host}:${config.port}`
+  return () => issuer
+}
+
 /** Builds the whole service from a config; the server and the tests both start here. */
 export async function buildApp(config: Readonly<Config>): Promise<FastifyInstance> {
   const app = Fastify({
@@ -119,8 +132,13 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   const stopSessionPurge = startSessionPurge(sessions, config.sessionPurgeIntervalMs, app.log)
   app.addHook('preClose', stopSessionPurge)
   const usersRepository = new UsersRepository(db.dialect)
-  const jwtSecret = resolveJwtSecret(config.jwtSecret, config.dataDir)
-  const tokens = await AccessTokens.create(jwtSecret, config.accessTokenTtlSeconds)
+  // Signing keys: JWT_SECRET (HS256), or EdDSA/ES256 keys in the database shared by every instance.
+  const keyset = await openKeyset(db, config)
+  const stopKeysetRefresh = keyset.startRefresh(config.keysetRefreshMs, (error) => app.log.warn({ err: error }, 'could not re-read the signing keys'))
+  app.addHook('preClose', stopKeysetRefresh)
+  const jwtSecret = serverSecret(config, keyset)
+  const issuer = tokenIssuer(config)
+  const tokens = new AccessTokens(keyset, { ttlSeconds: config.accessTokenTtlSeconds, issuer, audience: config.jwtAudience })
   const storage = await createAvatarStorage(config, db)
   const failures = await createFailureStore(config)
   app.addHook('onClose', async () => failures.close?.())
@@ -232,6 +250,9 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     },
     { prefix: '/api/auth' },
   )
+  const keyRoutes = { tokens, sessions, serviceKeys: new ServiceKeys(db), issuer, audience: config.jwtAudience }
+  await app.register(introspectRoute, { prefix: '/api/auth', ...keyRoutes })
+  await app.register(jwksRoute, { tokens })
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
   await app.register(mediaRoutes, { prefix: '/media', storage })
   await app.register(healthRoutes, { prefix: '/api', checks: healthChecks })

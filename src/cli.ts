@@ -7,6 +7,7 @@ import { type Config, ConfigError, loadConfig, parseDurationSeconds } from './co
 import { createDb } from './db/database.js'
 import { ImportCommandError, importDjangoCommand } from './import/django-import-command.js'
 import { migrateToLatest } from './db/migrate.js'
+import { KeysUsageError, keysCommand, serviceKeysCommand } from './keys-cli.js'
 import { cleanText } from './users/field-rules.js'
 import { UsersRepository } from './users/users.repository.js'
 import { uniqueViolationError } from './users/users.service.js'
@@ -174,6 +175,28 @@ registerCommand({
       throw error instanceof ImportCommandError ? new UsageError(error.message) : error
     }),
 })
+
+// Signing keys and service credentials (keys-cli.ts): each subcommand is a command of its own in the help.
+for (const [name, args, about] of [
+  ['keys list', '', 'signing keys: kid, algorithm, created, state (current, verifying, retired, revoked)'],
+  ['keys rotate', '', 'a new signing key; the old one verifies until its tokens have expired'],
+  ['keys revoke', 'KID', 'its tokens stop working on every instance at once'],
+  ['service-keys create', 'NAME', 'a credential for POST /api/auth/introspect (printed once)'],
+  ['service-keys list', '', 'service credentials: names and states, never secrets'],
+  ['service-keys revoke', 'NAME', 'the credential stops working at once'],
+] as const) {
+  const [group, subcommand] = name.split(' ') as [string, string]
+  const run = group === 'keys' ? keysCommand : serviceKeysCommand
+  registerCommand({
+    name,
+    ...(args ? { args } : {}),
+    about,
+    run: (config, rest) =>
+      run(config, [subcommand, ...rest]).catch((error: unknown) => {
+        throw error instanceof KeysUsageError ? new UsageError(error.message) : error
+      }),
+  })
+}
 
 registerCommand({
   name: 'media gc',

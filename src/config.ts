@@ -38,8 +38,16 @@ export interface Config {
   mediaStorage: 'fs' | 'db'
   mediaRoot: string
   publicUrl?: string
-  /** Undefined: generated once and kept in `dataDir/jwt-secret`. */
+  /** HS256 key when set (and the HMAC derivations' secret); undefined: EdDSA keys and a secret in the database. */
   jwtSecret?: string
+  /** JWT_ALGORITHM; undefined: HS256 when jwtSecret is set, else EdDSA. */
+  jwtAlgorithm?: 'EdDSA' | 'ES256' | 'HS256'
+  /** `iss` of access tokens; undefined: publicUrl, else http://HOST:PORT as configured (the same on every instance). */
+  jwtIssuer?: string
+  /** `aud` of access tokens (JWT_AUDIENCE, comma-separated); empty: none. */
+  jwtAudience: string[]
+  /** How often each instance re-reads the signing keys (besides on an unknown kid and before issuing). */
+  keysetRefreshMs: number
   accessTokenTtlSeconds: number
   refreshTokenTtlSeconds: number
   /** A rotated refresh token presented again within this many seconds gets the same successor (0: never). */
@@ -203,6 +211,21 @@ function trustProxy(env: Env): false | number | string[] {
   fail('TRUST_PROXY', 'false, a hop count (1, 2, …) or a comma-separated list of proxy addresses/CIDRs (10.0.0.5, 10.1.0.0/16, loopback)', raw)
 }
 
+function jwtIssuer(env: Env): string | undefined {
+  const raw = env.JWT_ISSUER
+  if (raw === undefined || raw === '') return undefined
+  if (!/^\S{1,2048}$/.test(raw)) fail('JWT_ISSUER', 'a URL or name without spaces, such as https://accounts.example.com', raw)
+  return raw
+}
+
+function jwtAudience(env: Env): string[] {
+  const raw = env.JWT_AUDIENCE
+  if (raw === undefined || raw.trim() === '') return []
+  const audiences = raw.split(',').map((entry) => entry.trim())
+  if (!audiences.every((entry) => /^\S{1,2048}$/.test(entry))) fail('JWT_AUDIENCE', 'a comma-separated list of audiences such as https://api.example.com', raw)
+  return audiences
+}
+
 function corsOrigins(env: Env): string[] {
   const raw = env.CORS_ORIGINS
   if (raw === undefined || raw.trim() === '') return []
@@ -244,6 +267,8 @@ function readConfig(env: Env): Readonly<Config> {
     fail('JWT_SECRET', 'at least 32 bytes (e.g. `openssl rand -base64 48`)', '<hidden>')
   }
   const publicUrl = url(env, 'PUBLIC_URL', ['http:', 'https:'], 'an absolute http(s) URL')
+  const jwtAlgorithm = env.JWT_ALGORITHM ? oneOf(env, 'JWT_ALGORITHM', ['EdDSA', 'ES256', 'HS256'] as const, 'EdDSA') : undefined
+  if (jwtAlgorithm === 'HS256' && jwtSecret === undefined) fail('JWT_ALGORITHM', 'EdDSA or ES256, or HS256 together with JWT_SECRET', 'HS256')
   const pool = env === process.env ? THREAD_POOL_SIZE_AT_START : env.UV_THREADPOOL_SIZE
   // Unset is libuv's 4; set but empty is 1 to libuv, so it is refused rather than read as the default.
   if (pool === '') fail('UV_THREADPOOL_SIZE', 'an integer from 2 to 1024', pool)
@@ -262,6 +287,10 @@ function readConfig(env: Env): Readonly<Config> {
     mediaRoot: env.MEDIA_ROOT || './data/media',
     publicUrl: publicUrl?.replace(/\/+$/, ''),
     jwtSecret,
+    jwtAlgorithm,
+    jwtIssuer: jwtIssuer(env),
+    jwtAudience: jwtAudience(env),
+    keysetRefreshMs: timeoutMs(env, 'KEYSET_REFRESH_INTERVAL', '60s'),
     accessTokenTtlSeconds: duration(env, 'ACCESS_TOKEN_TTL', '15m'),
     refreshTokenTtlSeconds: duration(env, 'REFRESH_TOKEN_TTL', '7d'),
     refreshReuseGraceSeconds: shortDuration(env, 'REFRESH_REUSE_GRACE', '10s', 300),

@@ -39,9 +39,19 @@ test('when a token is signed with the real secret but breaks a JWT rule, then it
     'iat as a string': jwt(header, { ...payload, iat: String(now) }),
     'sub as a number': jwt(header, { ...payload, sub: Number(payload.sub) }),
     'sid missing': jwt(header, { ...payload, sid: undefined }),
-    'no typ in the header': jwt({ alg: 'HS256' }, payload),
-    'typ at+jwt in the header': jwt({ ...header, typ: 'at+jwt' }, payload),
-    'typ jwt in another case': jwt({ ...header, typ: 'jwt' }, payload),
+    'no typ in the header': jwt({ alg: header.alg, kid: header.kid }, payload),
+    'typ JWT in the header (tokens before issue 16)': jwt({ ...header, typ: 'JWT' }, payload),
+    'typ at+jwt in another case': jwt({ ...header, typ: 'AT+JWT' }, payload),
+    'application/at+jwt as typ': jwt({ ...header, typ: 'application/at+jwt' }, payload),
+    'no kid': jwt({ alg: header.alg, typ: header.typ }, payload),
+    'an unknown kid': jwt({ ...header, kid: 'hs-AAAAAAAAAAAAAAAAAAAAAA' }, payload),
+    'a kid that is a number': jwt({ ...header, kid: 7 }, payload),
+    'a jku header': jwt({ ...header, jku: 'https://attacker.example/jwks.json' }, payload),
+    'a jwk header': jwt({ ...header, jwk: { kty: 'oct', k: b64(TEST_JWT_SECRET) } }, payload),
+    'an x5u header': jwt({ ...header, x5u: 'https://attacker.example/cert.pem' }, payload),
+    'iss missing': jwt(header, { ...payload, iss: undefined }),
+    'another iss': jwt(header, { ...payload, iss: 'https://attacker.example' }),
+    'an aud where none is configured': jwt(header, { ...payload, aud: 'https://api.example.com' }),
     'iat missing': jwt(header, { ...payload, iat: undefined }),
     'iat an hour ahead': jwt(header, { ...payload, iat: now + 3600, exp: now + 3600 + TTL }),
     'iat 31 s ahead (beyond the clock skew)': jwt(header, { ...payload, iat: now + 31 }),
@@ -51,6 +61,10 @@ test('when a token is signed with the real secret but breaks a JWT rule, then it
     'the signature with one character more': `${session.access}A`,
     'the same signature spelled non-canonically': `${session.access.slice(0, -1)}${sameBytes}`,
   }
+  assert.equal(header.typ, 'at+jwt')
+  assert.equal(header.alg, 'HS256')
+  assert.match(header.kid, /^hs-[A-Za-z0-9_-]{22}$/)
+  assert.equal(payload.iss, 'http://127.0.0.1:8000', 'iss: the configured origin when PUBLIC_URL is unset')
   for (const [name, token] of Object.entries(variants)) {
     const response = await client.get('/api/users/me', token)
     assert.equal(response.statusCode, 401, name)

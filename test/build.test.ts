@@ -22,7 +22,8 @@ test('when the sources are built as npm start builds them, then the compiled ser
   const built = spawnSync(process.execPath, [join(ROOT, 'scripts/build.mjs'), out], { encoding: 'utf8' })
   assert.equal(built.status, 0, built.stderr)
 
-  const { url } = await startServer(t, { nodeArgs: [join(out, 'server.js')] })
+  // As a fresh `npm start` runs: no JWT_SECRET.
+  const { url } = await startServer(t, { nodeArgs: [join(out, 'server.js')], env: { JWT_SECRET: '' } })
   const page = await fetch(`${url}/`)
   assert.equal(page.status, 200)
   assert.match(await page.text(), /<script type="module" src="\/?app\.js"/)
@@ -31,6 +32,18 @@ test('when the sources are built as npm start builds them, then the compiled ser
   assert.match(script.headers.get('content-type') ?? '', /javascript/)
   const docs = await fetch(`${url}/api/openapi.json`)
   assert.equal(docs.status, 200)
+  // Its tokens are EdDSA, under the key the JWKS publishes.
+  const signUp = await fetch(`${url}/api/auth/sign-up`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'builder', email: 'builder@example.com', password: 'correct-Horse-battery-9' }),
+  })
+  assert.equal(signUp.status, 201)
+  const { access } = (await signUp.json()) as { access: string }
+  const header = JSON.parse(Buffer.from(access.split('.')[0] as string, 'base64url').toString())
+  assert.equal(header.alg, 'EdDSA')
+  const jwks = (await (await fetch(`${url}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] }
+  assert.deepEqual(jwks.keys.map((key) => key.kid), [header.kid])
 })
 
 /** `npm start` in `cwd` as its own process group (npm → sh → node), stopped with the group when the test ends. */

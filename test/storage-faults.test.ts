@@ -217,7 +217,7 @@ suite('SQLite storage faults (real tmpfs)', MOUNT_SKIP, () => {
       timeout: 60_000,
     })
     assert.equal(result.status, 1, result.stderr)
-    assert.match(result.stderr.trim(), /^portrait: [^\n]*database[^\n]*\(SQLITE_CANTOPEN\)[^\n]*$/)
+    assert.match(result.stderr.trim(), /^portrait: [^\n]*SQLite file[^\n]*\(SQLITE_CANTOPEN[^\n]*$/)
     assert.doesNotMatch(result.stderr, /SqliteError|\n\s+at /)
   })
 

@@ -170,7 +170,7 @@ export class AuthService {
     if (!session || new Date(session.expires_at) <= now) throw invalidRefresh()
     const user = await users.findById(db.kysely, session.user_id)
     if (!user?.is_active) throw invalidRefresh()
-    const issue = async (refresh: string) => ({ access: await tokens.issue({ userId: user.id, sessionId: presented.sessionId }), refresh })
+    const issue = async (refresh: string) => ({ access: await tokens.issue({ userId: user.id, sessionId: presented.sessionId }, db.kysely), refresh })
     const next = successors.of(presented)
     if (sameHash(presented.hash, session.refresh_hash)) {
       const expiresAt = new Date(now.getTime() + config.refreshTokenTtlSeconds * 1000).toISOString()
@@ -219,6 +219,7 @@ export class AuthService {
     const expiresAt = new Date(Date.parse(now) + config.refreshTokenTtlSeconds * 1000).toISOString()
     await sessions.create(executor, { id: sessionId, user_id: userId, refresh_hash: refresh.hash, created_at: now, expires_at: expiresAt })
     await sessions.deleteAllButNewest(executor, userId, sessionId, MAX_SESSIONS_PER_USER)
-    return { access: await tokens.issue({ userId, sessionId }), refresh: refresh.token }
+    // Issued through the transaction's connection: it reads the current signing key (see AccessTokens.issue).
+    return { access: await tokens.issue({ userId, sessionId }, executor), refresh: refresh.token }
   }
 }

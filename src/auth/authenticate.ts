@@ -28,8 +28,10 @@ export function createAuthenticate(tokens: AccessTokens, sessions: SessionsRepos
       throw new AppError('not_authenticated', { detail: 'Send an access token: Authorization: Bearer <token>.', headers: CHALLENGE })
     }
     const token = BEARER.exec(header)?.[1]
-    const claims = token === undefined ? undefined : tokens.verify(token)
-    const actor = claims && (await sessions.findLiveSessionUser(claims.sessionId, claims.userId, new Date().toISOString()))
+    let claims = token === undefined ? undefined : tokens.verify(token)
+    // A promise only for a kid this instance has not seen yet (a rotation elsewhere): the keyset is re-read first.
+    if (claims instanceof Promise) claims = await claims
+    const actor = claims && (await sessions.findLiveSessionUser(claims.sessionId, claims.userId, new Date().toISOString(), claims.kid))
     if (!claims || !actor) {
       throw new AppError('invalid_token', { detail: 'The access token is invalid, expired or revoked.', headers: CHALLENGE })
     }

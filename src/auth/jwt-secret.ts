@@ -23,3 +23,17 @@ export function resolveJwtSecret(configured: string | undefined, dataDir: string
   chmodSync(file, 0o600)
   return secret
 }
+
+/**
+ * The secret an earlier version generated into `dataDir/jwt-secret`, if there is one: it seeds the database's
+ * server secret on the first start with database keys, so device proofs and refresh successors issued before
+ * the upgrade stay valid. Nothing is created here.
+ */
+export function legacyJwtSecret(dataDir: string): string | undefined {
+  try {
+    return readFileSync(join(dataDir, 'jwt-secret'), 'utf8').trim() || undefined
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error
+  }
+}

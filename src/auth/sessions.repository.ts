@@ -7,9 +7,12 @@ import type { NewSessionRow, SessionRow } from './sessions.table.js'
 type Executor = Kysely<Database>
 
 // The hot path: one indexed lookup (sessions primary key, then users primary key) per authenticated request.
+// The signing key's primary key is looked up in the same statement, so a revoked key's tokens stop at once
+// on every instance (an HS256 kid has no row and is never revoked this way).
 const LIVE_SESSION_USER = `
   SELECT u.* FROM sessions s JOIN users u ON u.id = s.user_id
-  WHERE s.id = $1 AND s.user_id = $2 AND s.expires_at > $3 AND u.is_active = $4`
+  WHERE s.id = $1 AND s.user_id = $2 AND s.expires_at > $3 AND u.is_active = $4
+    AND NOT EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = $5 AND k.revoked_at IS NOT NULL)`
 
 /** Data access for sessions; callers pass a transaction when they own one. */
 export class SessionsRepository {
@@ -20,18 +23,18 @@ export class SessionsRepository {
     this.liveSessionUser = db.sqlite?.prepare(LIVE_SESSION_USER.replace(/\$\d/g, '?'))
   }
 
-  /** The user behind a live session of that user, or undefined (signed out, expired, user gone or inactive). */
-  async findLiveSessionUser(sessionId: string, userId: number, now: string): Promise<UserRow | undefined> {
+  /** The user behind a live session of that user, or undefined (signed out, expired, user gone or inactive, key revoked). */
+  async findLiveSessionUser(sessionId: string, userId: number, now: string, kid: string): Promise<UserRow | undefined> {
     if (this.liveSessionUser) {
       // Prepared again only when SQLite's connection was replaced (after a read-only or unopenable file).
       const sqlite = this.db.sqlite!
       if (this.liveSessionUser.database !== sqlite) this.liveSessionUser = sqlite.prepare(this.liveSessionUser.source)
-      return this.liveSessionUser.get(sessionId, userId, now, 1)
+      return this.liveSessionUser.get(sessionId, userId, now, 1, kid)
     }
     const result = await this.db.pool!.query<UserRow>({
       name: 'live_session_user',
       text: LIVE_SESSION_USER,
-      values: [sessionId, userId, now, true],
+      values: [sessionId, userId, now, true, kid],
     })
     return result.rows[0]
   }

@@ -1,106 +1,172 @@
-import { createHash, createHmac, createSecretKey, type KeyObject, randomBytes, timingSafeEqual, webcrypto } from 'node:crypto'
-import { SignJWT } from 'jose'
+import { createHash, createHmac, sign, timingSafeEqual, verify, randomBytes, type KeyObject, createSecretKey } from 'node:crypto'
+import type { Kysely } from 'kysely'
+import type { Database } from '../db/database.js'
+import { CLOCK_SKEW_SECONDS, KID, type Keyset, type LoadedKey } from './signing-keys.js'
 
-export const JWT_ALGORITHM = 'HS256'
-/** The header `typ` we issue, and the only one accepted. */
-const JWT_TYPE = 'JWT'
-/** How far another instance's clock may run ahead of ours when it issues a token. */
-export const CLOCK_SKEW_SECONDS = 30
+export { CLOCK_SKEW_SECONDS }
+/** The header `typ` we issue, and the only one accepted (RFC 9068 §2.1). */
+export const JWT_TYPE = 'at+jwt'
 
 export interface AccessClaims {
   userId: number
   sessionId: string
 }
 
+/** What a verified access token says, for the session check and for introspection. */
+export interface VerifiedAccess extends AccessClaims {
+  kid: string
+  iat: number
+  exp: number
+}
+
+export interface AccessTokenOptions {
+  ttlSeconds: number
+  /** `iss`: JWT_ISSUER, else PUBLIC_URL, else the listening origin (asked at each use, fixed once known). */
+  issuer: () => string
+  /** `aud`: JWT_AUDIENCE; empty means tokens carry no aud and one carrying any is refused. */
+  audience: readonly string[]
+}
+
 const USER_ID = /^[1-9]\d{0,15}$/
 // About 4 MB at most: enough for every client active within one access-token lifetime on one instance.
 const VERIFIED_CACHE_SIZE = 10_000
+/** Signature lengths in base64url: HMAC-SHA256 32 bytes; Ed25519 and P-256 (r‖s) 64 bytes. */
+const SIGNATURE_LENGTH = { HS256: 43, EdDSA: 86, ES256: 86 } as const
+const HEADER_MAX = 256
+const UNKNOWN_KID = Symbol('unknown kid')
+
+const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
 
 /**
- * Signs access tokens with jose and verifies them with node:crypto, each key imported once at start.
+ * Signs and verifies access tokens with node:crypto against the keyset (EdDSA, ES256 or HS256), each key
+ * imported once.
  *
  * Why not jose's jwtVerify: it verifies through WebCrypto, an asynchronous crypto job per call that cost
- * 41 µs of CPU against 4.4 µs for the synchronous HMAC below (bench: 50,000 verifications on one core),
- * and 30 % of the server's busy time under GET /api/users/me (BENCHMARKS.md). The checks are jose's:
- * an exact HS256 header, no `crit`, a required numeric `exp` in the future, `nbf` if present. Beyond jose:
- * the header's `typ` must be the one we issue, `iat` is required and not in the future, and `exp` no
- * further away than the TTL allows (both within CLOCK_SKEW_SECONDS), so a token minted with a leaked key
- * cannot be made to live for years.
+ * 41 µs of CPU against 4.4 µs for the synchronous HMAC (bench: 50,000 verifications on one core); an
+ * Ed25519 crypto.verify is synchronous too. The checks are jose's and more: the header must be exactly
+ * {alg, typ: "at+jwt", kid} — a kid we know, the algorithm of that very key (no `none`, no HS256 signed
+ * with a public key), no `crit`, `jku`, `jwk`, `x5u` or anything else; a required numeric `exp` in the
+ * future, `nbf` if present, `iat` required and not in the future, `exp` no further away than the TTL allows
+ * (both within CLOCK_SKEW_SECONDS), so a token minted with a leaked key cannot be made to live for years;
+ * `iss` ours and `aud` one of ours (or absent when none is configured).
  */
 export class AccessTokens {
   /**
-   * Tokens that passed every check, with their expiry: a client sends the same token for its whole
-   * lifetime, and a hit (0.5 µs) skips the HMAC and both JSON parses (4.7 µs). Only genuine tokens get in,
-   * at most VERIFIED_CACHE_SIZE of them (oldest out first), and a hit still checks expiry. Revocation is
-   * untouched: every request still looks up its live session.
+   * Tokens that passed every check: a client sends the same token for its whole lifetime, and a hit (0.5 µs)
+   * skips the signature (an Ed25519 verification costs about 50 µs) and both JSON parses. Only genuine tokens
+   * get in, at most VERIFIED_CACHE_SIZE of them (oldest out first), and a hit still checks expiry and that
+   * its key still verifies here. Revocation is untouched: every request still looks up its live session,
+   * and that query refuses a revoked kid.
    */
-  private readonly verified = new Map<string, { claims: AccessClaims; exp: number }>()
+  private readonly verified = new Map<string, VerifiedAccess>()
 
-  private constructor(
-    private readonly signingKey: webcrypto.CryptoKey,
-    private readonly verifyingKey: KeyObject,
-    private readonly ttlSeconds: number,
+  constructor(
+    readonly keyset: Keyset,
+    private readonly options: AccessTokenOptions,
   ) {}
 
-  static async create(secret: string, ttlSeconds: number): Promise<AccessTokens> {
-    const key = await webcrypto.subtle.importKey(
-      'raw',
-      new TextEncoder().encode(secret),
-      { name: 'HMAC', hash: 'SHA-256' },
-      false,
-      ['sign'],
-    )
-    return new AccessTokens(key, createSecretKey(Buffer.from(secret, 'utf8')), ttlSeconds)
+  /**
+   * `executor`: the connection (or transaction) the caller holds. The current signing key is read through it,
+   * so a token issued inside a transaction needs no second connection (with a pool of N, N sign-ups in
+   * their transactions would otherwise wait for one another).
+   */
+  async issue({ userId, sessionId }: AccessClaims, executor: Kysely<Database>): Promise<string> {
+    const key = await this.keyset.signer(executor)
+    const now = Math.floor(Date.now() / 1000)
+    const { audience } = this.options
+    const payload = {
+      sid: sessionId,
+      typ: 'access',
+      sub: String(userId),
+      jti: randomToken(12),
+      iat: now,
+      exp: now + this.options.ttlSeconds,
+      iss: this.options.issuer(),
+      ...(audience.length === 0 ? {} : { aud: audience.length === 1 ? audience[0] : audience }),
+    }
+    const input = `${encode({ alg: key.alg, typ: JWT_TYPE, kid: key.kid })}.${encode(payload)}`
+    return `${input}.${signatureOf(key, input).toString('base64url')}`
   }
 
-  issue({ userId, sessionId }: AccessClaims): Promise<string> {
-    return new SignJWT({ sid: sessionId, typ: 'access' })
-      .setProtectedHeader({ alg: JWT_ALGORITHM, typ: 'JWT' })
-      .setSubject(String(userId))
-      .setJti(randomToken(12))
-      .setIssuedAt()
-      .setExpirationTime(`${this.ttlSeconds}s`)
-      .sign(this.signingKey)
-  }
-
-  /** The claims of a valid access token, or undefined for anything else (bad signature, algorithm, expiry, type). */
-  verify(token: string): AccessClaims | undefined {
+  /**
+   * The claims of a valid access token, or undefined for anything else (bad signature, algorithm, key,
+   * expiry, type, issuer, audience). Synchronous except for a kid this instance has not seen yet: then a
+   * promise, settled after the keyset was re-read (at most once a second).
+   */
+  verify(token: string): VerifiedAccess | undefined | Promise<VerifiedAccess | undefined> {
     const now = Math.floor(Date.now() / 1000)
     const known = this.verified.get(token)
     if (known) {
-      if (known.exp > now) return known.claims
+      if (known.exp > now && this.keyset.get(known.kid) !== undefined) return known
       this.verified.delete(token)
       return undefined
     }
     const claims = this.check(token, now)
+    if (claims === UNKNOWN_KID) {
+      return this.keyset.reloadThrottled().then(() => {
+        const again = this.check(token, Math.floor(Date.now() / 1000))
+        return again === UNKNOWN_KID ? undefined : this.remember(token, again)
+      })
+    }
+    return this.remember(token, claims)
+  }
+
+  private remember(token: string, claims: VerifiedAccess | undefined): VerifiedAccess | undefined {
     if (claims) {
       if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value as string)
       this.verified.set(token, claims)
-      return claims.claims
     }
-    return undefined
+    return claims
   }
 
-  private check(token: string, now: number): { claims: AccessClaims; exp: number } | undefined {
+  private check(token: string, now: number): VerifiedAccess | undefined | typeof UNKNOWN_KID {
     const headerEnd = token.indexOf('.')
     const payloadEnd = token.lastIndexOf('.')
-    if (headerEnd <= 0 || payloadEnd === headerEnd || token.indexOf('.', headerEnd + 1) !== payloadEnd) return undefined
-    // The signature first: nothing an attacker wrote is parsed before it proves to come from us.
-    const expected = createHmac('sha256', this.verifyingKey).update(token.slice(0, payloadEnd)).digest('base64url')
-    const presented = token.slice(payloadEnd + 1)
-    if (presented.length !== expected.length || !timingSafeEqual(Buffer.from(presented), Buffer.from(expected))) return undefined
+    if (headerEnd <= 0 || headerEnd > HEADER_MAX || payloadEnd === headerEnd || token.indexOf('.', headerEnd + 1) !== payloadEnd) return undefined
+    // The header names the key; nothing else an attacker wrote is parsed before the signature proves it ours.
     const header = decodeJsonObject(token.slice(0, headerEnd))
-    if (header?.alg !== JWT_ALGORITHM || header.typ !== JWT_TYPE || header.crit !== undefined || (header.b64 !== undefined && header.b64 !== true)) return undefined
+    if (!header || Object.keys(header).length !== 3 || header.typ !== JWT_TYPE || typeof header.kid !== 'string') return undefined
+    const key = this.keyset.get(header.kid)
+    if (!key) return KID.test(header.kid) ? UNKNOWN_KID : undefined
+    if (header.alg !== key.alg) return undefined
+    const signature = token.slice(payloadEnd + 1)
+    if (signature.length !== SIGNATURE_LENGTH[key.alg] || !signatureMatches(key, token.slice(0, payloadEnd), signature)) return undefined
     const payload = decodeJsonObject(token.slice(headerEnd + 1, payloadEnd))
     if (!payload) return undefined
-    const { exp, nbf, iat, typ, sub, sid } = payload
+    const { exp, nbf, iat, typ, sub, sid, iss, aud } = payload
     // Both bounds only loosen as time passes, so a token in the verified cache stays valid until its exp.
-    if (typeof exp !== 'number' || !(exp > now) || !(exp <= now + this.ttlSeconds + CLOCK_SKEW_SECONDS)) return undefined
+    if (typeof exp !== 'number' || !(exp > now) || !(exp <= now + this.options.ttlSeconds + CLOCK_SKEW_SECONDS)) return undefined
     if (typeof iat !== 'number' || !(iat <= now + CLOCK_SKEW_SECONDS)) return undefined
     if (nbf !== undefined && (typeof nbf !== 'number' || !(nbf <= now))) return undefined
     if (typ !== 'access' || typeof sid !== 'string' || typeof sub !== 'string' || !USER_ID.test(sub)) return undefined
-    return { claims: { userId: Number(sub), sessionId: sid }, exp }
+    if (iss !== this.options.issuer() || !this.audienceMatches(aud)) return undefined
+    return { userId: Number(sub), sessionId: sid, kid: key.kid, iat, exp }
   }
+
+  private audienceMatches(aud: unknown): boolean {
+    const { audience } = this.options
+    if (audience.length === 0) return aud === undefined
+    if (typeof aud === 'string') return audience.includes(aud)
+    return Array.isArray(aud) && aud.length > 0 && aud.some((entry) => typeof entry === 'string' && audience.includes(entry))
+  }
+}
+
+function signatureOf(key: LoadedKey, input: string): Buffer {
+  if (key.alg === 'HS256') return createHmac('sha256', key.signKey).update(input).digest()
+  if (key.alg === 'EdDSA') return sign(null, Buffer.from(input), key.signKey)
+  return sign('sha256', Buffer.from(input), { key: key.signKey, dsaEncoding: 'ieee-p1363' })
+}
+
+function signatureMatches(key: LoadedKey, input: string, signature: string): boolean {
+  const presented = Buffer.from(signature, 'base64url')
+  // One spelling per signature: the unused low bits of the last character must be zero.
+  if (presented.toString('base64url') !== signature) return false
+  if (key.alg === 'HS256') {
+    const expected = createHmac('sha256', key.verifyKey).update(input).digest()
+    return presented.length === expected.length && timingSafeEqual(presented, expected)
+  }
+  if (key.alg === 'EdDSA') return verify(null, Buffer.from(input), key.verifyKey, presented)
+  return verify('sha256', Buffer.from(input), { key: key.verifyKey, dsaEncoding: 'ieee-p1363' }, presented)
 }
 
 function decodeJsonObject(segment: string): Record<string, unknown> | undefined {

@@ -4,6 +4,7 @@ import type SQLite from 'better-sqlite3'
 import { Kysely, SqliteDialect } from 'kysely'
 import pg from 'pg'
 import type { SessionsTable } from '../auth/sessions.table.js'
+import type { KeysetTable, ServiceKeysTable, SigningKeysTable } from '../auth/signing-keys.table.js'
 import type { AvatarsTable } from '../avatars/avatars.table.js'
 import type { UsersTable } from '../users/users.table.js'
 import { CurrentSchemaPostgresDialect } from './current-schema-introspector.js'
@@ -15,6 +16,9 @@ export interface Database {
   users: UsersTable
   sessions: SessionsTable
   avatars: AvatarsTable
+  signing_keys: SigningKeysTable
+  keyset: KeysetTable
+  service_keys: ServiceKeysTable
 }
 
 export type Dialect = 'sqlite' | 'postgres'

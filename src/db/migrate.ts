@@ -4,6 +4,7 @@ import * as sessionsExpiresAtIndex from './migrations/0002_sessions_expires_at_i
 import * as refreshReuseGrace from './migrations/0003_refresh_reuse_grace.js'
 import * as usernameSkeleton from './migrations/0004_username_skeleton.js'
 import * as userSearchIndex from './migrations/0005_user_search_index.js'
+import * as signingKeys from './migrations/0006_signing_keys.js'
 
 // Listed statically so migrations work the same from source, from a bundle and in tests.
 const migrations: Record<string, Migration> = {
@@ -12,6 +13,7 @@ const migrations: Record<string, Migration> = {
   '0003_refresh_reuse_grace': refreshReuseGrace,
   '0004_username_skeleton': usernameSkeleton,
   '0005_user_search_index': userSearchIndex,
+  '0006_signing_keys': signingKeys,
 }
 
 /** Every migration's name, in the order they apply. */

@@ -151,7 +151,10 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
 
 /** A 415's detail: the body types this route reads (its schema's `consumes`, else JSON and forms), never the one sent. */
 function acceptedTypes(request: FastifyRequest): string {
-  const consumes = (request.routeOptions.schema as { consumes?: string[] } | undefined)?.consumes ?? ['application/json', 'application/x-www-form-urlencoded']
+  // A route states its types as `consumes`, or as one body schema per content type.
+  const schema = request.routeOptions.schema as { consumes?: string[]; body?: { content?: Record<string, unknown> } } | undefined
+  const consumes = schema?.consumes ?? Object.keys(schema?.body?.content ?? {})
+  if (consumes.length === 0) consumes.push('application/json', 'application/x-www-form-urlencoded')
   const list = consumes.length > 1 ? `${consumes.slice(0, -1).join(', ')} or ${consumes.at(-1)}` : consumes[0]
   return `This body type is not accepted here: send ${list}.`
 }

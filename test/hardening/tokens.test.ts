@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
-import { createHmac, createSign, generateKeyPairSync } from 'node:crypto'
+import { createHmac, createPrivateKey, createPublicKey, createSign, generateKeyPairSync, type JsonWebKey, sign } from 'node:crypto'
+import { join } from 'node:path'
 import { test } from 'node:test'
+import Database from 'better-sqlite3'
 import { TEST_JWT_SECRET } from '../helpers/app.js'
 import { Api, assertProblem, GOOD_PASSWORD, jwtPayload, type Session } from './client.js'
 import { createSuperuser, dataDir, startServer } from './server.js'
@@ -39,31 +41,37 @@ test('tokens against a running server', async (t) => {
     assert.equal((await api.me(victim.access)).status, 200)
     const claims = jwtPayload(victim.access)
     const [header, payload, signature] = victim.access.split('.') as [string, string, string]
+    // The genuine header (HS256, typ at+jwt, the secret's kid): each "validly signed" forgery breaks one rule only.
+    const valid = JSON.parse(Buffer.from(header, 'base64url').toString()) as Record<string, unknown>
+    assert.deepEqual(Object.keys(valid).sort(), ['alg', 'kid', 'typ'])
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
-    const rs256Input = `${b64({ alg: 'RS256', typ: 'JWT' })}.${payload}`
+    const rs256Input = `${b64({ ...valid, alg: 'RS256' })}.${payload}`
     const forged: [string, string][] = [
-      ['alg none, empty signature', `${b64({ alg: 'none', typ: 'JWT' })}.${payload}.`],
-      ['alg none, kept signature', `${b64({ alg: 'none', typ: 'JWT' })}.${payload}.${signature}`],
-      ['alg NONE', `${b64({ alg: 'NONE', typ: 'JWT' })}.${payload}.${signature}`],
-      ['HS512 with the real secret', hmacJwt({ alg: 'HS512', typ: 'JWT' }, claims, TEST_JWT_SECRET, 'sha512')],
-      ['HS384 with the real secret', hmacJwt({ alg: 'HS384', typ: 'JWT' }, claims, TEST_JWT_SECRET, 'sha384')],
-      ['RS256 header, HMAC-signed with the secret (key confusion)', hmacJwt({ alg: 'RS256', typ: 'JWT' }, claims, TEST_JWT_SECRET)],
+      ['alg none, empty signature', `${b64({ ...valid, alg: 'none' })}.${payload}.`],
+      ['alg none, kept signature', `${b64({ ...valid, alg: 'none' })}.${payload}.${signature}`],
+      ['alg NONE', `${b64({ ...valid, alg: 'NONE' })}.${payload}.${signature}`],
+      ['HS512 with the real secret', hmacJwt({ ...valid, alg: 'HS512' }, claims, TEST_JWT_SECRET, 'sha512')],
+      ['HS384 with the real secret', hmacJwt({ ...valid, alg: 'HS384' }, claims, TEST_JWT_SECRET, 'sha384')],
+      ['RS256 header, HMAC-signed with the secret (key confusion)', hmacJwt({ ...valid, alg: 'RS256' }, claims, TEST_JWT_SECRET)],
       ['RS256 signed with an attacker key', `${rs256Input}.${createSign('RSA-SHA256').update(rs256Input).sign(privateKey).toString('base64url')}`],
-      ['HS256 with a wrong key', hmacJwt({ alg: 'HS256', typ: 'JWT' }, claims, `${TEST_JWT_SECRET}-but-not-quite`)],
+      ['HS256 with a wrong key', hmacJwt(valid, claims, `${TEST_JWT_SECRET}-but-not-quite`)],
       ['sub changed, signature kept', `${header}.${b64({ ...claims, sub: String(other.user.id) })}.${signature}`],
       ['the signature altered', `${header}.${payload}.${signature.startsWith('A') ? 'B' : 'A'}${signature.slice(1)}`],
-      ['expired (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, iat: now() - 3600, exp: now() - 60 }, TEST_JWT_SECRET)],
-      ['no exp (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, exp: undefined }, TEST_JWT_SECRET)],
-      ['not yet valid (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, nbf: now() + 3600 }, TEST_JWT_SECRET)],
-      ['typ refresh (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, typ: 'refresh' }, TEST_JWT_SECRET)],
+      ['expired (validly signed)', hmacJwt(valid, { ...claims, iat: now() - 3600, exp: now() - 60 }, TEST_JWT_SECRET)],
+      ['no exp (validly signed)', hmacJwt(valid, { ...claims, exp: undefined }, TEST_JWT_SECRET)],
+      ['not yet valid (validly signed)', hmacJwt(valid, { ...claims, nbf: now() + 3600 }, TEST_JWT_SECRET)],
+      ['typ refresh (validly signed)', hmacJwt(valid, { ...claims, typ: 'refresh' }, TEST_JWT_SECRET)],
       // A valid signature over another user's id keeps the victim's session id: the session belongs to someone else.
-      ['sub of another user with a valid signature', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, sub: String(other.user.id) }, TEST_JWT_SECRET)],
-      ['sid of an unknown session (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, sid: 'A'.repeat(22) }, TEST_JWT_SECRET)],
-      ['typ header missing (validly signed)', hmacJwt({ alg: 'HS256' }, claims, TEST_JWT_SECRET)],
-      ['typ header at+jwt (validly signed)', hmacJwt({ alg: 'HS256', typ: 'at+jwt' }, claims, TEST_JWT_SECRET)],
-      ['iat a day in the future (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, iat: now() + 86400, exp: now() + 86400 + 900 }, TEST_JWT_SECRET)],
-      ['exp ten years away (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, iat: now(), exp: now() + 10 * 365 * 86400 }, TEST_JWT_SECRET)],
-      ['sub not an integer (validly signed)', hmacJwt({ alg: 'HS256', typ: 'JWT' }, { ...claims, sub: `${claims.sub} OR 1=1` }, TEST_JWT_SECRET)],
+      ['sub of another user with a valid signature', hmacJwt(valid, { ...claims, sub: String(other.user.id) }, TEST_JWT_SECRET)],
+      ['sid of an unknown session (validly signed)', hmacJwt(valid, { ...claims, sid: 'A'.repeat(22) }, TEST_JWT_SECRET)],
+      ['typ header missing (validly signed)', hmacJwt({ alg: 'HS256', kid: valid.kid }, claims, TEST_JWT_SECRET)],
+      ['typ header JWT (validly signed)', hmacJwt({ ...valid, typ: 'JWT' }, claims, TEST_JWT_SECRET)],
+      ['iat a day in the future (validly signed)', hmacJwt(valid, { ...claims, iat: now() + 86400, exp: now() + 86400 + 900 }, TEST_JWT_SECRET)],
+      ['exp ten years away (validly signed)', hmacJwt(valid, { ...claims, iat: now(), exp: now() + 10 * 365 * 86400 }, TEST_JWT_SECRET)],
+      ['sub not an integer (validly signed)', hmacJwt(valid, { ...claims, sub: `${claims.sub} OR 1=1` }, TEST_JWT_SECRET)],
+      ['a jku header (validly signed)', hmacJwt({ ...valid, jku: `${server.url}/.well-known/jwks.json` }, claims, TEST_JWT_SECRET)],
+      ['an unknown kid (validly signed)', hmacJwt({ ...valid, kid: 'hs-BBBBBBBBBBBBBBBBBBBBBB' }, claims, TEST_JWT_SECRET)],
+      ['another iss (validly signed)', hmacJwt(valid, { ...claims, iss: 'https://evil.example' }, TEST_JWT_SECRET)],
       ['the refresh token as an access token', victim.refresh],
       ['garbage', 'a.b.c'],
     ]
@@ -163,5 +171,89 @@ test('tokens against a running server', async (t) => {
     assert.equal((await api.me(victim.access)).status, 200, 'the access token still works')
     const rotated = await refresh(api, victim.refresh)
     assert.equal(rotated.status, 200, `the real refresh token still works: ${rotated.text}`)
+  })
+})
+
+test('EdDSA tokens (the default without JWT_SECRET) against a running server', async (t) => {
+  const data = dataDir(t)
+  const issuer = 'https://accounts.example.com'
+  const audience = ['https://api.example.com', 'https://other.example.com']
+  const server = await startServer(t, { data, env: { JWT_SECRET: '', JWT_ISSUER: issuer, JWT_AUDIENCE: audience.join(',') } })
+  const api = new Api(server.url)
+  const victim = await api.signUp('edvictim')
+  const [header, payload] = victim.access.split('.') as [string, string, string]
+  const genuine = JSON.parse(Buffer.from(header, 'base64url').toString()) as Record<string, string>
+  const claims = jwtPayload(victim.access)
+
+  await t.test('when a user signs in, then the token is EdDSA with a kid the JWKS publishes, typ at+jwt, iss and aud', async () => {
+    assert.equal(genuine.alg, 'EdDSA')
+    assert.equal(genuine.typ, 'at+jwt')
+    assert.deepEqual(Object.keys(genuine).sort(), ['alg', 'kid', 'typ'])
+    assert.equal(claims.iss, issuer)
+    assert.deepEqual(claims.aud, audience)
+    const jwks = await api.call('/.well-known/jwks.json')
+    assert.equal(jwks.status, 200)
+    assert.equal(jwks.headers.get('cache-control'), 'public, max-age=300')
+    assert.deepEqual(
+      jwks.json.keys.map((key: Record<string, unknown>) => [key.kid, key.alg, key.use, key.kty, key.crv]),
+      [[genuine.kid, 'EdDSA', 'sig', 'OKP', 'Ed25519']],
+    )
+    for (const key of jwks.json.keys) assert.deepEqual(Object.keys(key).sort(), ['alg', 'crv', 'kid', 'kty', 'use', 'x'])
+    assert.doesNotMatch(jwks.text, /"(d|k|p|q|dp|dq|qi)"\s*:/, 'no private member anywhere in the JWKS')
+    assert.equal((await api.me(victim.access)).status, 200)
+  })
+
+  await t.test('when a token is forged in any of the known ways, then it is refused with 401', async () => {
+    const jwk = (await api.call('/.well-known/jwks.json')).json.keys[0] as JsonWebKey
+    const publicKey = createPublicKey({ key: jwk, format: 'jwk' })
+    const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString()
+    const der = publicKey.export({ type: 'spki', format: 'der' })
+    // The real private key, read from the database as only an operator could: a validly signed token that
+    // breaks one claim rule is refused for that rule alone.
+    const sqlite = new Database(join(data.dir, 'portrait.db'), { readonly: true })
+    const row = sqlite.prepare('SELECT private_jwk FROM signing_keys WHERE kid = ?').get(genuine.kid) as { private_jwk: string }
+    sqlite.close()
+    const realKey = createPrivateKey({ key: JSON.parse(row.private_jwk), format: 'jwk' })
+    const attacker = generateKeyPairSync('ed25519')
+    const attackerJwk = { ...attacker.publicKey.export({ format: 'jwk' }), kid: 'attacker-key-0000000001', alg: 'EdDSA', use: 'sig' }
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    const edJwt = (head: Record<string, unknown>, body: Record<string, unknown>, key = realKey) => {
+      const input = `${b64(head)}.${b64(body)}`
+      return `${input}.${sign(null, Buffer.from(input), key).toString('base64url')}`
+    }
+    const esJwt = (head: Record<string, unknown>, body: Record<string, unknown>) => {
+      const input = `${b64(head)}.${b64(body)}`
+      return `${input}.${sign('sha256', Buffer.from(input), { key: ec.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`
+    }
+    const hs = { ...genuine, alg: 'HS256' }
+    const forged: [string, string][] = [
+      ['HS256 signed with the public key PEM as secret (algorithm confusion)', hmacJwt(hs, claims, pem)],
+      ['HS256 signed with the public JWK JSON as secret', hmacJwt(hs, claims, JSON.stringify(jwk))],
+      ['HS256 signed with the raw public key as secret', hmacJwt(hs, claims, Buffer.from(jwk.x as string, 'base64url').toString('latin1'))],
+      ['HS256 signed with the DER public key as secret', hmacJwt(hs, claims, der.toString('latin1'))],
+      ['alg none with the real kid', `${b64({ ...genuine, alg: 'none' })}.${payload}.`],
+      ['ES256 with the real kid', esJwt({ ...genuine, alg: 'ES256' }, claims)],
+      ['EdDSA signed by another key under the real kid', edJwt(genuine, claims, attacker.privateKey)],
+      ['an unknown kid (attacker-signed)', edJwt({ ...genuine, kid: attackerJwk.kid }, claims, attacker.privateKey)],
+      ['the attacker key embedded as a jwk header', edJwt({ alg: 'EdDSA', typ: 'at+jwt', jwk: attackerJwk }, claims, attacker.privateKey)],
+      ['a jku header pointing elsewhere', edJwt({ ...genuine, kid: attackerJwk.kid, jku: 'https://attacker.example/jwks.json' }, claims, attacker.privateKey)],
+      ['an x5u header, validly signed', edJwt({ ...genuine, x5u: 'https://attacker.example/cert.pem' }, claims)],
+      ['a jku header, validly signed', edJwt({ ...genuine, jku: `${server.url}/.well-known/jwks.json` }, claims)],
+      ['a wrong iss, validly signed', edJwt(genuine, { ...claims, iss: 'https://attacker.example' })],
+      ['iss missing, validly signed', edJwt(genuine, { ...claims, iss: undefined })],
+      ['a wrong aud, validly signed', edJwt(genuine, { ...claims, aud: 'https://attacker.example' })],
+      ['an aud list without ours, validly signed', edJwt(genuine, { ...claims, aud: ['https://a.example', 'https://b.example'] })],
+      ['aud missing, validly signed', edJwt(genuine, { ...claims, aud: undefined })],
+      ['typ JWT, validly signed', edJwt({ ...genuine, typ: 'JWT' }, claims)],
+      ['expired, validly signed', edJwt(genuine, { ...claims, iat: now() - 3600, exp: now() - 60 })],
+    ]
+    for (const [why, token] of forged) {
+      const reply = await api.me(token)
+      assert.equal(reply.status, 401, `${why}: ${reply.status} ${reply.text}`)
+      assertProblem(reply, 401)
+    }
+    // The same key with every rule kept: accepted, one audience of ours is enough.
+    assert.equal((await api.me(edJwt(genuine, { ...claims, aud: audience[1] }))).status, 200)
+    assert.equal((await api.me(victim.access)).status, 200, 'the genuine token still works')
   })
 })
