@@ -13,7 +13,7 @@ test('when the server runs as a process, then a whole session works over a real 
   const dir = mkdtempSync(join(tmpdir(), 'portrait-socket-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
   // No JWT_SECRET: the server generates one, as on a newcomer's first start.
-  const { url, child, output } = await startServer(t, { env: { DATA_DIR: dir, JWT_SECRET: '' } })
+  const { url, child, output } = await startServer(t, { env: { DATA_DIR: dir, DATABASE_URL: `sqlite:${join(dir, 'portrait.db')}`, JWT_SECRET: '' } })
 
   const json = { 'content-type': 'application/json' }
   const signUp = await fetch(`${url}/api/auth/sign-up`, {
@@ -31,8 +31,12 @@ test('when the server runs as a process, then a whole session works over a real 
   const signIn = await fetch(`${url}/api/auth/sign-in`, { method: 'POST', headers: json, body: JSON.stringify({ username: 'socket', password: GOOD_PASSWORD }) })
   assert.equal(signIn.status, 200)
 
-  // The generated secret is kept beside the data, readable by the owner only.
-  assert.equal(statSync(join(dir, 'jwt-secret')).mode & 0o777, 0o600)
+  // No JWT_SECRET: tokens are EdDSA, signed by a key the server generated into its database, which is the
+  // owner's alone (it holds that private key and the password hashes).
+  const header = JSON.parse(Buffer.from(session.access.split('.')[0], 'base64url').toString())
+  assert.equal(header.alg, 'EdDSA')
+  assert.ok(header.kid, 'the token names its key')
+  for (const file of ['portrait.db', 'portrait.db-wal']) assert.equal(statSync(join(dir, file)).mode & 0o777, 0o600, file)
 
   // SIGTERM: finish and exit 0.
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))

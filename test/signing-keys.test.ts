@@ -185,7 +185,7 @@ test('when the OpenAPI document is read, then the JWKS and introspection routes 
   assert.equal(spec.paths['/.well-known/jwks.json']?.get?.operationId, 'getJwks')
   const introspect = spec.paths['/api/auth/introspect']?.post
   assert.equal(introspect?.operationId, 'introspectToken')
-  assert.deepEqual(Object.keys(introspect?.responses ?? {}).sort(), ['200', '400', '401', '413', '415', '503'])
+  assert.deepEqual(Object.keys(introspect?.responses ?? {}).sort(), ['200', '400', '401', '413', '415', '500', '503'])
 })
 
 test('when the signing variables are wrong, then the config error names the variable', async () => {

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { AppError } from '../errors.js'
-import { ProblemSchema } from '../http/problem.schema.js'
+import { problemResponses } from '../http/problem.schema.js'
 import type { ServiceKeys } from './service-keys.js'
 import type { SessionsRepository } from './sessions.repository.js'
 import type { AccessTokens } from './tokens.js'
@@ -39,7 +39,8 @@ const IntrospectBodySchema = Type.Object(
     token: Type.String({ minLength: 1, maxLength: 4096, description: 'the access token to check' }),
     token_type_hint: Type.Optional(Type.String({ maxLength: 64 })),
   },
-  { description: 'application/x-www-form-urlencoded (RFC 7662) or JSON' },
+  // RFC 7662 §2.1: a server may accept other parameters; unknown ones are ignored rather than refused.
+  { additionalProperties: true, description: 'application/x-www-form-urlencoded (RFC 7662) or JSON; other parameters are ignored' },
 )
 
 const IntrospectionSchema = Type.Object(
@@ -67,7 +68,8 @@ export const jwksRoute: FastifyPluginAsyncTypebox<Pick<KeysRoutesOptions, 'token
         tags: ['auth'],
         operationId: 'getJwks',
         summary: 'The public keys that verify current access tokens (RFC 7517)',
-        response: { 200: JwksSchema },
+        security: [],
+        response: { 200: JwksSchema, ...problemResponses([]) },
       },
     },
     async (_request, reply) => {
@@ -100,7 +102,8 @@ export const introspectRoute: FastifyPluginAsyncTypebox<KeysRoutesOptions> = asy
         summary: 'Is this access token live now? (RFC 7662; for services holding a service credential)',
         security: [{ bearerAuth: [] }],
         body: IntrospectBodySchema,
-        response: { 200: IntrospectionSchema, 400: ProblemSchema, 401: ProblemSchema, 413: ProblemSchema, 415: ProblemSchema, 503: ProblemSchema },
+        consumes: ['application/x-www-form-urlencoded', 'application/json'],
+        response: { 200: IntrospectionSchema, ...problemResponses([400, 401, 413, 415], { bearer: true }) },
       },
     },
     async (request, reply) => {

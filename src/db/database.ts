@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type SQLite from 'better-sqlite3'
 import { Kysely, SqliteDialect } from 'kysely'
@@ -57,7 +57,12 @@ export function createDb(options: DbOptions): Db {
 }
 
 function openSqlite(path: string): Db {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+  if (path !== ':memory:') {
+    mkdirSync(dirname(path), { recursive: true })
+    // The file holds password hashes and the private signing keys: a new one is the owner's alone, and SQLite
+    // gives its -wal and -shm files the same mode. ('a' creates it if absent and leaves an existing file be.)
+    closeSync(openSync(path, 'a', 0o600))
+  }
   const connection = new SqliteConnection(path, configureSqlite)
   const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(connection) }) })
   return {
