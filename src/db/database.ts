@@ -60,8 +60,11 @@ function openSqlite(path: string): Db {
   if (path !== ':memory:') {
     mkdirSync(dirname(path), { recursive: true })
     // The file holds password hashes and the private signing keys: a new one is the owner's alone, and SQLite
-    // gives its -wal and -shm files the same mode. ('a' creates it if absent and leaves an existing file be.)
-    closeSync(openSync(path, 'a', 0o600))
+    // gives its -wal and -shm files the same mode. An existing file is left be; a directory that refuses the new
+    // file is SQLite's to report (SQLITE_CANTOPEN, one line at start).
+    try {
+      closeSync(openSync(path, 'wx', 0o600))
+    } catch {}
   }
   const connection = new SqliteConnection(path, configureSqlite)
   const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(connection) }) })
