@@ -1,9 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, readFileSync, statSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { test } from 'node:test'
-import { resolveJwtSecret } from '../src/auth/jwt-secret.js'
 import { ConfigError, loadConfig, OWASP_ARGON2ID } from '../src/config.js'
 
 test('when nothing is set, then the documented defaults apply', () => {
@@ -98,18 +94,6 @@ test('when the sign-up limit is configured, then it is parsed; defaults are 30 p
   ] as [Record<string, string>, RegExp][]) {
     assert.throws(() => loadConfig(env), (error: Error) => error instanceof ConfigError && message.test(error.message) && !error.message.includes('\n'))
   }
-})
-
-test('when no JWT secret is configured, then one is generated once, kept with mode 0600 and reused', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'portrait-secret-'))
-  const first = resolveJwtSecret(undefined, dir)
-  const second = resolveJwtSecret(undefined, dir)
-  assert.equal(first, second)
-  assert.ok(first.length >= 48)
-  const file = join(dir, 'jwt-secret')
-  assert.equal(statSync(file).mode & 0o777, 0o600)
-  assert.equal(readFileSync(file, 'utf8').trim(), first)
-  assert.equal(resolveJwtSecret('configured-secret', dir), 'configured-secret')
 })
 
 test('when REFRESH_REUSE_GRACE is set, then a duration from 0 to 5 minutes is accepted', () => {
