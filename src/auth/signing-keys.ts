@@ -205,6 +205,7 @@ export class Keyset {
   private current: LoadedKey
   private reloading?: Promise<void>
   private lastReload = 0
+  private delayedReload?: Promise<void>
 
   private constructor(
     private readonly store: SigningKeyStore | undefined,
@@ -263,12 +264,21 @@ export class Keyset {
     if (keyset) this.current = this.install(keys.map(loadRow).filter((key) => key !== undefined), keyset.current_kid)
   }
 
-  /** Re-reads unless that happened within the last second (a token naming an unknown kid, a JWKS request). */
+  /**
+   * Re-reads at most once a second (a token naming an unknown kid, a JWKS request). Within a second of the last
+   * read the caller waits for the next one instead of going without: a key rotated a moment after that read is
+   * still found, and callers meanwhile share one delayed read.
+   */
   async reloadThrottled(): Promise<void> {
     if (!this.store) return
     if (this.reloading) return this.reloading
-    if (Date.now() - this.lastReload < UNKNOWN_KID_RELOAD_MS) return
-    await this.reload()
+    const wait = UNKNOWN_KID_RELOAD_MS - (Date.now() - this.lastReload)
+    if (wait <= 0) return this.reload()
+    this.delayedReload ??= new Promise((resolve) => setTimeout(resolve, wait)).then(() => {
+      this.delayedReload = undefined
+      return this.reload()
+    })
+    return this.delayedReload
   }
 
   /** Re-reads the keyset (one at a time; callers meanwhile share the read in flight). */
