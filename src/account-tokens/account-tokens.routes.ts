@@ -5,6 +5,7 @@ import { problemResponses } from '../http/problem.schema.js'
 import { usersPolicy } from '../users/users.policy.js'
 import { IdParamsSchema } from '../users/users.schemas.js'
 import type { UsersService } from '../users/users.service.js'
+import type { UserRow } from '../users/users.table.js'
 import type { AccountMail } from './account-mail.service.js'
 import { AcceptedSchema, PasswordResetBodySchema, PasswordResetConfirmBodySchema, VerifyEmailBodySchema } from './account-tokens.schemas.js'
 
@@ -93,11 +94,10 @@ export const accountTokensAuthRoutes: FastifyPluginAsyncTypebox<AccountTokensRou
 export const accountTokensUserRoutes: FastifyPluginAsyncTypebox<AccountTokensRoutesOptions> = async (app, { accountMail, users, authenticate }) => {
   const tags = ['users']
   const security = [{ bearerAuth: [] }]
-  const target = (rule: (actor: import('../users/users.table.js').UserRow, target: import('../users/users.table.js').UserRow) => boolean) =>
-    async (request: FastifyRequest) => {
-      await authenticate(request)
-      request.target = await users.resolveTarget(request.actor, (request.params as { id: string }).id, rule)
-    }
+  const target = (rule: (actor: UserRow, target: UserRow) => boolean) => async (request: FastifyRequest) => {
+    await authenticate(request)
+    request.target = await users.resolveTarget(request.actor, (request.params as { id: string }).id, rule)
+  }
 
   app.post(
     '/:id/verify-email',
