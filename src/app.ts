@@ -7,6 +7,10 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, LogController } from 'fastify'
 import pino from 'pino'
 import sharp from 'sharp'
+import { AccountMail } from './account-tokens/account-mail.service.js'
+import { AccountTokensRepository } from './account-tokens/account-tokens.repository.js'
+import { accountTokensAuthRoutes, accountTokensUserRoutes } from './account-tokens/account-tokens.routes.js'
+import { MailRequestLimiter } from './account-tokens/mail-request-limiter.js'
 import { authRoutes } from './auth/auth.routes.js'
 import { AuthService } from './auth/auth.service.js'
 import { createAuthenticate } from './auth/authenticate.js'
@@ -30,6 +34,7 @@ import { migrateToLatest } from './db/migrate.js'
 import { databaseCheck, healthRoutes } from './health/health.routes.js'
 import { Outages } from './health/outages.js'
 import { batchedStdout, prettyStdout } from './http/log-stream.js'
+import { createMail } from './mail/mail-setup.js'
 import { swaggerOptions, swaggerUiOptions } from './http/openapi.js'
 import { clientErrorHandler, errorHandler, expectationFailedHandler, frameworkErrorHandler, notFoundHandler } from './http/problem.js'
 import { refuseWhileClosing } from './http/shutdown.js'
@@ -84,6 +89,22 @@ function tokenIssuer(config: Readonly<Config>): () => string {
   const host = config.host.includes(':') ? `[${config.host}]` : config.host
   const issuer = config.jwtIssuer ?? config.publicUrl ?? `http://${host}:${config.port}`
   return () => issuer
+}
+
+/**
+ * The origin mail links point at: PUBLIC_URL, else http://HOST:PORT, with the bound port when PORT=0 (asked
+ * at each use: the socket is bound after the app is built).
+ */
+function linkBase(config: Readonly<Config>, app: FastifyInstance): () => string {
+  if (config.publicUrl) {
+    const base = config.publicUrl
+    return () => base
+  }
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host
+  return () => {
+    const bound = app.server.address()
+    return `http://${host}:${typeof bound === 'object' && bound ? bound.port : config.port}`
+  }
 }
 
 /** Builds the whole service from a config; the server and the tests both start here. */
@@ -143,6 +164,27 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   const failures = await createFailureStore(config)
   app.addHook('onClose', async () => failures.close?.())
   const limiter = new SignInLimiter(failures, config.signInLimits, config.signUpLimits)
+  // Mail: recorded in the outbox by the stories below, delivered by the sender after their commits.
+  const mail = createMail(config, db, app.log)
+  const accountMail = new AccountMail({
+    db,
+    users: usersRepository,
+    sessions,
+    tokens: new AccountTokensRepository(),
+    outbox: mail.outbox,
+    wake: () => mail.sender.wake(),
+    limiter,
+    mailLimiter: new MailRequestLimiter(failures, config.mailRequestLimits),
+    linkBase: linkBase(config, app),
+    log: app.log,
+    config,
+  })
+  const stopMailSender = mail.sender.start(config.mail.pollIntervalMs)
+  // preClose: reset requests still being recorded finish, then the sender's run, before the database closes.
+  app.addHook('preClose', async () => {
+    await accountMail.settled()
+    await stopMailSender()
+  })
   // One libvips thread per image; parallelism comes from running up to one image per CPU.
   sharp.concurrency(1)
   app.log.info({ threadPoolSize: config.threadPoolSize, imageConcurrency: config.imageConcurrency }, 'libuv thread pool sized')
@@ -160,6 +202,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     storage,
     imageLimit: new ConcurrencyLimit(config.imageConcurrency),
     limiter,
+    notices: accountMail,
     config,
   })
   const auth = new AuthService({
@@ -170,6 +213,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     limiter,
     devices: new DeviceProofs(jwtSecret),
     successors: new RefreshSuccessors(jwtSecret),
+    notices: accountMail,
     config,
   })
   await auth.warmUp()
@@ -250,10 +294,12 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     },
     { prefix: '/api/auth' },
   )
+  await app.register(accountTokensAuthRoutes, { prefix: '/api/auth', accountMail, users, authenticate })
   const keyRoutes = { tokens, sessions, serviceKeys: new ServiceKeys(db), issuer, audience: config.jwtAudience }
   await app.register(introspectRoute, { prefix: '/api/auth', ...keyRoutes })
   await app.register(jwksRoute, { tokens })
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
+  await app.register(accountTokensUserRoutes, { prefix: '/api/users', accountMail, users, authenticate })
   await app.register(mediaRoutes, { prefix: '/media', storage })
   await app.register(healthRoutes, { prefix: '/api', checks: healthChecks })
   await app.register(webRoutes, { avatarMaxBytes: config.avatarMaxBytes })

@@ -3,9 +3,11 @@ import { dirname } from 'node:path'
 import type SQLite from 'better-sqlite3'
 import { Kysely, SqliteDialect } from 'kysely'
 import pg from 'pg'
+import type { AccountTokensTable } from '../account-tokens/account-tokens.table.js'
 import type { SessionsTable } from '../auth/sessions.table.js'
 import type { KeysetTable, ServiceKeysTable, SigningKeysTable } from '../auth/signing-keys.table.js'
 import type { AvatarsTable } from '../avatars/avatars.table.js'
+import type { MailOutboxTable } from '../mail/mail.table.js'
 import type { UsersTable } from '../users/users.table.js'
 import { CurrentSchemaPostgresDialect } from './current-schema-introspector.js'
 import { GuardedPool } from './guarded-pool.js'
@@ -19,6 +21,8 @@ export interface Database {
   signing_keys: SigningKeysTable
   keyset: KeysetTable
   service_keys: ServiceKeysTable
+  mail_outbox: MailOutboxTable
+  account_tokens: AccountTokensTable
 }
 
 export type Dialect = 'sqlite' | 'postgres'

@@ -8,6 +8,10 @@ export const usersPolicy = {
   canDelete: (actor: UserRow, target: UserRow): boolean =>
     actor.id === target.id || (Boolean(actor.is_superuser) && !target.is_superuser),
   canList: (actor: UserRow): boolean => isStaff(actor),
+  /** A new verification link goes to your own address only. */
+  canRequestVerification: (actor: UserRow, target: UserRow): boolean => actor.id === target.id,
+  /** A superuser may send another user a reset link (the user's own way is POST /api/auth/password-reset). */
+  canSendPasswordReset: (actor: UserRow, target: UserRow): boolean => Boolean(actor.is_superuser) && actor.id !== target.id,
   /** Deleting yourself needs your password; a superuser removing someone else does not. */
   deleteNeedsPassword: (actor: UserRow, target: UserRow): boolean => actor.id === target.id,
   /**
