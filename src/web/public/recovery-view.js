@@ -38,9 +38,10 @@ let verifyToken = null
 // The user the banner is about, as the profile last showed it.
 let bannerUser = null
 
-/** "5 minutes" for a Retry-After of 300 seconds. */
+/** "5 minutes" for a Retry-After of 300 seconds, "1 hour" for 3599. */
 function humanWait(seconds) {
-  const [amount, unit] = seconds < 60 ? [seconds, 'second'] : seconds < 3600 ? [Math.ceil(seconds / 60), 'minute'] : [Math.ceil(seconds / 3600), 'hour']
+  const minutes = Math.ceil(seconds / 60)
+  const [amount, unit] = seconds < 60 ? [seconds, 'second'] : minutes < 60 ? [minutes, 'minute'] : [Math.ceil(seconds / 3600), 'hour']
   return `${amount} ${unit}${amount === 1 ? '' : 's'}`
 }
 
@@ -78,7 +79,10 @@ function openForgot({ email = '', message = '', moveFocus = true } = {}) {
 async function requestReset(event) {
   event.preventDefault()
   clearErrors(forgotForm)
-  if (!checkRequired(forgotForm)) return
+  // The server answers 202 to anything, so a mistyped address would otherwise only ever "be sent".
+  const input = forgotForm.elements.namedItem('email')
+  const malformed = input.value.trim() !== '' && input.validity.typeMismatch
+  if (!checkRequired(forgotForm, malformed ? { email: ['Enter a valid email address.'] } : {})) return
   const email = valuesOf(forgotForm).email.trim()
   try {
     await whileBusy(forgotForm.querySelector('button[type=submit]'), 'Sending…', () => api.requestPasswordReset(email))
