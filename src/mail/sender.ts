@@ -37,6 +37,8 @@ export class MailSender {
   private again = false
   private stopped = false
   private timer: NodeJS.Timeout | undefined
+  private retryTimer: NodeJS.Timeout | undefined
+  private retryAt = Number.POSITIVE_INFINITY
 
   constructor(private readonly deps: MailSenderDeps) {}
 
@@ -80,8 +82,21 @@ export class MailSender {
   async stop(): Promise<void> {
     this.stopped = true
     clearInterval(this.timer)
+    clearTimeout(this.retryTimer)
     await this.running
     await this.deps.transport.close()
+  }
+
+  /** A retry due before the next poll gets a timer of its own (the earliest one wins). */
+  private wakeAt(at: number): void {
+    if (this.stopped || at >= this.retryAt) return
+    clearTimeout(this.retryTimer)
+    this.retryAt = at
+    this.retryTimer = setTimeout(() => {
+      this.retryAt = Number.POSITIVE_INFINITY
+      this.wake()
+    }, Math.max(0, at - Date.now()))
+    this.retryTimer.unref()
   }
 
   private async runUntilIdle(): Promise<void> {
@@ -117,6 +132,7 @@ export class MailSender {
       if (giveUp) log.warn(context, 'mail not delivered: gave up after the last attempt (the row is kept)')
       else log.warn({ ...context, retryAt }, 'mail not delivered: will retry')
       await outbox.markFailed(db.kysely, row.id, reason, retryAt).catch((markError: unknown) => log.warn({ err: markError, id: row.id }, 'could not record a mail failure'))
+      if (retryAt) this.wakeAt(retryAt.getTime())
       return false
     }
     try {
