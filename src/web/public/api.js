@@ -203,7 +203,8 @@ export async function verifyEmail(token) {
   await call('POST', '/api/auth/verify-email', { json: { token }, signedIn: false })
 }
 
-/** Mails the signed-in user a new verification link. */
+/** Mails the signed-in user a new verification link; resolves to the server's words (sent, or verified already). */
 export async function resendVerification(id) {
-  await call('POST', `/api/users/${id}/verify-email`)
+  const { data } = await call('POST', `/api/users/${id}/verify-email`)
+  return data?.detail
 }

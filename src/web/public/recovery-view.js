@@ -233,8 +233,9 @@ async function resendVerification() {
   banner.error.hidden = true
   announce(banner.status, '')
   try {
-    await whileBusy(banner.resend, 'Sending…', () => api.resendVerification(id))
-    announce(banner.status, `Sent. Check your inbox at ${email}.`)
+    // The server says whether it sent one: the address may have been verified in another tab meanwhile.
+    const detail = await whileBusy(banner.resend, 'Sending…', () => api.resendVerification(id))
+    announce(banner.status, detail || `Sent. Check your inbox at ${email}.`)
   } catch (error) {
     banner.error.textContent = isTooMany(error) ? tooManyMessage(error, 'verification emails') : error.message
     banner.error.hidden = false
