@@ -11,11 +11,13 @@ let onSessionLost = () => {}
 
 /** A failed request: the HTTP status and the problem+json body (field errors in `errors`). */
 export class ApiError extends Error {
-  constructor(status, problem) {
+  constructor(status, problem, retryAfter = null) {
     super(problem?.detail || `The request failed (${status}).`)
     this.status = status
     this.problem = problem ?? {}
     this.fieldErrors = problem?.errors ?? {}
+    /** Seconds to wait (the Retry-After header of a 429 or 503), or null. */
+    this.retryAfter = /^\d+$/.test(retryAfter ?? '') ? Number(retryAfter) : null
   }
 }
 
@@ -49,7 +51,12 @@ async function viaFetch({ method, path, headers, body }) {
   }
   const text = await response.text()
   const contentType = response.headers.get('content-type')
-  return { status: response.status, etag: response.headers.get('etag'), data: parseBody(text, contentType) }
+  return {
+    status: response.status,
+    etag: response.headers.get('etag'),
+    retryAfter: response.headers.get('retry-after'),
+    data: parseBody(text, contentType),
+  }
 }
 
 // XMLHttpRequest only because fetch cannot report upload progress.
@@ -120,7 +127,7 @@ async function call(method, path, { json, form, onProgress, ifMatch, signedIn = 
       onSessionLost()
     }
   }
-  if (result.status >= 400) throw new ApiError(result.status, result.data)
+  if (result.status >= 400) throw new ApiError(result.status, result.data, result.retryAfter)
   return result
 }
 
@@ -178,4 +185,26 @@ export async function changePassword(id, currentPassword, newPassword) {
 export async function deleteAccount(id, currentPassword) {
   await call('DELETE', `/api/users/${id}`, { json: { current_password: currentPassword } })
   accessToken = null
+}
+
+/** Asks for a password-reset mail; the answer is the same whether or not the address has an account. */
+export async function requestPasswordReset(email) {
+  await call('POST', '/api/auth/password-reset', { json: { email }, signedIn: false })
+}
+
+/** Sets a new password with the token from a reset mail; the server ends every session of the user. */
+export async function confirmPasswordReset(token, newPassword) {
+  await call('POST', '/api/auth/password-reset/confirm', { json: { token, new_password: newPassword }, signedIn: false })
+  accessToken = null
+}
+
+/** Confirms an email address with the token from a verification mail. */
+export async function verifyEmail(token) {
+  await call('POST', '/api/auth/verify-email', { json: { token }, signedIn: false })
+}
+
+/** Mails the signed-in user a new verification link; resolves to the server's words (sent, or verified already). */
+export async function resendVerification(id) {
+  const { data } = await call('POST', `/api/users/${id}/verify-email`)
+  return data?.detail
 }

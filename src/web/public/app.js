@@ -3,10 +3,11 @@
 import * as api from './api.js'
 import { resetAuthView, startAuthView } from './auth-view.js'
 import { loadProfile, startProfileView } from './profile-view.js'
+import { openLinkFromAddress, startRecoveryView } from './recovery-view.js'
 
 const $ = (id) => document.getElementById(id)
 
-const screens = { loading: $('loading'), auth: $('auth-view'), profile: $('profile-view') }
+const screens = { loading: $('loading'), auth: $('auth-view'), profile: $('profile-view'), recovery: $('recovery-view') }
 
 /** Shows one screen; after the first, focus moves to its heading so the change is announced. */
 function show(name, { moveFocus = true } = {}) {
@@ -32,6 +33,12 @@ api.whenSessionLost(() => showSignedOut('Your session has ended. Please sign in 
 
 startAuthView({ onSignedIn: () => showProfile() })
 startProfileView({ onSignedOut: (message) => showSignedOut(message) })
+startRecoveryView({
+  onShow: () => show('recovery', { moveFocus: false }),
+  onBack: () => show('auth'),
+  onPasswordChanged: () => showSignedOut('Your password has been changed and every device signed out. Sign in with your new password.'),
+  onContinue: () => restoreSession(),
+})
 
 $('sign-out').addEventListener('click', async () => {
   try {
@@ -43,9 +50,14 @@ $('sign-out').addEventListener('click', async () => {
 })
 
 // A reload keeps the person signed in: the HttpOnly refresh cookie buys a fresh access token.
-try {
-  if (await api.refreshSession()) await showProfile({ moveFocus: false })
-  else showSignedOut('', { moveFocus: false })
-} catch {
-  showSignedOut('Portrait could not load your session just now. Reload the page to try again.', { moveFocus: false })
+async function restoreSession() {
+  try {
+    if (await api.refreshSession()) await showProfile({ moveFocus: false })
+    else showSignedOut('', { moveFocus: false })
+  } catch {
+    showSignedOut('Portrait could not load your session just now. Reload the page to try again.', { moveFocus: false })
+  }
 }
+
+// A link from a mail (password reset, email verification) opens its own screen first.
+if (!openLinkFromAddress()) await restoreSession()

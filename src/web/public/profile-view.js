@@ -3,6 +3,7 @@
 import * as api from './api.js'
 import { resetAvatarPanel, setAvatarOwner, showSavedAvatar, startAvatarPanel } from './avatar-panel.js'
 import { announce, checkRequired, clearErrors, clearStatusesOnActivity, showErrors, showFailure, valuesOf, whileBusy } from './forms.js'
+import { showVerificationBanner } from './recovery-view.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -33,6 +34,7 @@ function remember(next, nextEtag) {
   $('display-meta').textContent = fullName(user) ? `@${user.username} · ${user.email}` : user.email
   $('member-since').textContent = `Member since ${joined.format(new Date(user.date_joined))}`
   setAvatarOwner(user)
+  showVerificationBanner(user)
 }
 
 function fillDetails() {
