@@ -1,50 +1,38 @@
-import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { passwordProblems, hashPassword } from './auth/passwords.js'
 import { sweepUnreferencedAvatars } from './avatars/media-sweep.js'
+import { COMMANDS, type Command, Failed, promptNewPassword, Refused, registerCommand, UsageError, withDb } from './cli-commands.js'
 import { createAvatarStorage } from './avatars/storage-factory.js'
 import { type Config, ConfigError, loadConfig, parseDurationSeconds } from './config.js'
-import { createDb } from './db/database.js'
 import { ImportCommandError, importDjangoCommand } from './import/django-import-command.js'
 import { migrateToLatest } from './db/migrate.js'
 import { KeysUsageError, keysCommand, serviceKeysCommand } from './keys-cli.js'
 import { SendResetError, sendResetCommand } from './mail/send-reset-cli.js'
+import { describeStartupError } from './startup-errors.js'
+import './users/users-cli.js'
 import { cleanText } from './users/field-rules.js'
 import { UsersRepository } from './users/users.repository.js'
 import { uniqueViolationError } from './users/users.service.js'
 
-/**
- * A command of `portrait`: its name (one or two words), its usage line(s) and what it does, shown by
- * `portrait --help`, `portrait help <command>` and `portrait <command> --help`. Each command registers itself
- * beside its implementation.
- */
-interface Command {
-  name: string
-  /** Arguments after the name, e.g. `--username U --email E`. */
-  args?: string
-  /** One or more lines; the first is shown in the command list. */
-  about: string
-  run: (config: Config, args: string[]) => Promise<void>
-}
-
-const COMMANDS: Command[] = []
-
-function registerCommand(command: Command): void {
-  COMMANDS.push(command)
-}
-
-function usage(): string {
-  const heads = COMMANDS.map((command) => [command.name, command.args].filter(Boolean).join(' '))
-  const width = Math.max(...heads.map((head) => head.length)) + 3
-  const lines = COMMANDS.flatMap((command, i) => {
-    const [first, ...more] = command.about.split('\n')
+/** Every command, or those of one group (`portrait users --help`: `users list`, `users unlock`, …). */
+function usage(group?: string): string {
+  const commands = group ? groupCommands(group) : COMMANDS
+  const heads = commands.map((command) => [command.name, command.args].filter(Boolean).join(' '))
+  const width = Math.max(...heads.map((head) => head.length), 14) + 3
+  const lines = commands.flatMap((command, i) => {
+    const [first, ...more] = [command.about, ...(group && command.details ? [command.details] : [])].join('\n').split('\n')
     return [`  ${(heads[i] as string).padEnd(width)}${first}`, ...more.map((line) => `  ${' '.repeat(width)}${line}`)]
   })
-  return `usage: portrait <command> [options]\n\ncommands:\n${lines.join('\n')}\n  help [command]${' '.repeat(Math.max(1, width - 14))}show this help, or one command's\n\nConfiguration comes from the environment (and .env), as for the server.`
+  return `usage: portrait ${group ? `${group} ` : ''}<command> [options]\n\ncommands:\n${lines.join('\n')}\n  help [command]${' '.repeat(Math.max(1, width - 14))}show this help, or one command's\n\nConfiguration comes from the environment (and .env), as for the server.`
+}
+
+/** The two-word commands whose first word is `group`; none for a word that names no group. */
+function groupCommands(group: string): Command[] {
+  return COMMANDS.filter((command) => command.name.startsWith(`${group} `))
 }
 
 function commandUsage(command: Command): string {
-  return `usage: portrait ${[command.name, command.args].filter(Boolean).join(' ')}\n\n${command.about}`
+  return `usage: portrait ${[command.name, command.args].filter(Boolean).join(' ')}\n\n${[command.about, command.details].filter(Boolean).join('\n')}`
 }
 
 /** The command named by the first one or two words, and the words after it. */
@@ -56,18 +44,8 @@ function findCommand(argv: string[]): { command: Command; rest: string[] } | und
   return undefined
 }
 
-/** Wrong arguments: the message, then the usage of the command (or of every command). */
-class UsageError extends Error {
-  constructor(
-    message: string,
-    readonly command?: Command,
-  ) {
-    super(message)
-  }
-}
-
-/** Arguments understood but refused (a weak password, a name taken): the message alone. */
-class Refused extends Error {}
+/** The configuration once read, to describe a database that does not answer. */
+let loaded: Config | undefined
 
 const isHelp = (word: string | undefined) => word === '--help' || word === '-h'
 
@@ -76,12 +54,17 @@ async function main(argv: string[]): Promise<void> {
   if (first === undefined) throw new UsageError('no command given')
   if (first === 'help' || isHelp(first)) {
     const named = others.length ? findCommand(others) : undefined
-    if (others.length && !named) throw new UsageError(`unknown command: ${others.join(' ')}`)
-    console.log(named ? commandUsage(named.command) : usage())
+    const group = others.length === 1 && groupCommands(others[0] as string).length ? others[0] : undefined
+    if (others.length && !named && !group) throw new UsageError(`unknown command: ${others.join(' ')}`)
+    console.log(named ? commandUsage(named.command) : usage(group))
     return
   }
   const found = findCommand(argv)
-  if (!found) throw new UsageError(`unknown command: ${argv.join(' ')}`)
+  if (!found && groupCommands(first).length && argv.length === 2 && isHelp(argv[1])) {
+    console.log(usage(first))
+    return
+  }
+  if (!found) throw new UsageError(argv.length === 1 && groupCommands(first).length ? `no ${first} command given` : `unknown command: ${argv.join(' ')}`)
   if (found.rest.some(isHelp)) {
     console.log(commandUsage(found.command))
     return
@@ -90,6 +73,7 @@ async function main(argv: string[]): Promise<void> {
     process.loadEnvFile()
   } catch {}
   const config = loadConfig()
+  loaded = config
   try {
     await found.command.run(config, found.rest)
   } catch (error) {
@@ -99,15 +83,6 @@ async function main(argv: string[]): Promise<void> {
     }
     if (error instanceof UsageError && !error.command) throw new UsageError(error.message, found.command)
     throw error
-  }
-}
-
-async function withDb<T>(config: Config, work: (db: ReturnType<typeof createDb>) => Promise<T>): Promise<T> {
-  const db = createDb(config)
-  try {
-    return await work(db)
-  } finally {
-    await db.destroy()
   }
 }
 
@@ -134,7 +109,7 @@ async function createSuperuser(config: Config, args: string[]): Promise<void> {
   if ('error' in username) problems.push(`username: ${username.error}`)
   if ('error' in email) problems.push(`email: ${email.error}`)
   if (problems.length) throw new Refused(problems.join('\n'))
-  const password = process.env.PORTRAIT_PASSWORD ?? (await promptNewPassword())
+  const password = process.env.PORTRAIT_PASSWORD ?? (await promptNewPassword('nothing was created'))
   const weak = passwordProblems(password, { username: values.username, email: values.email })
   if (weak.length) throw new Refused(`password: ${weak.join(' ')}`)
   const hash = await hashPassword(password, config.passwordHashCost)
@@ -229,39 +204,23 @@ async function mediaGc(config: Config, args: string[]): Promise<void> {
   console.log(`removed ${removed} unreferenced avatar image(s)`)
 }
 
-/** Asks for a new password twice without echoing it; refuses when the two differ. */
-async function promptNewPassword(): Promise<string> {
-  if (!process.stdin.isTTY) throw new Refused('no terminal to prompt on: set PORTRAIT_PASSWORD')
-  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: true })
-  // Echo nothing of what is typed; the prompts are written directly.
-  ;(rl as unknown as { _writeToOutput: (text: string) => void })._writeToOutput = () => {}
-  // Lines typed ahead wait here rather than being lost between the two questions.
-  const lines = rl[Symbol.asyncIterator]()
-  const ask = async (question: string) => {
-    process.stdout.write(question)
-    const { value, done } = await lines.next()
-    process.stdout.write('\n')
-    if (done) throw new Refused('no password given')
-    return value as string
-  }
-  try {
-    const password = await ask('Password: ')
-    if ((await ask('Password (again): ')) !== password) throw new Refused('the two passwords differ; nothing was created')
-    return password
-  } finally {
-    rl.close()
-  }
-}
-
 main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof UsageError) {
-    console.error(`portrait: ${error.message}\n\n${error.command ? commandUsage(error.command) : usage()}`)
+    const group = process.argv[2]
+    const groupUsage = group !== undefined && groupCommands(group).length ? usage(group) : usage()
+    console.error(`portrait: ${error.message}\n\n${error.command ? commandUsage(error.command) : groupUsage}`)
     process.exit(2)
   }
   if (error instanceof Refused || error instanceof ConfigError) {
     console.error(`portrait: ${error.message}`)
     process.exit(2)
   }
-  console.error(error)
+  if (error instanceof Failed) {
+    console.error(`portrait: ${error.message}`)
+    process.exit(error.exitCode)
+  }
+  // A database that does not answer or refuses us: one line, as at the server's start; a fault of ours keeps its stack.
+  const line = loaded && describeStartupError(error, loaded)
+  console.error(line ? `portrait: ${line}` : error)
   process.exit(1)
 })

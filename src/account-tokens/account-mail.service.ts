@@ -118,7 +118,7 @@ export class AccountMail {
       await outbox.record(trx, passwordChangedMail(user.email, user.username, 'reset'))
     })
     this.deps.wake()
-    await this.deps.limiter.clearAccount(user.id).catch((error: unknown) => this.deps.log.warn({ err: error }, 'could not clear the sign-in failures after a reset'))
+    await this.deps.limiter.forgetAccount(user.id).catch((error: unknown) => this.deps.log.warn({ err: error }, 'could not clear the sign-in failures after a reset'))
   }
 
   /** POST /api/auth/verify-email: a live verification token for the address the account still has. */

@@ -47,8 +47,10 @@ export interface RedisFailureStoreOptions {
 export class RedisFailureStore implements FailureStore {
   readonly healthCheck: HealthCheck
   private readonly redis: Redis
+  private readonly keyPrefix: string
 
   constructor({ url, keyPrefix, commandTimeoutMs = 2000 }: RedisFailureStoreOptions) {
+    this.keyPrefix = keyPrefix
     this.redis = new Redis(url, {
       keyPrefix,
       connectTimeout: commandTimeoutMs,
@@ -91,8 +93,19 @@ export class RedisFailureStore implements FailureStore {
     await this.call(() => this.redis.eval(RELEASE, 1, key))
   }
 
-  async clear(keys: readonly string[]): Promise<void> {
-    if (keys.length > 0) await this.call(() => this.redis.del(...keys))
+  async forget(keys: readonly string[], prefixes: readonly string[] = []): Promise<number> {
+    return this.call(async () => {
+      const found = [...keys]
+      for (const prefix of prefixes) {
+        // SCAN matches stored names: the client adds its key prefix to commands' keys but not to a pattern, and
+        // the names it finds carry the prefix, which DEL would add again. Glob characters in either are escaped.
+        const match = `${`${this.keyPrefix}${prefix}`.replace(/[*?[\]\\]/g, '\\$&')}*`
+        for await (const names of this.redis.scanStream({ match, count: 1000 })) {
+          found.push(...(names as string[]).map((name) => name.slice(this.keyPrefix.length)))
+        }
+      }
+      return found.length === 0 ? 0 : this.redis.del(...found)
+    })
   }
 
   async close(): Promise<void> {

@@ -87,10 +87,12 @@ export class SessionsRepository {
     await executor.deleteFrom('sessions').where('id', '=', id).execute()
   }
 
-  async deleteAllOfUser(executor: Executor, userId: number, exceptId?: string): Promise<void> {
+  /** Ends every session of the user but `exceptId`; returns how many ended. */
+  async deleteAllOfUser(executor: Executor, userId: number, exceptId?: string): Promise<number> {
     let query = executor.deleteFrom('sessions').where('user_id', '=', userId)
     if (exceptId !== undefined) query = query.where('id', '!=', exceptId)
-    await query.execute()
+    const result = await query.executeTakeFirst()
+    return Number(result.numDeletedRows)
   }
 
   /** Deletes up to `limit` sessions that expired before `now`; returns how many. One short statement, by the expires_at index. */

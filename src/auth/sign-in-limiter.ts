@@ -22,8 +22,8 @@ export interface FailureStore {
   reserve(counters: readonly Counter[], windowSeconds: number): Promise<Reservation>
   /** Gives one reserved attempt back (the attempt succeeded); a count never goes below zero. */
   release(key: string): Promise<void>
-  /** Forgets these counters altogether (a password reset clears the account's failures). */
-  clear(keys: readonly string[]): Promise<void>
+  /** Removes these counters and every counter whose key starts with one of `prefixes`; returns how many there were. */
+  forget(keys: readonly string[], prefixes?: readonly string[]): Promise<number>
   close?(): Promise<void>
 }
 
@@ -55,8 +55,15 @@ export class MemoryFailureStore implements FailureStore {
     if (window.count <= 0) this.windows.delete(key)
   }
 
-  async clear(keys: readonly string[]): Promise<void> {
-    for (const key of keys) this.windows.delete(key)
+  async forget(keys: readonly string[], prefixes: readonly string[] = []): Promise<number> {
+    const now = Date.now()
+    let removed = 0
+    for (const [key, window] of this.windows) {
+      if (!keys.includes(key) && !prefixes.some((prefix) => key.startsWith(prefix))) continue
+      if (window.endsAt > now) removed += 1
+      this.windows.delete(key)
+    }
+    return removed
   }
 
   private live(key: string, now: number) {
@@ -106,7 +113,7 @@ export class SignInLimiter {
   async reserve(attempt: Attempt): Promise<Ticket> {
     const { maxFailuresPerAccount, maxFailuresPerAddress, windowSeconds } = this.limits
     const counters: Counter[] = attempt.device
-      ? [{ key: deviceKey(attempt.device), limit: maxFailuresPerAccount }]
+      ? [{ key: deviceKey(attempt.account, attempt.device), limit: maxFailuresPerAccount }]
       : [
           { key: accountKey(attempt.account), limit: maxFailuresPerAccount },
           { key: addressKey(attempt.address), limit: maxFailuresPerAddress },
@@ -119,9 +126,13 @@ export class SignInLimiter {
     return { succeeded: giveBack, cancelled: giveBack }
   }
 
-  /** Clears the account's failure count (not its devices' or addresses'): a reset proved the owner. */
-  async clearAccount(userId: number): Promise<void> {
-    await this.store.clear([accountKey({ userId })])
+  /**
+   * Clears the account's failure counts: its own and those of its devices (an operator's unlock, a new password).
+   * The counts of the addresses it was tried from stay: they are every account's there, not this one's.
+   * Returns how many counters there were.
+   */
+  forgetAccount(userId: number): Promise<number> {
+    return this.store.forget([accountKey({ userId })], [deviceKeyPrefix(userId)])
   }
 
   /**
@@ -146,7 +157,9 @@ function tooMany(detail: string, retryAfterSeconds: number): AppError {
 const accountKey = (account: Attempt['account']) =>
   'userId' in account ? `signin:account:id:${account.userId}` : `signin:account:login:${account.login.toLowerCase()}`
 const addressKey = (address: string) => `signin:address:${addressBucket(address)}`
-const deviceKey = (device: string) => `signin:device:${device}`
+// A device's count is named after its account too, so that clearing the account's counts can find it.
+const deviceKeyPrefix = (userId: number | 'login') => `signin:device:${userId}:`
+const deviceKey = (account: Attempt['account'], device: string) => `${deviceKeyPrefix('userId' in account ? account.userId : 'login')}${device}`
 
 /**
  * The unit a client address is limited by: an IPv4 address itself (also when written IPv4-mapped, ::ffff:a.b.c.d

@@ -159,6 +159,22 @@ export class UsersRepository {
     return result.numUpdatedRows === 1n
   }
 
+  /**
+   * The ids of the active superusers; on PostgreSQL their rows stay locked until the transaction ends, so two
+   * operators deactivating two of them at once are taken one after the other (SQLite has one writer anyway).
+   */
+  async activeSuperuserIds(executor: Executor): Promise<number[]> {
+    const rows = await executor
+      .selectFrom('users')
+      .select('id')
+      .where('is_superuser', '=', this.dialect === 'postgres' ? true : 1)
+      .where('is_active', '=', this.dialect === 'postgres' ? true : 1)
+      .orderBy('id')
+      .$if(this.dialect === 'postgres', (query) => query.forUpdate())
+      .execute()
+    return rows.map((row) => row.id)
+  }
+
   async delete(executor: Executor, id: number): Promise<boolean> {
     const result = await executor.deleteFrom('users').where('id', '=', id).executeTakeFirst()
     return result.numDeletedRows === 1n
