@@ -118,6 +118,19 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(statuses.sort(), [200, 401])
     })
 
+    test('when the password is right again and again, then the user keeps at most 5 live challenges, the newest', async (t) => {
+      await awayFromStepEdge()
+      const { client, config } = await testApp(t, dialect.name)
+      const me = await client.signUp()
+      const { secret } = await enrolTotp(client, me)
+      const answers = []
+      for (let i = 0; i < 7; i++) answers.push(await challenged(client, me.user.username))
+      const rows = await sideDb(t, config).selectFrom('mfa_challenges').select('id_hash').where('user_id', '=', me.user.id).execute()
+      assert.equal(rows.length, 5)
+      problemOf(await complete(client, (answers[0] as Challenge).challenge, { code: codeAt(secret) }), 401)
+      assert.equal((await complete(client, (answers[6] as Challenge).challenge, { code: codeAt(secret) })).statusCode, 200)
+    })
+
     test('when the challenge has expired, then 401 invalid_mfa_challenge even with a right code', async (t) => {
       await awayFromStepEdge()
       const { client, config } = await testApp(t, dialect.name)

@@ -2,6 +2,7 @@
 
 import * as api from './api.js'
 import { resetAuthView, startAuthView } from './auth-view.js'
+import { loadMfaPanel } from './mfa-panel.js'
 import { loadProfile, startProfileView } from './profile-view.js'
 
 const $ = (id) => document.getElementById(id)
@@ -17,7 +18,7 @@ function show(name, { moveFocus = true } = {}) {
 }
 
 async function showProfile(options) {
-  await loadProfile()
+  await Promise.all([loadProfile(), loadMfaPanel()])
   show('profile', options)
 }
 
