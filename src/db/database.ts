@@ -8,6 +8,7 @@ import type { SessionsTable } from '../auth/sessions.table.js'
 import type { KeysetTable, ServiceKeysTable, SigningKeysTable } from '../auth/signing-keys.table.js'
 import type { AvatarsTable } from '../avatars/avatars.table.js'
 import type { MailOutboxTable } from '../mail/mail.table.js'
+import type { MfaChallengesTable, MfaRecoveryCodesTable, MfaTotpTable } from '../mfa/mfa.tables.js'
 import type { UsersTable } from '../users/users.table.js'
 import { CurrentSchemaPostgresDialect } from './current-schema-introspector.js'
 import { GuardedPool } from './guarded-pool.js'
@@ -23,6 +24,9 @@ export interface Database {
   service_keys: ServiceKeysTable
   mail_outbox: MailOutboxTable
   account_tokens: AccountTokensTable
+  mfa_totp: MfaTotpTable
+  mfa_recovery_codes: MfaRecoveryCodesTable
+  mfa_challenges: MfaChallengesTable
 }
 
 export type Dialect = 'sqlite' | 'postgres'
