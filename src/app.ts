@@ -33,6 +33,10 @@ import { batchedStdout, prettyStdout } from './http/log-stream.js'
 import { swaggerOptions, swaggerUiOptions } from './http/openapi.js'
 import { clientErrorHandler, errorHandler, expectationFailedHandler, frameworkErrorHandler, notFoundHandler } from './http/problem.js'
 import { refuseWhileClosing } from './http/shutdown.js'
+import { PasskeysRepository } from './passkeys/passkeys.repository.js'
+import { passkeyAuthRoutes, passkeysRoutes } from './passkeys/passkeys.routes.js'
+import { PasskeysService } from './passkeys/passkeys.service.js'
+import { relyingPartyResolver } from './passkeys/relying-party.js'
 import { checkTrigramIndexes } from './users/search-index.js'
 import { createSearchReader } from './users/search-reader.js'
 import { UsersRepository } from './users/users.repository.js'
@@ -173,6 +177,8 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     config,
   })
   await auth.warmUp()
+  const passkeys = new PasskeysService({ db, passkeys: new PasskeysRepository(), users: usersRepository, limiter })
+  const relyingParty = relyingPartyResolver(config)
   if (config.sweepMediaOnStart) {
     // A full or read-only media disk must not keep the service from starting: only uploads need it.
     const removed = await sweepUnreferencedAvatars(db.kysely, usersRepository, storage).catch((error: unknown) => {
@@ -247,6 +253,14 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
         refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
         refreshCookie: refreshCookieSettings(config.publicUrl),
       })
+      await scope.register(passkeyAuthRoutes, {
+        passkeys,
+        relyingParty,
+        auth,
+        users,
+        refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
+        refreshCookie: refreshCookieSettings(config.publicUrl),
+      })
     },
     { prefix: '/api/auth' },
   )
@@ -254,6 +268,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   await app.register(introspectRoute, { prefix: '/api/auth', ...keyRoutes })
   await app.register(jwksRoute, { tokens })
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
+  await app.register(passkeysRoutes, { prefix: '/api/users/me/passkeys', passkeys, authenticate, relyingParty })
   await app.register(mediaRoutes, { prefix: '/media', storage })
   await app.register(healthRoutes, { prefix: '/api', checks: healthChecks })
   await app.register(webRoutes, { avatarMaxBytes: config.avatarMaxBytes })

@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   forbidden: { status: 403, title: 'Forbidden' },
   not_found: { status: 404, title: 'Not found' },
   route_not_found: { status: 404, title: 'Not found' },
+  passkeys_unavailable: { status: 404, title: 'Passkeys unavailable' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   precondition_failed: { status: 412, title: 'Precondition failed' },
   payload_too_large: { status: 413, title: 'Payload too large' },

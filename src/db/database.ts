@@ -6,6 +6,7 @@ import pg from 'pg'
 import type { SessionsTable } from '../auth/sessions.table.js'
 import type { KeysetTable, ServiceKeysTable, SigningKeysTable } from '../auth/signing-keys.table.js'
 import type { AvatarsTable } from '../avatars/avatars.table.js'
+import type { PasskeyChallengesTable, PasskeysTable } from '../passkeys/passkeys.table.js'
 import type { UsersTable } from '../users/users.table.js'
 import { CurrentSchemaPostgresDialect } from './current-schema-introspector.js'
 import { GuardedPool } from './guarded-pool.js'
@@ -19,6 +20,8 @@ export interface Database {
   signing_keys: SigningKeysTable
   keyset: KeysetTable
   service_keys: ServiceKeysTable
+  passkeys: PasskeysTable
+  passkey_challenges: PasskeyChallengesTable
 }
 
 export type Dialect = 'sqlite' | 'postgres'
