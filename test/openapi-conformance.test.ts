@@ -6,6 +6,7 @@ import { ServiceKeys } from '../src/auth/service-keys.js'
 import { createDb } from '../src/db/database.js'
 import { GOOD_PASSWORD, testApp, uniqueName } from './helpers/app.js'
 import { image } from './helpers/images.js'
+import { SoftAuthenticator } from './helpers/webauthn.js'
 import { Contract, conformanceProblems, type Exchange, schemaCompiler } from './helpers/openapi.js'
 
 // The service held to its own document, over a real socket: every exchange below is checked against the live
@@ -21,7 +22,8 @@ async function listening(t: import('node:test').TestContext) {
     // A rotated refresh token is refused at once (no grace), so the 401s below are SPEC §3's.
     refreshReuseGraceSeconds: 0,
   })
-  const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  // Through localhost, not 127.0.0.1: without PUBLIC_URL a page on http://localhost is the one that gets passkeys.
+  const address = (await app.listen({ port: 0, host: '127.0.0.1' })).replace('//127.0.0.1:', '//localhost:')
   // A service credential for introspection, made as `portrait service-keys create` makes it.
   const db = createDb(config)
   t.after(() => db.destroy())
@@ -156,6 +158,28 @@ test('when every operation is exercised over a socket, then every answer is the 
 
   await expect(200, 'health')
 
+  // --- passkeys --------------------------------------------------------------------------------------------
+  assert.equal((await expect(200, 'passkeySupport')).json().rp_id, 'localhost')
+  const keyholder = { token: bob.access }
+  const authenticator = new SoftAuthenticator(contract.baseUrl)
+  const creation = (await expect(200, 'passkeyRegistrationOptions', keyholder)).json()
+  await expect(400, 'createPasskey', { ...keyholder, json: { name: '', response: authenticator.create(creation) } })
+  const creation2 = (await expect(200, 'passkeyRegistrationOptions', keyholder)).json()
+  const passkey = (await expect(201, 'createPasskey', { ...keyholder, json: { name: 'Laptop', response: authenticator.create(creation2) } })).json()
+  await expect(200, 'listPasskeys', keyholder)
+  await expect(200, 'renamePasskey', { ...keyholder, params: { id: passkey.id }, json: { name: 'Desk' } })
+  await expect(400, 'renamePasskey', { ...keyholder, params: { id: passkey.id }, json: { name: 'x'.repeat(65) } })
+  await expect(404, 'renamePasskey', { ...keyholder, params: { id: 999999 }, json: { name: 'Desk' } })
+  await expect(415, 'renamePasskey', { ...keyholder, params: { id: passkey.id }, raw: { body: 'Desk', contentType: 'text/plain' } })
+  const request = (await expect(200, 'passkeySignInOptions')).json()
+  const assertion = authenticator.get(request.options)
+  await expect(200, 'signInWithPasskey', { json: { challenge_id: request.challenge_id, response: assertion } })
+  await expect(401, 'signInWithPasskey', { json: { challenge_id: request.challenge_id, response: assertion } })
+  await expect(400, 'signInWithPasskey', { json: { challenge_id: request.challenge_id } })
+  await expect(415, 'signInWithPasskey', { raw: { body: new URLSearchParams({ challenge_id: 'x' }), contentType: 'application/x-www-form-urlencoded' } })
+  await expect(204, 'deletePasskey', { ...keyholder, params: { id: passkey.id } })
+  await expect(404, 'deletePasskey', { ...keyholder, params: { id: passkey.id } })
+
   // --- keys and introspection ---------------------------------------------------------------------------------
   await expect(200, 'getJwks')
   const live = (await expect(200, 'signIn', { json: { email: bob.user.email, password: GOOD_PASSWORD } })).json() as { access: string }
@@ -181,7 +205,7 @@ test('when every operation is exercised over a socket, then every answer is the 
     Object.fromEntries([...path.matchAll(/\{([^}]+)\}/g)].map(([, param]) => [param as string, value ?? valid[param as keyof typeof valid] ?? 'x']))
   // Probes: for this file's operations the status is the one expected; for an operation added elsewhere
   // (whose credentials or checks may come in another order) any client error, as long as it is documented.
-  const known = new Set(['signUp', 'signIn', 'refreshToken', 'signOut', 'getMe', 'updateMe', 'patchMe', 'listUsers', 'getUser', 'updateUser', 'patchUser', 'deleteUser', 'changePassword', 'getAvatar', 'health'])
+  const known = new Set(['signUp', 'signIn', 'refreshToken', 'signOut', 'getMe', 'updateMe', 'patchMe', 'listUsers', 'getUser', 'updateUser', 'patchUser', 'deleteUser', 'changePassword', 'getAvatar', 'health', 'passkeySupport', 'passkeyRegistrationOptions', 'createPasskey', 'listPasskeys', 'passkeySignInOptions', 'signInWithPasskey'])
   const probe = async (status: number, id: string, options: Parameters<Contract['call']>[1]) => {
     if (known.has(id)) return expect(status, id, options)
     const reply = await api(id, options)

@@ -46,6 +46,11 @@ export const passkeysRoutes: FastifyPluginAsyncTypebox<PasskeysRoutesOptions> = 
   const { passkeys, authenticate, relyingParty } = options
   const tags = ['users']
   const rpOf = (request: FastifyRequest) => availableRp(relyingParty(request.headers.host))
+  /** onRequest hook: 401, then 404 for a passkey that is not the caller's, before the body is read (SPEC §3). */
+  const ownPasskey = async (request: FastifyRequest) => {
+    await authenticate(request)
+    await passkeys.assertOwn(request.actor.id, passkeyId(request))
+  }
 
   app.post(
     '/registration-options',
@@ -101,7 +106,7 @@ export const passkeysRoutes: FastifyPluginAsyncTypebox<PasskeysRoutesOptions> = 
   app.patch(
     '/:id',
     {
-      onRequest: authenticate,
+      onRequest: ownPasskey,
       schema: {
         tags,
         security,
@@ -109,7 +114,7 @@ export const passkeysRoutes: FastifyPluginAsyncTypebox<PasskeysRoutesOptions> = 
         summary: 'Rename one of your passkeys',
         params: PasskeyIdParamsSchema,
         body: RenamePasskeyBodySchema,
-        response: { 200: PasskeySchema, ...problemResponses([400, 401, 404, 413, 415], bearer) },
+        response: { 200: PasskeySchema, ...problemResponses([400, 401, 404, 413, 414, 415], bearer) },
       },
     },
     async (request) => passkeys.rename(request.actor.id, passkeyId(request), request.body.name),
@@ -125,7 +130,7 @@ export const passkeysRoutes: FastifyPluginAsyncTypebox<PasskeysRoutesOptions> = 
         operationId: 'deletePasskey',
         summary: 'Delete one of your passkeys; it signs nobody in any more',
         params: PasskeyIdParamsSchema,
-        response: { 204: NoContent, ...problemResponses([401, 404], bearer) },
+        response: { 204: NoContent, ...problemResponses([401, 404, 414], bearer) },
       },
     },
     async (request, reply) => {

@@ -158,6 +158,11 @@ export class PasskeysService {
     }
   }
 
+  /** 404 unless the user has a passkey with this id. */
+  async assertOwn(userId: number, id: number): Promise<void> {
+    if (!(await this.deps.passkeys.findOfUser(this.deps.db.kysely, userId, id))) throw notFound()
+  }
+
   async rename(userId: number, id: number, rawName: unknown): Promise<Passkey> {
     const name = cleanName(rawName)
     const row = await this.deps.passkeys.rename(this.deps.db.kysely, userId, id, name)
