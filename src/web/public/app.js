@@ -2,6 +2,7 @@
 
 import * as api from './api.js'
 import { resetAuthView, startAuthView } from './auth-view.js'
+import { startPasskeys } from './passkeys-panel.js'
 import { loadProfile, startProfileView } from './profile-view.js'
 
 const $ = (id) => document.getElementById(id)
@@ -32,6 +33,7 @@ api.whenSessionLost(() => showSignedOut('Your session has ended. Please sign in 
 
 startAuthView({ onSignedIn: () => showProfile() })
 startProfileView({ onSignedOut: (message) => showSignedOut(message) })
+startPasskeys({ onSignedIn: () => showProfile() })
 
 $('sign-out').addEventListener('click', async () => {
   try {
