@@ -27,6 +27,11 @@ import { ConcurrencyLimit } from './concurrency.js'
 import type { Config } from './config.js'
 import { createDb } from './db/database.js'
 import { migrateToLatest } from './db/migrate.js'
+import { MfaRepository } from './mfa/mfa.repository.js'
+import { mfaRoutes } from './mfa/mfa.routes.js'
+import { MfaService } from './mfa/mfa.service.js'
+import { StepUp } from './mfa/step-up.js'
+import { TotpSecretBox } from './mfa/totp.js'
 import { databaseCheck, healthRoutes } from './health/health.routes.js'
 import { Outages } from './health/outages.js'
 import { batchedStdout, prettyStdout } from './http/log-stream.js'
@@ -156,8 +161,20 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   if (!(await checkTrigramIndexes(db.kysely))) {
     app.log.warn('pg_trgm is not available (this role may not CREATE EXTENSION pg_trgm): staff searches scan the users table; an operator can install it and restart')
   }
+  const mfaRepository = new MfaRepository()
+  const mfa = new MfaService({
+    db,
+    mfa: mfaRepository,
+    sessions,
+    limiter,
+    box: new TotpSecretBox(jwtSecret),
+    onUnreadableSecret: (userId) =>
+      app.log.warn({ userId }, 'a TOTP secret does not decrypt (was JWT_SECRET changed?): its codes are refused; recovery codes still work'),
+  })
+  const stepUp = new StepUp(db, mfaRepository, sessions, mfa)
   const users = new UsersService({
     db,
+    stepUp,
     users: usersRepository,
     searchReader,
     sessions,
@@ -173,6 +190,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     tokens,
     limiter,
     devices: new DeviceProofs(jwtSecret),
+    secondFactors: mfa,
     successors: new RefreshSuccessors(jwtSecret),
     config,
   })
@@ -268,6 +286,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   await app.register(introspectRoute, { prefix: '/api/auth', ...keyRoutes })
   await app.register(jwksRoute, { tokens })
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
+  await app.register(mfaRoutes, { prefix: '/api/users/me/mfa', mfa, stepUp, authenticate })
   await app.register(passkeysRoutes, { prefix: '/api/users/me/passkeys', passkeys, authenticate, relyingParty })
   await app.register(mediaRoutes, { prefix: '/media', storage })
   await app.register(healthRoutes, { prefix: '/api', checks: healthChecks })

@@ -6,6 +6,7 @@ import { ServiceKeys } from '../src/auth/service-keys.js'
 import { createDb } from '../src/db/database.js'
 import { GOOD_PASSWORD, testApp, uniqueName } from './helpers/app.js'
 import { image } from './helpers/images.js'
+import { awayFromStepEdge, codeAt } from './helpers/mfa.js'
 import { SoftAuthenticator } from './helpers/webauthn.js'
 import { Contract, conformanceProblems, type Exchange, schemaCompiler } from './helpers/openapi.js'
 
@@ -189,6 +190,35 @@ test('when every operation is exercised over a socket, then every answer is the 
   await expect(401, 'introspectToken', { token: live.access, ...asForm(live.access) })
   await expect(400, 'introspectToken', { token: serviceSecret, json: {} })
   await expect(415, 'introspectToken', { token: serviceSecret, raw: { body: 'x', contentType: 'text/plain' } })
+
+  // --- second factor ----------------------------------------------------------------------------------------
+  await awayFromStepEdge()
+  const carol = await signUp('carol')
+  const carolAuth = { token: carol.access }
+  await expect(200, 'getMfa', carolAuth)
+  await expect(409, 'confirmTotp', { ...carolAuth, json: { code: '123456' } })
+  await expect(409, 'regenerateRecoveryCodes', { ...carolAuth, json: {} })
+  await expect(409, 'verifySecondFactor', { ...carolAuth, json: { code: '123456' } })
+  await expect(409, 'disableTotp', { ...carolAuth, json: { password: GOOD_PASSWORD } })
+  const { secret } = (await expect(200, 'enrolTotp', carolAuth)).json() as { secret: string }
+  await expect(400, 'confirmTotp', { ...carolAuth, json: { code: 'nope' } })
+  await expect(200, 'confirmTotp', { ...carolAuth, json: { code: codeAt(secret, -1) } })
+  await expect(409, 'enrolTotp', carolAuth)
+  const { recovery_codes: codes } = (await expect(200, 'regenerateRecoveryCodes', { ...carolAuth })).json() as { recovery_codes: string[] }
+  await expect(204, 'verifySecondFactor', { ...carolAuth, json: { code: codeAt(secret) } })
+  await expect(400, 'verifySecondFactor', { ...carolAuth, json: {} })
+  const challenged = (await expect(200, 'signIn', { json: { username: carol.username, password: GOOD_PASSWORD } })).json() as { challenge: string }
+  assert.ok(challenged.challenge)
+  await expect(401, 'signInSecondFactor', { json: { challenge: challenged.challenge, code: codeAt(secret) } })
+  await expect(400, 'signInSecondFactor', { json: { challenge: challenged.challenge } })
+  await expect(200, 'signInSecondFactor', { json: { challenge: challenged.challenge, recovery_code: codes[0] } })
+  await expect(401, 'signInSecondFactor', { json: { challenge: challenged.challenge, recovery_code: codes[1] } })
+  const aged = new Database(config.databaseUrl.replace(/^sqlite:/, ''))
+  aged.prepare('update sessions set second_factor_at = null where user_id = ?').run(carol.user.id)
+  aged.close()
+  await expect(403, 'regenerateRecoveryCodes', { ...carolAuth, json: {} })
+  await expect(403, 'disableTotp', { ...carolAuth, json: { password: GOOD_PASSWORD } })
+  await expect(204, 'disableTotp', { ...carolAuth, json: { password: GOOD_PASSWORD, recovery_code: codes[2] } })
 
   // Sign-ups from one address run out last (8 per window here).
   let status = 201

@@ -5,14 +5,16 @@ import { bodyFields, emptyBodyAsObject } from '../http/validation.js'
 import { problemResponses } from '../http/problem.schema.js'
 import type { UsersService } from '../users/users.service.js'
 import {
+  MfaRequiredResponseSchema,
   RefreshBodySchema,
   RefreshResponseSchema,
   SessionResponseSchema,
   SignInBodySchema,
+  SignInMfaBodySchema,
   SignOutBodySchema,
   SignUpBodySchema,
 } from './auth.schemas.js'
-import type { AuthService, TokenPair } from './auth.service.js'
+import type { AuthService, SignedIn, TokenPair } from './auth.service.js'
 import { deliverDeviceProof, presentedDeviceProof } from './device-proof.js'
 import { clearRefreshCookie, isWebClient, presentedRefreshToken, type RefreshCookieSettings, setRefreshCookie } from './refresh-cookie.js'
 
@@ -64,6 +66,21 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
     },
   )
 
+  /** The answer to a finished sign-in: tokens (the refresh one as a cookie for the page), device proof, user. */
+  const signedIn = (request: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply, result: SignedIn) => {
+    const { user, deviceProof, ...tokens } = result
+    const session = deliver(request, reply, tokens)
+    return { ...session, ...deliverDeviceProof(request, reply, deviceProof, refreshCookie.alwaysSecure), user: users.present(user) }
+  }
+
+  // JSON only: a cross-site form can post urlencoded or multipart without a CORS preflight, JSON it cannot.
+  const jsonOnly = async (request: import('fastify').FastifyRequest) => {
+    const type = request.headers['content-type']
+    if (type !== undefined && type.split(';')[0]?.trim().toLowerCase() !== 'application/json') {
+      throw new AppError('unsupported_media_type', { detail: 'Sign-in accepts application/json only.' })
+    }
+  }
+
   app.post(
     '/sign-in',
     {
@@ -72,15 +89,15 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         operationId: 'signIn',
         summary: 'Sign in with email or username and password',
         body: SignInBodySchema,
-        response: { 200: { ...SessionResponseSchema, description: 'Signed in' }, ...problemResponses([400, 401, 413, 415, 429]) },
+        response: {
+          // The session first: fast-json-stringify tries the branches in order, and most accounts have no second factor.
+          200: Type.Union([SessionResponseSchema, MfaRequiredResponseSchema], {
+            description: 'Signed in; or, for an account with a second factor, a challenge to complete at POST /api/auth/sign-in/mfa',
+          }),
+          ...problemResponses([400, 401, 413, 415, 429]),
+        },
       },
-      // JSON only: a cross-site form can post urlencoded or multipart without a CORS preflight, JSON it cannot.
-      onRequest: async (request) => {
-        const type = request.headers['content-type']
-        if (type !== undefined && type.split(';')[0]?.trim().toLowerCase() !== 'application/json') {
-          throw new AppError('unsupported_media_type', { detail: 'Sign-in accepts application/json only.' })
-        }
-      },
+      onRequest: jsonOnly,
     },
     async (request, reply) => {
       const { email, username, password, device_token } = request.body
@@ -89,9 +106,34 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       }
       const login = email !== undefined ? { field: 'email' as const, value: email } : { field: 'username' as const, value: username as string }
       const client = { address: request.ip, deviceProof: presentedDeviceProof(request, device_token) }
-      const { user, deviceProof, ...tokens } = await auth.signIn(login, password, client)
-      const session = deliver(request, reply, tokens)
-      return { ...session, ...deliverDeviceProof(request, reply, deviceProof, refreshCookie.alwaysSecure), user: users.present(user) }
+      const result = await auth.signIn(login, password, client)
+      if ('mfaRequired' in result) return { mfa_required: true as const, challenge: result.challenge, methods: result.methods }
+      return signedIn(request, reply, result)
+    },
+  )
+
+  app.post(
+    '/sign-in/mfa',
+    {
+      schema: {
+        tags,
+        operationId: 'signInSecondFactor',
+        summary: 'Complete a sign-in with a TOTP code or a recovery code',
+        description:
+          'A wrong code counts against the account\'s sign-in limit (401 `invalid_second_factor`, then 429); an unknown, expired or used challenge is 401 `invalid_mfa_challenge`.',
+        body: SignInMfaBodySchema,
+        response: { 200: { ...SessionResponseSchema, description: 'Signed in' }, ...problemResponses([400, 401, 413, 415, 429]) },
+      },
+      onRequest: jsonOnly,
+    },
+    async (request, reply) => {
+      const { challenge, code, recovery_code, device_token } = request.body
+      if ((code === undefined) === (recovery_code === undefined)) {
+        throw validationError({ non_field_errors: ['Send either code or recovery_code, with the challenge.'] })
+      }
+      const client = { address: request.ip, deviceProof: presentedDeviceProof(request, device_token) }
+      const proof = code !== undefined ? { code: code.trim() } : { recovery_code: recovery_code as string }
+      return signedIn(request, reply, await auth.signInWithSecondFactor(challenge, proof, client))
     },
   )
 

@@ -65,3 +65,25 @@ export const SessionResponseSchema = Type.Object(
 )
 
 export const RefreshResponseSchema = Type.Object({ access: Type.String(), refresh: Type.Optional(Type.String()) }, { example: TOKENS_EXAMPLE })
+
+export const MfaRequiredResponseSchema = Type.Object(
+  {
+    mfa_required: Type.Literal(true),
+    challenge: Type.String({ description: 'send it to POST /api/auth/sign-in/mfa with a code; works once, for 5 minutes' }),
+    methods: Type.Array(Type.String(), { description: 'how the sign-in can be completed: `totp`, `recovery_code`' }),
+  },
+  {
+    description: 'The password was right and the account has a second factor: no session yet',
+    example: { mfa_required: true, challenge: 'Zk3n2bq0c1yXw9pT4mVhL7aRsD6eUoJfGi8NtQ5HzCA', methods: ['totp', 'recovery_code'] },
+  },
+)
+
+export const SignInMfaBodySchema = Type.Object(
+  {
+    challenge: Type.String({ maxLength: 100, description: 'from the sign-in answer (`mfa_required`)' }),
+    code: Type.Optional(Type.String({ maxLength: 20, description: 'the 6 digits the authenticator app shows now' })),
+    recovery_code: Type.Optional(Type.String({ maxLength: 40, description: 'one of the recovery codes (used up)' })),
+    device_token: Type.Optional(Type.String({ maxLength: 200, description: 'as for sign-in' })),
+  },
+  { additionalProperties: false, description: 'The challenge, plus either code or recovery_code' },
+)

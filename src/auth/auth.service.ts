@@ -17,6 +17,39 @@ export interface TokenPair {
   refresh: string
 }
 
+/** What sign-in needs from the second factors (MfaService implements it). */
+export interface SecondFactors {
+  /** The methods the account completes a sign-in with; empty when it has no second factor (one indexed lookup). */
+  methodsFor(userId: number): Promise<string[]>
+  newChallenge(userId: number): Promise<string>
+  openChallenge(challenge: string): Promise<{ userId: number; idHash: string } | undefined>
+  consumeChallenge(executor: Db['kysely'], idHash: string): Promise<boolean>
+  /** Checks a code or recovery code, counted against the account's sign-in limit (429 when used up). */
+  attempt(userId: number, proof: { code?: string; recovery_code?: string }, client: { address: string; device?: string }): Promise<boolean>
+}
+
+/** A finished sign-in: the session's tokens, the user, and the device proof for next time. */
+export interface SignedIn extends TokenPair {
+  user: UserRow
+  deviceProof: string
+}
+
+/** A right password for an account with a second factor: no session yet, a challenge to complete it with. */
+export interface SecondFactorRequired {
+  mfaRequired: true
+  challenge: string
+  methods: string[]
+}
+
+/**
+ * How a session was authenticated, as RFC 8176 `amr` values: ['pwd'], ['pwd', 'otp'], ['hwk', 'user'] (a
+ * passkey alone). `secondFactor`: whether a second factor was proven (sets the session's second_factor_at).
+ */
+export interface SessionAuthentication {
+  amr: readonly string[]
+  secondFactor?: boolean
+}
+
 export interface AuthServiceDeps {
   db: Db
   users: UsersRepository
@@ -26,6 +59,8 @@ export interface AuthServiceDeps {
   successors: RefreshSuccessors
   limiter: SignInLimiter
   devices: DeviceProofs
+  /** The second factors (src/mfa): consulted once a password is right, and to complete a challenged sign-in. */
+  secondFactors: SecondFactors
   config: Pick<Config, 'passwordHashCost' | 'refreshTokenTtlSeconds' | 'refreshReuseGraceSeconds'>
 }
 
@@ -38,6 +73,8 @@ export const MAX_SESSIONS_PER_USER = 100
 
 const invalidCredentials = () =>
   new AppError('invalid_credentials', { detail: 'No active account matches these credentials.' })
+const invalidChallenge = () =>
+  new AppError('invalid_mfa_challenge', { detail: 'The sign-in challenge is unknown, expired or used already: sign in with the password again.' })
 const invalidRefresh = () => new AppError('invalid_refresh_token', { detail: 'The refresh token is invalid, expired or already used.' })
 
 /** Accounts and sessions: sign-up, sign-in, refresh with rotation, sign-out. */
@@ -103,7 +140,7 @@ export class AuthService {
           is_staff: 0,
           is_superuser: 0,
         })
-        return { user, ...(await this.startSession(trx, user.id, now)) }
+        return { user, ...(await this.startSession(trx, user.id, now, { amr: ['pwd'] })) }
       })
     } catch (error) {
       throw uniqueViolationError(error) ?? error
@@ -115,8 +152,12 @@ export class AuthService {
    * The attempt is reserved before the hash is checked (429 without a hash once the limit is used up).
    * `deviceProof`: proof of an earlier sign-in from this client (SECURITY.md); the reply carries one for next time.
    */
-  async signIn(login: { field: 'email' | 'username'; value: string }, password: string, client: { address: string; deviceProof?: string }) {
-    const { db, users, limiter, devices } = this.deps
+  async signIn(
+    login: { field: 'email' | 'username'; value: string },
+    password: string,
+    client: { address: string; deviceProof?: string },
+  ): Promise<SignedIn | SecondFactorRequired> {
+    const { db, users, limiter, devices, secondFactors } = this.deps
     // One spelling per login, so "Bob", " bob" and "BOB" find the same user (and share a count when there is none).
     const text = comparable(login.value.trim())
     const column = login.field === 'email' ? 'email_lower' : 'username_lower'
@@ -136,36 +177,65 @@ export class AuthService {
     // An imported Django hash is replaced by argon2id now that the password is known (as Django's check_password
     // upgrades), hashed before the transaction so no connection waits on it.
     const upgraded = needsRehash(user.password_hash) ? await hashPassword(password, this.deps.config.passwordHashCost) : undefined
+    const methods = await secondFactors.methodsFor(user.id)
+    if (methods.length > 0) {
+      // No session and no last_login until the second factor comes (signInWithSecondFactor).
+      if (upgraded) await users.upgradePasswordHash(db.kysely, user.id, user.password_hash, upgraded)
+      return { mfaRequired: true, challenge: await secondFactors.newChallenge(user.id), methods }
+    }
+    return this.finishSignIn(user, { amr: ['pwd'] }, { device, upgradedHash: upgraded })
+  }
+
+  /**
+   * Completes a challenged sign-in with a TOTP code or a recovery code. A wrong one counts against the
+   * account's sign-in limit (401, then 429) and leaves the challenge usable until it expires; a right one uses
+   * the challenge up, in the transaction that starts the session.
+   */
+  async signInWithSecondFactor(
+    challenge: string,
+    proof: { code?: string; recovery_code?: string },
+    client: { address: string; deviceProof?: string },
+  ): Promise<SignedIn> {
+    const { db, users, devices, secondFactors } = this.deps
+    const opened = await secondFactors.openChallenge(challenge)
+    if (!opened) throw invalidChallenge()
+    const user = await users.findById(db.kysely, opened.userId)
+    if (!user?.is_active) throw invalidChallenge()
+    const device = devices.verify(client.deviceProof, user)
+    if (!(await secondFactors.attempt(user.id, proof, { address: client.address, device }))) {
+      throw new AppError('invalid_second_factor', { detail: 'The code is not right or was used already.' })
+    }
+    // A recovery code is a one-time password too (RFC 8176 has no value of its own for it).
+    return this.finishSignIn(user, { amr: ['pwd', 'otp'], secondFactor: true }, { device, challengeHash: opened.idHash })
+  }
+
+  /**
+   * The end of every sign-in, whatever proved who the user is: last_login, a new session carrying `how`
+   * (its amr, and the second factor's time), the tokens and a device proof. A passkey sign-in calls this with
+   * `{ amr: ['hwk', 'user'], secondFactor: true }` once the assertion is verified.
+   * `challengeHash`: a sign-in challenge used up in the same transaction (a second request with it fails, 401).
+   */
+  async finishSignIn(
+    user: UserRow,
+    how: SessionAuthentication,
+    options: { device?: string; upgradedHash?: string; challengeHash?: string } = {},
+  ): Promise<SignedIn> {
+    const { db, users, devices, secondFactors } = this.deps
+    const { upgradedHash, challengeHash } = options
     const now = new Date().toISOString()
     const session = await db.kysely.transaction().execute(async (trx) => {
+      if (challengeHash !== undefined && !(await secondFactors.consumeChallenge(trx, challengeHash))) throw invalidChallenge()
       const signedIn = await users.update(trx, user.id, { last_login: now })
       // Deleted while its password was being checked: no account matches any more (its session would be a
       // foreign-key error, a 500).
       if (!signedIn) throw invalidCredentials()
-      const passwordHash = upgraded && (await users.upgradePasswordHash(trx, user.id, user.password_hash, upgraded)) ? upgraded : user.password_hash
-      return { user: signedIn, passwordHash, ...(await this.startSession(trx, user.id, now)) }
+      const passwordHash =
+        upgradedHash && (await users.upgradePasswordHash(trx, user.id, user.password_hash, upgradedHash)) ? upgradedHash : signedIn.password_hash
+      return { user: signedIn, passwordHash, ...(await this.startSession(trx, user.id, now, how)) }
     })
     // The proof is bound to the password hash, so one issued right after an upgrade must carry the new hash.
     const { passwordHash, ...signedIn } = session
-    return { ...signedIn, deviceProof: devices.issue({ ...user, password_hash: passwordHash }, device) }
-  }
-
-  /**
-   * Signs in a user whom another factor has identified (a passkey): last_login, a new session, and a device
-   * proof, as a password sign-in gives. `amr` (RFC 8176) says how the user proved who they are.
-   */
-  async signInVerified(userId: number, amr: readonly string[]): Promise<{ user: UserRow; deviceProof: string } & TokenPair> {
-    const { db, users, devices } = this.deps
-    const now = new Date().toISOString()
-    const session = await db.kysely.transaction().execute(async (trx) => {
-      const current = await users.findById(trx, userId)
-      const signedIn = current?.is_active ? await users.update(trx, userId, { last_login: now }) : undefined
-      if (!signedIn) throw invalidCredentials()
-      // MFA-MERGE: sessions carry no amr yet; once `mfa` lands, startSession takes this list.
-      void amr
-      return { user: signedIn, ...(await this.startSession(trx, userId, now)) }
-    })
-    return { ...session, deviceProof: devices.issue(session.user) }
+    return { ...signedIn, deviceProof: devices.issue({ ...user, password_hash: passwordHash }, options.device) }
   }
 
   /** Proof for the client that just created this account, so it counts as a known device from now on. */
@@ -188,7 +258,9 @@ export class AuthService {
     if (!session || new Date(session.expires_at) <= now) throw invalidRefresh()
     const user = await users.findById(db.kysely, session.user_id)
     if (!user?.is_active) throw invalidRefresh()
-    const issue = async (refresh: string) => ({ access: await tokens.issue({ userId: user.id, sessionId: presented.sessionId }, db.kysely), refresh })
+    // The session keeps how it signed in: every access token it gets says the same.
+    const amr = session.amr.split(' ')
+    const issue = async (refresh: string) => ({ access: await tokens.issue({ userId: user.id, sessionId: presented.sessionId, amr }, db.kysely), refresh })
     const next = successors.of(presented)
     if (sameHash(presented.hash, session.refresh_hash)) {
       const expiresAt = new Date(now.getTime() + config.refreshTokenTtlSeconds * 1000).toISOString()
@@ -230,14 +302,22 @@ export class AuthService {
     await this.deps.sessions.deleteAllOfUser(this.deps.db.kysely, userId)
   }
 
-  private async startSession(executor: Db['kysely'], userId: number, now: string): Promise<TokenPair> {
+  private async startSession(executor: Db['kysely'], userId: number, now: string, how: SessionAuthentication): Promise<TokenPair> {
     const { sessions, tokens, config } = this.deps
     const sessionId = newSessionId()
     const refresh = newRefreshToken(sessionId)
     const expiresAt = new Date(Date.parse(now) + config.refreshTokenTtlSeconds * 1000).toISOString()
-    await sessions.create(executor, { id: sessionId, user_id: userId, refresh_hash: refresh.hash, created_at: now, expires_at: expiresAt })
+    await sessions.create(executor, {
+      id: sessionId,
+      user_id: userId,
+      refresh_hash: refresh.hash,
+      created_at: now,
+      expires_at: expiresAt,
+      amr: how.amr.join(' '),
+      second_factor_at: how.secondFactor ? now : null,
+    })
     await sessions.deleteAllButNewest(executor, userId, sessionId, MAX_SESSIONS_PER_USER)
     // Issued through the transaction's connection: it reads the current signing key (see AccessTokens.issue).
-    return { access: await tokens.issue({ userId, sessionId }, executor), refresh: refresh.token }
+    return { access: await tokens.issue({ userId, sessionId, amr: how.amr }, executor), refresh: refresh.token }
   }
 }

@@ -83,6 +83,11 @@ export class SessionsRepository {
     return result.numUpdatedRows === 1n
   }
 
+  /** Records that a second factor was proven in this session just now (step-up, see src/mfa/step-up.ts). */
+  async markSecondFactor(executor: Executor, id: string, at: string): Promise<void> {
+    await executor.updateTable('sessions').set({ second_factor_at: at }).where('id', '=', id).execute()
+  }
+
   async delete(executor: Executor, id: string): Promise<void> {
     await executor.deleteFrom('sessions').where('id', '=', id).execute()
   }

@@ -1,4 +1,4 @@
-import type { Insertable, Selectable } from 'kysely'
+import type { Generated, Insertable, Selectable } from 'kysely'
 
 export interface SessionsTable {
   /** Random, unguessable; also the first half of the refresh token. */
@@ -12,6 +12,10 @@ export interface SessionsTable {
   rotated_at: string | Date | null
   created_at: string | Date
   expires_at: string | Date
+  /** How the session signed in: RFC 8176 `amr` values, space-separated ('pwd', 'pwd otp', 'hwk user'). */
+  amr: Generated<string>
+  /** When a second factor was last proven in this session (sign-in or step-up), or null. */
+  second_factor_at: string | Date | null
 }
 
 export type SessionRow = Selectable<SessionsTable>

@@ -10,6 +10,8 @@ export const JWT_TYPE = 'at+jwt'
 export interface AccessClaims {
   userId: number
   sessionId: string
+  /** RFC 8176 authentication methods of the session (`pwd`, `otp`, `hwk`, …); absent from a verified token's claims. */
+  amr?: readonly string[]
 }
 
 /** What a verified access token says, for the session check and for introspection. */
@@ -70,7 +72,7 @@ export class AccessTokens {
    * so a token issued inside a transaction needs no second connection (with a pool of N, N sign-ups in
    * their transactions would otherwise wait for one another).
    */
-  async issue({ userId, sessionId }: AccessClaims, executor: Kysely<Database>): Promise<string> {
+  async issue({ userId, sessionId, amr = ['pwd'] }: AccessClaims, executor: Kysely<Database>): Promise<string> {
     const key = await this.keyset.signer(executor)
     const now = Math.floor(Date.now() / 1000)
     const { audience } = this.options
@@ -78,6 +80,7 @@ export class AccessTokens {
       sid: sessionId,
       typ: 'access',
       sub: String(userId),
+      amr,
       jti: randomToken(12),
       iat: now,
       exp: now + this.options.ttlSeconds,

@@ -6,6 +6,7 @@ import pg from 'pg'
 import type { SessionsTable } from '../auth/sessions.table.js'
 import type { KeysetTable, ServiceKeysTable, SigningKeysTable } from '../auth/signing-keys.table.js'
 import type { AvatarsTable } from '../avatars/avatars.table.js'
+import type { MfaChallengesTable, MfaRecoveryCodesTable, MfaTotpTable } from '../mfa/mfa.tables.js'
 import type { PasskeyChallengesTable, PasskeysTable } from '../passkeys/passkeys.table.js'
 import type { UsersTable } from '../users/users.table.js'
 import { CurrentSchemaPostgresDialect } from './current-schema-introspector.js'
@@ -20,6 +21,9 @@ export interface Database {
   signing_keys: SigningKeysTable
   keyset: KeysetTable
   service_keys: ServiceKeysTable
+  mfa_totp: MfaTotpTable
+  mfa_recovery_codes: MfaRecoveryCodesTable
+  mfa_challenges: MfaChallengesTable
   passkeys: PasskeysTable
   passkey_challenges: PasskeyChallengesTable
 }

@@ -46,6 +46,7 @@ export function swaggerOptions(publicUrl: string | undefined): SwaggerOptions {
       tags: [
         { name: 'auth', description: 'Accounts and sessions' },
         { name: 'users', description: 'Profiles' },
+        { name: 'mfa', description: 'Second factor: authenticator app (TOTP) and recovery codes' },
         { name: 'media', description: 'Avatar images' },
         { name: 'health', description: 'Liveness' },
       ],

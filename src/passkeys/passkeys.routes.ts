@@ -205,7 +205,8 @@ export const passkeyAuthRoutes: FastifyPluginAsyncTypebox<PasskeyAuthRoutesOptio
       const rp = availableRp(relyingParty(request.headers.host))
       const { challenge_id, response } = request.body
       const user = await passkeys.signIn(challenge_id, response as never, rp, request.ip, request.log)
-      const { user: signedIn, deviceProof, ...tokens } = await auth.signInVerified(user.id, PASSKEY_AMR)
+      // A passkey with user verification is two factors in one (possession, and the biometric or PIN that unlocked it).
+      const { user: signedIn, deviceProof, ...tokens } = await auth.finishSignIn(user, { amr: PASSKEY_AMR, secondFactor: true })
       return { ...deliver(request, reply, tokens), ...deliverDeviceProof(request, reply, deviceProof, refreshCookie.alwaysSecure), user: users.present(signedIn) }
     },
   )

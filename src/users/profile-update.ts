@@ -17,7 +17,11 @@ export interface ProfileChanges {
   text: Partial<Record<TextField, string>>
   flags: Partial<Record<AccountFlag, boolean>>
   avatar: AvatarChange
+  /** `otp_code` / `recovery_code`: a second factor for the step-up an email change may need, not profile fields. */
+  stepUp: { otp_code?: string; recovery_code?: string }
 }
+
+const STEP_UP_FIELDS = new Set(['otp_code', 'recovery_code'])
 
 const READ_ONLY = new Set(['id', 'date_joined', 'last_login', ...ACCOUNT_FLAGS])
 const WRITABLE_TEXT = new Set<string>(TEXT_FIELDS)
@@ -34,7 +38,12 @@ export function parseProfileUpdate(
   context: { currentAvatarUrl: string | null; writableFlags: readonly AccountFlag[]; currentUsername?: string },
   errors: FieldErrorList,
 ): ProfileChanges {
-  const changes: ProfileChanges = { text: {}, flags: {}, avatar: input.upload ? { kind: 'upload', bytes: input.upload } : { kind: 'keep' } }
+  const changes: ProfileChanges = {
+    text: {},
+    flags: {},
+    avatar: input.upload ? { kind: 'upload', bytes: input.upload } : { kind: 'keep' },
+    stepUp: {},
+  }
   for (const [field, raw] of Object.entries(input.fields)) {
     if (input.source === 'form' && Array.isArray(raw)) {
       errors.add(field, 'Send this field only once.')
@@ -44,6 +53,9 @@ export function parseProfileUpdate(
       const result = cleanText(field as TextField, raw)
       if ('error' in result) errors.add(field, result.error)
       else changes.text[field as TextField] = result.value
+    } else if (STEP_UP_FIELDS.has(field)) {
+      if (typeof raw === 'string' && raw.length <= 40) changes.stepUp[field as 'otp_code' | 'recovery_code'] = raw.trim()
+      else errors.add(field, 'Not a valid code.')
     } else if (field === 'avatar') {
       parseAvatarField(raw, input, context.currentAvatarUrl, changes, errors)
     } else if (context.writableFlags.includes(field as AccountFlag)) {

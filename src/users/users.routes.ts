@@ -6,6 +6,7 @@ import { AppError, validationError } from '../errors.js'
 import { humanSize } from '../human-size.js'
 import { HEADERS, problemResponses, withHeaders } from '../http/problem.schema.js'
 import { bodyFields, emptyBodyAsObject, numericQuery } from '../http/validation.js'
+import { stepUpFields } from '../mfa/mfa.schemas.js'
 import type { ProfileUpdateInput } from './profile-update.js'
 import { usersPolicy } from './users.policy.js'
 import {
@@ -137,7 +138,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
   const update = async (request: FastifyRequest, reply: FastifyReply) => {
     const input = request.isMultipart() ? await readMultipart(request, avatarMaxBytes) : readFields(request)
     const ifMatch = request.headers['if-match']
-    return sendUser(reply, await users.update(request.actor, request.target, input, ifMatch))
+    return sendUser(reply, await users.update(request.actor, request.target, input, ifMatch, { sessionId: request.sessionId, address: request.ip }))
   }
   const updateRoute = {
     onRequest: target(usersPolicy.canUpdate),
@@ -203,6 +204,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
           {
             current_password: Type.String({ maxLength: 1024 }),
             new_password: Type.String({ maxLength: 1024, description: 'The sign-up password rules (8–128 characters, not common, not all digits, not like the username or email)' }),
+            ...stepUpFields,
           },
           { additionalProperties: false },
         ),
@@ -234,6 +236,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
             current_password: Type.Optional(
               Type.String({ maxLength: 1024, description: 'Required to delete yourself; a superuser deleting someone else sends no body' }),
             ),
+            ...stepUpFields,
           },
           { additionalProperties: false },
         ),
@@ -241,7 +244,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       },
     },
     async (request, reply) => {
-      await users.delete(request.actor, request.target, request.body.current_password, request.headers['if-match'], request.ip)
+      await users.delete(request.actor, request.target, request.body, request.headers['if-match'], { sessionId: request.sessionId, address: request.ip })
       reply.code(204).send(null)
     },
   )

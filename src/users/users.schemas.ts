@@ -78,10 +78,22 @@ const textFields = {
   number_phone: Type.Optional(Type.String(fieldSchemas.number_phone)),
 }
 
+/** Not profile fields: a second factor for the step-up a new email needs (src/mfa/step-up.ts). */
+const stepUpFields = {
+  otp_code: Type.Optional(
+    Type.String({
+      maxLength: 40,
+      description: 'Not a profile field. Step-up for a new email on an account with a second factor: a current TOTP code (unless this session proved one within 5 minutes)',
+    }),
+  ),
+  recovery_code: Type.Optional(Type.String({ maxLength: 40, description: 'Not a profile field. Step-up: a recovery code instead of otp_code (used up)' })),
+}
+
 /** A profile update as JSON (SPEC §4): every field optional, unknown fields refused. */
 export const ProfileUpdateJsonSchema = Type.Object(
   {
     ...textFields,
+    ...stepUpFields,
     avatar: Type.Optional(
       NullableString({
         description:
@@ -100,6 +112,7 @@ export const ProfileUpdateJsonSchema = Type.Object(
 
 const formFields = {
   ...textFields,
+  ...stepUpFields,
   is_active: Type.Optional(Type.String({ ...FORM_BOOLEAN, description: FLAG_RULE })),
   is_staff: Type.Optional(Type.String({ ...FORM_BOOLEAN, description: FLAG_RULE })),
   is_superuser: Type.Optional(Type.String({ ...FORM_BOOLEAN, description: FLAG_RULE })),

@@ -8,6 +8,8 @@ import { type AvatarStorage, newAvatarName } from '../avatars/storage.js'
 import { violatedUniqueIndex } from '../db/constraints.js'
 import type { Db } from '../db/database.js'
 import { AppError, FieldErrorList, validationError } from '../errors.js'
+import type { StepUp, StepUpProof } from '../mfa/step-up.js'
+import { comparable } from './field-rules.js'
 import { type ProfileUpdateInput, parseProfileUpdate } from './profile-update.js'
 import type { SearchReader } from './search-reader.js'
 import type { UserChanges, UsersRepository } from './users.repository.js'
@@ -41,6 +43,8 @@ export interface UsersServiceDeps {
   imageLimit: ConcurrencyLimit
   /** The same per-account limit sign-in uses: every check of a password counts against it. */
   limiter: SignInLimiter
+  /** Asks a caller with a second factor for a recent one before a password, email or deletion (src/mfa/step-up.ts). */
+  stepUp: StepUp
   /** Runs the staff list's statements (off the event loop on SQLite). */
   searchReader: SearchReader
   config: Pick<Config, 'avatarSize' | 'passwordHashCost' | 'publicUrl' | 'usersExactCountLimit'>
@@ -68,8 +72,17 @@ export class UsersService {
     return toUser(row, this.mediaBaseUrl)
   }
 
-  /** Partial update of a profile from any content type; nothing changes when anything fails. */
-  async update(actor: UserRow, target: UserRow, input: ProfileUpdateInput, ifMatch?: string): Promise<UserRow> {
+  /**
+   * Partial update of a profile from any content type; nothing changes when anything fails. A new email
+   * needs the step-up (`caller`: the session and address the request came from).
+   */
+  async update(
+    actor: UserRow,
+    target: UserRow,
+    input: ProfileUpdateInput,
+    ifMatch: string | undefined,
+    caller: { sessionId: string; address: string },
+  ): Promise<UserRow> {
     const { db, users, imageLimit, config } = this.deps
     const errors = new FieldErrorList()
     const changes = parseProfileUpdate(
@@ -104,6 +117,9 @@ export class UsersService {
       }
     }
     errors.throwIfAny()
+    if (email !== undefined && comparable(email) !== target.email_lower) {
+      await this.deps.stepUp.require('change_email', { actor, target, sessionId: caller.sessionId, proof: changes.stepUp, client: { address: caller.address } })
+    }
 
     const row: UserChanges = { ...changes.text }
     for (const [flag, value] of Object.entries(changes.flags)) row[flag as keyof typeof changes.flags] = value ? 1 : 0
@@ -189,7 +205,7 @@ export class UsersService {
   async changePassword(
     target: UserRow,
     currentSessionId: string,
-    body: { current_password: string; new_password: string },
+    body: { current_password: string; new_password: string } & StepUpProof,
     address: string,
   ): Promise<void> {
     const { db, users, sessions, config } = this.deps
@@ -198,6 +214,9 @@ export class UsersService {
       errors.add('new_password', problem)
     }
     errors.throwIfAny()
+    // Before the password is judged, so a stolen access token cannot learn whether a guess was right.
+    const proof = { otp_code: body.otp_code?.trim(), recovery_code: body.recovery_code }
+    await this.deps.stepUp.require('change_password', { actor: target, target, sessionId: currentSessionId, proof, client: { address } })
     await this.checkCurrentPassword(target, body.current_password, address)
     const hash = await hashPassword(body.new_password, config.passwordHashCost)
     await db.kysely.transaction().execute(async (trx) => {
@@ -221,14 +240,24 @@ export class UsersService {
   }
 
   /** Deletes the account, its sessions (by cascade) and its avatar; a stale If-Match deletes nothing. */
-  async delete(actor: UserRow, target: UserRow, currentPassword: unknown, ifMatch: string | undefined, address: string): Promise<void> {
+  async delete(
+    actor: UserRow,
+    target: UserRow,
+    body: { current_password?: string } & StepUpProof,
+    ifMatch: string | undefined,
+    caller: { sessionId: string; address: string },
+  ): Promise<void> {
     const { db, users, storage } = this.deps
+    const { address } = caller
+    const currentPassword = body.current_password
     // Judged before the password, so a 412 says nothing about the guess.
     const expectedVersion = parseIfMatch(ifMatch, target)
     if (usersPolicy.deleteNeedsPassword(actor, target)) {
       if (typeof currentPassword !== 'string' || currentPassword === '') {
         throw validationError({ current_password: ['Your current password is required to delete the account.'] })
       }
+      const proof = { otp_code: body.otp_code?.trim(), recovery_code: body.recovery_code }
+      await this.deps.stepUp.require('delete_account', { actor, target, sessionId: caller.sessionId, proof, client: { address } })
       await this.checkCurrentPassword(target, currentPassword, address)
     }
     let avatar: string | null = null

@@ -124,13 +124,33 @@ async function call(method, path, { json, form, onProgress, ifMatch, signedIn = 
   return result
 }
 
-/** Signs in with an email (when the login contains @) or a username. */
+/** The password was right and the account has a second factor: complete with completeSignIn (mfa-panel.js). */
+export class SecondFactorRequired extends Error {
+  constructor({ challenge, methods }) {
+    super('A second factor is needed to sign in.')
+    this.challenge = challenge
+    this.methods = methods
+  }
+}
+
+/** Signs in with an email (when the login contains @) or a username; throws SecondFactorRequired when one is needed. */
 export async function signIn(login, password) {
   const field = login.includes('@') ? 'email' : 'username'
   const { data } = await call('POST', '/api/auth/sign-in', { json: { [field]: login, password }, signedIn: false })
+  if (data.mfa_required) throw new SecondFactorRequired(data)
   accessToken = data.access
   return data.user
 }
+
+/** The second step of a sign-in: the challenge plus `{code}` or `{recovery_code}`. */
+export async function completeSignIn(challenge, proof) {
+  const { data } = await call('POST', '/api/auth/sign-in/mfa', { json: { challenge, ...proof }, signedIn: false })
+  accessToken = data.access
+  return data.user
+}
+
+/** Any other signed-in call (the panels of their own modules use it): resolves to `{ data, etag }`. */
+export const request = (method, path, options) => call(method, path, options)
 
 export async function signUp(fields) {
   const { data } = await call('POST', '/api/auth/sign-up', { json: fields, signedIn: false })

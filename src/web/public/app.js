@@ -2,6 +2,7 @@
 
 import * as api from './api.js'
 import { resetAuthView, startAuthView } from './auth-view.js'
+import { loadMfaPanel } from './mfa-panel.js'
 import { startPasskeys } from './passkeys-panel.js'
 import { loadProfile, startProfileView } from './profile-view.js'
 
@@ -18,7 +19,7 @@ function show(name, { moveFocus = true } = {}) {
 }
 
 async function showProfile(options) {
-  await loadProfile()
+  await Promise.all([loadProfile(), loadMfaPanel()])
   show('profile', options)
 }
 

@@ -2,6 +2,7 @@
 
 import * as api from './api.js'
 import { announce, checkRequired, clearErrors, showFailure, valuesOf, whileBusy } from './forms.js'
+import { askSecondFactor } from './mfa-panel.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -46,7 +47,8 @@ export function startAuthView({ onSignedIn }) {
       await whileBusy(button, 'Signing in…', () => api.signIn(login.trim(), password))
       await onSignedIn()
     } catch (error) {
-      showFailure(signInForm, error)
+      if (error instanceof api.SecondFactorRequired) askSecondFactor(error, { signInForm, onSignedIn })
+      else showFailure(signInForm, error)
     }
   })
 
@@ -66,6 +68,8 @@ export function startAuthView({ onSignedIn }) {
 
 /** Shows the signed-out screen, empty, with an optional message (e.g. "You have signed out."). */
 export function resetAuthView(message = '') {
+  document.getElementById('mfa-step')?.remove()
+  signInForm.hidden = false
   for (const form of [signInForm, signUpForm]) {
     form.reset()
     clearErrors(form)

@@ -1,0 +1,107 @@
+import type { Kysely } from 'kysely'
+import type { Database } from '../db/database.js'
+import type { MfaChallengeRow, MfaTotpRow } from './mfa.tables.js'
+
+type Executor = Kysely<Database>
+
+/** Data access for second factors; callers pass a transaction when they own one. */
+export class MfaRepository {
+  findTotp(executor: Executor, userId: number): Promise<MfaTotpRow | undefined> {
+    return executor.selectFrom('mfa_totp').selectAll().where('user_id', '=', userId).executeTakeFirst()
+  }
+
+  /**
+   * What a sign-in needs to know in one indexed lookup: whether the account has an active TOTP factor and how
+   * many recovery codes it has left. Undefined for an account without one (the common case).
+   */
+  async activeFactors(executor: Executor, userId: number): Promise<{ recoveryCodesLeft: number } | undefined> {
+    const row = await executor
+      .selectFrom('mfa_totp as t')
+      .select((eb) =>
+        eb
+          .selectFrom('mfa_recovery_codes as r')
+          .select((inner) => inner.fn.countAll<number>().as('n'))
+          .whereRef('r.user_id', '=', 't.user_id')
+          .as('left'),
+      )
+      .where('t.user_id', '=', userId)
+      .where('t.confirmed_at', 'is not', null)
+      .executeTakeFirst()
+    return row ? { recoveryCodesLeft: Number(row.left ?? 0) } : undefined
+  }
+
+  /** A pending enrolment: replaces a pending one, never an active factor (false then). */
+  async putPendingTotp(executor: Executor, userId: number, sealedSecret: string, now: string): Promise<boolean> {
+    await executor.deleteFrom('mfa_totp').where('user_id', '=', userId).where('confirmed_at', 'is', null).execute()
+    const inserted = await executor
+      .insertInto('mfa_totp')
+      .values({ user_id: userId, secret: sealedSecret, last_step: 0, created_at: now, confirmed_at: null })
+      .onConflict((conflict) => conflict.column('user_id').doNothing())
+      .executeTakeFirst()
+    return Number(inserted.numInsertedOrUpdatedRows ?? 0n) === 1
+  }
+
+  /**
+   * Records `step` as the last accepted one if it is later than the one before: one conditional UPDATE, so two
+   * requests with the same code cannot both pass. `confirm` activates a pending factor with it instead.
+   */
+  async acceptStep(executor: Executor, userId: number, step: number, confirm?: { at: string }): Promise<boolean> {
+    let query = executor.updateTable('mfa_totp').set({ last_step: step, ...(confirm ? { confirmed_at: confirm.at } : {}) })
+    query = query.where('user_id', '=', userId).where('last_step', '<', step)
+    query = confirm ? query.where('confirmed_at', 'is', null) : query.where('confirmed_at', 'is not', null)
+    const result = await query.executeTakeFirst()
+    return result.numUpdatedRows === 1n
+  }
+
+  async deleteTotp(executor: Executor, userId: number): Promise<void> {
+    await executor.deleteFrom('mfa_totp').where('user_id', '=', userId).execute()
+  }
+
+  /** Replaces every recovery code of the user with these hashes. */
+  async replaceRecoveryCodes(executor: Executor, userId: number, hashes: readonly string[], now: string): Promise<void> {
+    await executor.deleteFrom('mfa_recovery_codes').where('user_id', '=', userId).execute()
+    if (hashes.length === 0) return
+    await executor
+      .insertInto('mfa_recovery_codes')
+      .values(hashes.map((code_hash) => ({ user_id: userId, code_hash, created_at: now })))
+      .execute()
+  }
+
+  /** Uses up one recovery code: true only for the one request whose DELETE removed it. */
+  async consumeRecoveryCode(executor: Executor, userId: number, hash: string): Promise<boolean> {
+    const result = await executor.deleteFrom('mfa_recovery_codes').where('user_id', '=', userId).where('code_hash', '=', hash).executeTakeFirst()
+    return result.numDeletedRows === 1n
+  }
+
+  async createChallenge(executor: Executor, row: MfaChallengeRow): Promise<void> {
+    await executor.insertInto('mfa_challenges').values(row).execute()
+  }
+
+  findLiveChallenge(executor: Executor, idHash: string, now: string): Promise<MfaChallengeRow | undefined> {
+    return executor.selectFrom('mfa_challenges').selectAll().where('id_hash', '=', idHash).where('expires_at', '>', now).executeTakeFirst()
+  }
+
+  /** Uses up a challenge: true only for the one request whose DELETE removed it while it was live. */
+  async consumeChallenge(executor: Executor, idHash: string, now: string): Promise<boolean> {
+    const result = await executor.deleteFrom('mfa_challenges').where('id_hash', '=', idHash).where('expires_at', '>', now).executeTakeFirst()
+    return result.numDeletedRows === 1n
+  }
+
+  /** Ends the user's expired challenges and all but the `keep` newest live ones: a few rows per user at most. */
+  async pruneChallenges(executor: Executor, userId: number, now: string, keep: number): Promise<void> {
+    await executor
+      .deleteFrom('mfa_challenges')
+      .where('user_id', '=', userId)
+      .where((eb) =>
+        eb.or([
+          eb('expires_at', '<=', now),
+          eb(
+            'id_hash',
+            'not in',
+            eb.selectFrom('mfa_challenges').select('id_hash').where('user_id', '=', userId).orderBy('expires_at', 'desc').orderBy('id_hash').limit(keep),
+          ),
+        ]),
+      )
+      .execute()
+  }
+}

@@ -1,0 +1,62 @@
+import { Type } from 'typebox'
+
+const Code = Type.String({ maxLength: 20, description: 'the 6 digits the authenticator app shows now' })
+const RecoveryCode = Type.String({ maxLength: 40, description: 'one of the recovery codes (`xxxxx-xxxxx`; case, spaces and hyphens do not matter); used up' })
+
+/** The step-up fields a sensitive operation's body may carry (see src/mfa/step-up.ts); they are not profile fields. */
+export const stepUpFields = {
+  otp_code: Type.Optional(
+    Type.String({ maxLength: 20, description: 'Step-up: a current TOTP code, needed by an account with a second factor unless this session proved one within 5 minutes' }),
+  ),
+  recovery_code: Type.Optional(Type.String({ maxLength: 40, description: 'Step-up: a recovery code instead of otp_code (used up)' })),
+}
+
+const RECOVERY_CODES_EXAMPLE = ['k7pqa-m3xwz', 'r2hfn-c8tve', '9bdsy-u4gjk', 'w6znq-e5rma', 'h3xpt-y7ckd', 'f8ujb-s2nwq', 'a4mvr-z9teh', 'p5dky-g3xcn', 'c2wsf-j7qbu', 'n9eht-v4rpm']
+
+export const MfaStatusSchema = Type.Object(
+  {
+    totp: Type.Boolean({ description: 'an authenticator app is set up and confirmed' }),
+    recovery_codes_left: Type.Integer({ description: 'unused recovery codes' }),
+    methods: Type.Array(Type.String(), { description: 'what a sign-in can be completed with: `totp`, `recovery_code`' }),
+  },
+  { example: { totp: true, recovery_codes_left: 9, methods: ['totp', 'recovery_code'] } },
+)
+
+export const TotpEnrolmentSchema = Type.Object(
+  {
+    secret: Type.String({ description: 'the base32 secret, for typing into the app by hand' }),
+    otpauth_uri: Type.String({ description: 'otpauth://totp/… (RFC 6238: SHA-1, 30 s, 6 digits)' }),
+    qr_svg: Type.String({ description: 'the URI as a QR code, an SVG document made by the server (no third party sees the secret)' }),
+  },
+  {
+    description: 'Pending until confirmed with a first code',
+    example: {
+      secret: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP',
+      otpauth_uri: 'otpauth://totp/Portrait:zoe_martin?issuer=Portrait&secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&algorithm=SHA1&digits=6&period=30',
+      qr_svg: '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 37 37">…</svg>',
+    },
+  },
+)
+
+export const RecoveryCodesSchema = Type.Object(
+  { recovery_codes: Type.Array(Type.String(), { description: 'ten single-use codes, shown this once: only their hashes are kept' }) },
+  { example: { recovery_codes: RECOVERY_CODES_EXAMPLE } },
+)
+
+export const ConfirmBodySchema = Type.Object({ code: Code }, { additionalProperties: false })
+
+export const VerifyBodySchema = Type.Object(
+  { code: Type.Optional(Code), recovery_code: Type.Optional(RecoveryCode) },
+  { additionalProperties: false, description: 'Either code or recovery_code' },
+)
+
+export const DisableBodySchema = Type.Object(
+  {
+    password: Type.String({ maxLength: 1024 }),
+    code: Type.Optional(Code),
+    recovery_code: Type.Optional(RecoveryCode),
+  },
+  { additionalProperties: false, description: 'The password, plus code or recovery_code (not needed within 5 minutes of a verified code in this session)' },
+)
+
+export const StepUpBodySchema = Type.Object(stepUpFields, { additionalProperties: false })

@@ -1,0 +1,68 @@
+import type { SessionsRepository } from '../auth/sessions.repository.js'
+import type { Db } from '../db/database.js'
+import { AppError } from '../errors.js'
+import type { UserRow } from '../users/users.table.js'
+import type { MfaRepository } from './mfa.repository.js'
+import type { AttemptClient, MfaService } from './mfa.service.js'
+
+/** A second factor proven in the session this recently counts for a sensitive operation. */
+export const STEP_UP_WINDOW_SECONDS = 300
+
+/** The operations that need a recent second factor from a caller who has one. */
+export type SensitiveOperation = 'change_password' | 'change_email' | 'delete_account' | 'disable_second_factor' | 'regenerate_recovery_codes'
+
+/** A second factor sent with the operation itself: the field names of the user routes' bodies. */
+export interface StepUpProof {
+  otp_code?: string
+  recovery_code?: string
+}
+
+/**
+ * Whether the operation asks the caller to step up at all (when the caller has a second factor). Deleting
+ * someone else is a superuser's act on another account, judged by usersPolicy alone; everything else here is
+ * the caller's own account or, for an email, an account the caller may edit.
+ */
+export function stepUpApplies(operation: SensitiveOperation, actor: UserRow, target: UserRow): boolean {
+  return operation !== 'delete_account' || actor.id === target.id
+}
+
+/**
+ * The one place that decides step-up: a caller with an active second factor passes if this session proved
+ * one within STEP_UP_WINDOW_SECONDS, or with a right code (or recovery code) in the request (which then
+ * refreshes the session's time, and counts against the sign-in limit when wrong). Otherwise 403
+ * `step_up_required`, with `errors.otp_code`.
+ */
+export class StepUp {
+  constructor(
+    private readonly db: Db,
+    private readonly mfa: MfaRepository,
+    private readonly sessions: SessionsRepository,
+    private readonly service: MfaService,
+  ) {}
+
+  async require(
+    operation: SensitiveOperation,
+    request: { actor: UserRow; target: UserRow; sessionId: string; proof: StepUpProof; client: AttemptClient },
+  ): Promise<void> {
+    const { actor, target, sessionId, proof, client } = request
+    if (!stepUpApplies(operation, actor, target)) return
+    if (!(await this.mfa.activeFactors(this.db.kysely, actor.id))) return
+    const session = await this.sessions.findById(this.db.kysely, sessionId)
+    const provenAt = session?.second_factor_at ? new Date(session.second_factor_at).getTime() : Number.NaN
+    if (Date.now() - provenAt <= STEP_UP_WINDOW_SECONDS * 1000) return
+    const sent = proof.otp_code !== undefined || proof.recovery_code !== undefined
+    if (sent) {
+      const factor = proof.recovery_code !== undefined ? { recovery_code: proof.recovery_code } : { code: proof.otp_code }
+      if (await this.service.attempt(actor.id, factor, client)) {
+        await this.service.markSession(sessionId)
+        return
+      }
+    }
+    throw new AppError('step_up_required', {
+      detail: sent
+        ? 'That code is not right or was used already.'
+        : 'This needs a fresh second factor: send otp_code (or recovery_code), or verify at POST /api/users/me/mfa/verify first.',
+      errors: { otp_code: [sent ? 'The code is not right or was used already.' : 'Enter a code from your authenticator app.'] },
+    })
+  }
+}
