@@ -161,9 +161,12 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   if (!(await checkTrigramIndexes(db.kysely))) {
     app.log.warn('pg_trgm is not available (this role may not CREATE EXTENSION pg_trgm): staff searches scan the users table; an operator can install it and restart')
   }
+  const passkeys = new PasskeysService({ db, passkeys: new PasskeysRepository(), users: usersRepository, limiter })
+  const relyingParty = relyingPartyResolver(config)
   const mfaRepository = new MfaRepository()
   const mfa = new MfaService({
     db,
+    passkeys,
     mfa: mfaRepository,
     sessions,
     limiter,
@@ -195,8 +198,6 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     config,
   })
   await auth.warmUp()
-  const passkeys = new PasskeysService({ db, passkeys: new PasskeysRepository(), users: usersRepository, limiter })
-  const relyingParty = relyingPartyResolver(config)
   if (config.sweepMediaOnStart) {
     // A full or read-only media disk must not keep the service from starting: only uploads need it.
     const removed = await sweepUnreferencedAvatars(db.kysely, usersRepository, storage).catch((error: unknown) => {
@@ -270,8 +271,10 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
         authenticate,
         refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
         refreshCookie: refreshCookieSettings(config.publicUrl),
+        passkeySecondFactor: (request, response) => passkeys.secondFactorCheck(relyingParty(request.headers.host), response as never, request.log),
       })
       await scope.register(passkeyAuthRoutes, {
+        mfa,
         passkeys,
         relyingParty,
         auth,
@@ -287,7 +290,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   await app.register(jwksRoute, { tokens })
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
   await app.register(mfaRoutes, { prefix: '/api/users/me/mfa', mfa, stepUp, authenticate })
-  await app.register(passkeysRoutes, { prefix: '/api/users/me/passkeys', passkeys, authenticate, relyingParty })
+  await app.register(passkeysRoutes, { prefix: '/api/users/me/passkeys', passkeys, mfa, authenticate, relyingParty })
   await app.register(mediaRoutes, { prefix: '/media', storage })
   await app.register(healthRoutes, { prefix: '/api', checks: healthChecks })
   await app.register(webRoutes, { avatarMaxBytes: config.avatarMaxBytes })

@@ -213,6 +213,19 @@ test('when every operation is exercised over a socket, then every answer is the 
   await expect(400, 'signInSecondFactor', { json: { challenge: challenged.challenge } })
   await expect(200, 'signInSecondFactor', { json: { challenge: challenged.challenge, recovery_code: codes[0] } })
   await expect(401, 'signInSecondFactor', { json: { challenge: challenged.challenge, recovery_code: codes[1] } })
+  // A passkey as carol's second factor: step-up, and the second step of a password sign-in.
+  const carolKey = new SoftAuthenticator(contract.baseUrl)
+  const carolCreation = (await expect(200, 'passkeyRegistrationOptions', carolAuth)).json()
+  await expect(201, 'createPasskey', { ...carolAuth, json: { name: 'Phone', response: carolKey.create(carolCreation) } })
+  const stepUpOptions = (await expect(200, 'passkeyStepUpOptions', carolAuth)).json()
+  await expect(204, 'verifyPasskey', { ...carolAuth, json: { response: carolKey.get(stepUpOptions) } })
+  await expect(400, 'verifyPasskey', { ...carolAuth, json: {} })
+  const challenged2 = (await expect(200, 'signIn', { json: { username: carol.username, password: GOOD_PASSWORD } })).json() as { challenge: string; methods: string[] }
+  assert.ok(challenged2.methods.includes('passkey'))
+  await expect(401, 'passkeySecondFactorOptions', { json: { challenge: 'x'.repeat(43) } })
+  await expect(400, 'passkeySecondFactorOptions', { json: {} })
+  const secondStep = (await expect(200, 'passkeySecondFactorOptions', { json: { challenge: challenged2.challenge } })).json()
+  await expect(200, 'signInSecondFactor', { json: { challenge: challenged2.challenge, passkey: carolKey.get(secondStep) } })
   const aged = new Database(config.databaseUrl.replace(/^sqlite:/, ''))
   aged.prepare('update sessions set second_factor_at = null where user_id = ?').run(carol.user.id)
   aged.close()
@@ -235,7 +248,7 @@ test('when every operation is exercised over a socket, then every answer is the 
     Object.fromEntries([...path.matchAll(/\{([^}]+)\}/g)].map(([, param]) => [param as string, value ?? valid[param as keyof typeof valid] ?? 'x']))
   // Probes: for this file's operations the status is the one expected; for an operation added elsewhere
   // (whose credentials or checks may come in another order) any client error, as long as it is documented.
-  const known = new Set(['signUp', 'signIn', 'refreshToken', 'signOut', 'getMe', 'updateMe', 'patchMe', 'listUsers', 'getUser', 'updateUser', 'patchUser', 'deleteUser', 'changePassword', 'getAvatar', 'health', 'passkeySupport', 'passkeyRegistrationOptions', 'createPasskey', 'listPasskeys', 'passkeySignInOptions', 'signInWithPasskey'])
+  const known = new Set(['signUp', 'signIn', 'refreshToken', 'signOut', 'getMe', 'updateMe', 'patchMe', 'listUsers', 'getUser', 'updateUser', 'patchUser', 'deleteUser', 'changePassword', 'getAvatar', 'health', 'passkeySupport', 'passkeyRegistrationOptions', 'createPasskey', 'listPasskeys', 'passkeySignInOptions', 'signInWithPasskey', 'passkeyStepUpOptions', 'verifyPasskey', 'passkeySecondFactorOptions'])
   const probe = async (status: number, id: string, options: Parameters<Contract['call']>[1]) => {
     if (known.has(id)) return expect(status, id, options)
     const reply = await api(id, options)

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { createDb } from '../src/db/database.js'
-import { DIALECTS, problemOf, type TestClient, testApp } from './helpers/app.js'
+import { DIALECTS, GOOD_PASSWORD, problemOf, type TestClient, testApp } from './helpers/app.js'
+import { awayFromStepEdge, claimsOf, enrolTotp, sideDb } from './helpers/mfa.js'
 import { suite } from './helpers/suite.js'
 import { type CreationOptions, type Lies, type RequestOptions, SoftAuthenticator } from './helpers/webauthn.js'
 
@@ -146,6 +147,59 @@ for (const dialect of DIALECTS) {
       t.after(() => db.destroy())
       await db.kysely.updateTable('users').set({ is_active: 0 }).where('id', '=', owner.user.id).execute()
       problemOf(await passkeySignIn(client, authenticator), 401)
+    })
+
+    test('when an account with a second factor has a passkey, then the passkey completes a password sign-in, once', async (t) => {
+      await awayFromStepEdge()
+      const { client } = await testApp(t, dialect.name, PUBLIC)
+      const me = await client.signUp()
+      const authenticator = new SoftAuthenticator(ORIGIN)
+      assert.equal((await register(client, me.access, authenticator)).statusCode, 201)
+      const passwordOnly = await client.send('POST', '/api/auth/sign-in', { username: me.user.username, password: GOOD_PASSWORD })
+      assert.ok(passwordOnly.json().access, 'a passkey alone does not make the password sign-in two-step')
+      await enrolTotp(client, me)
+
+      const answer = (await client.send('POST', '/api/auth/sign-in', { username: me.user.username, password: GOOD_PASSWORD })).json()
+      assert.deepEqual(answer.methods, ['totp', 'recovery_code', 'passkey'])
+      const options = await client.send('POST', '/api/auth/sign-in/mfa/passkey-options', { challenge: answer.challenge })
+      assert.equal(options.statusCode, 200, options.body)
+      assert.equal(options.json().allowCredentials.length, 1)
+      const wrong = authenticator.get(options.json(), { origin: 'https://evil.example' })
+      problemOf(await client.send('POST', '/api/auth/sign-in/mfa', { challenge: answer.challenge, passkey: wrong }), 401)
+      const again = (await client.send('POST', '/api/auth/sign-in/mfa/passkey-options', { challenge: answer.challenge })).json()
+      const passkey = authenticator.get(again)
+      const done = await client.send('POST', '/api/auth/sign-in/mfa', { challenge: answer.challenge, passkey })
+      assert.equal(done.statusCode, 200, done.body)
+      assert.deepEqual(claimsOf(done.json().access).amr, ['pwd', 'hwk'])
+      problemOf(await client.send('POST', '/api/auth/sign-in/mfa', { challenge: answer.challenge, passkey }), 401)
+      problemOf(await client.send('POST', '/api/auth/sign-in/mfa/passkey-options', { challenge: 'x'.repeat(43) }), 401)
+      problemOf(await client.send('POST', '/api/auth/sign-in/mfa', { challenge: answer.challenge, code: '123456', passkey }), 400)
+    })
+
+    test('when a session signs in with a passkey or verifies one, then it passes step-up; an old session without does not', async (t) => {
+      await awayFromStepEdge()
+      const { client, config } = await testApp(t, dialect.name, PUBLIC)
+      const me = await client.signUp()
+      const authenticator = new SoftAuthenticator(ORIGIN)
+      assert.equal((await register(client, me.access, authenticator)).statusCode, 201)
+      await enrolTotp(client, me)
+
+      const passwordless = (await passkeySignIn(client, authenticator)).json()
+      assert.deepEqual(claimsOf(passwordless.access).amr, ['hwk', 'user'])
+      await sideDb(t, config).updateTable('sessions').set({ second_factor_at: new Date(Date.now() - 3600_000).toISOString() }).where('user_id', '=', me.user.id).execute()
+      const change = (access: string, password: string, current = GOOD_PASSWORD) =>
+        client.send('POST', `/api/users/${me.user.id}/password`, { current_password: current, new_password: password }, access)
+      assert.equal(problemOf(await change(passwordless.access, 'another-Horse-battery-7'), 403).type, '/problems/step_up_required')
+
+      const options = (await client.send('POST', '/api/users/me/passkeys/step-up-options', undefined, passwordless.access)).json()
+      problemOf(await client.send('POST', '/api/users/me/passkeys/verify', { response: authenticator.get(options, { userVerified: false }) }, passwordless.access), 400)
+      const fresh = (await client.send('POST', '/api/users/me/passkeys/step-up-options', undefined, passwordless.access)).json()
+      assert.equal((await client.send('POST', '/api/users/me/passkeys/verify', { response: authenticator.get(fresh) }, passwordless.access)).statusCode, 204)
+      assert.equal((await change(passwordless.access, 'another-Horse-battery-7')).statusCode, 204)
+
+      // A fresh passwordless sign-in counts as the second factor by itself.
+      const next = (await passkeySignIn(client, authenticator)).json()
+      assert.equal((await change(next.access, 'third-Horse-battery-5', 'another-Horse-battery-7')).statusCode, 204, 'a passkey sign-in is a recent second factor')
     })
 
     test('when passkey sign-ins keep failing from one address, then that address gets 429', async (t) => {

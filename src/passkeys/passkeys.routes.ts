@@ -5,11 +5,15 @@ import type { AuthService } from '../auth/auth.service.js'
 import { deliverDeviceProof } from '../auth/device-proof.js'
 import { SessionResponseSchema } from '../auth/auth.schemas.js'
 import { isWebClient, type RefreshCookieSettings, setRefreshCookie } from '../auth/refresh-cookie.js'
-import { AppError } from '../errors.js'
+import { AppError, validationError } from '../errors.js'
+import type { MfaService } from '../mfa/mfa.service.js'
 import { problemResponses } from '../http/problem.schema.js'
 import type { UsersService } from '../users/users.service.js'
 import {
+  AuthenticationOptionsSchema,
   CreatePasskeyBodySchema,
+  MfaPasskeyOptionsBodySchema,
+  PasskeyVerifyBodySchema,
   PasskeyIdParamsSchema,
   PasskeyListSchema,
   PasskeySchema,
@@ -24,6 +28,8 @@ import type { RelyingPartyAnswer } from './relying-party.js'
 
 export interface PasskeysRoutesOptions {
   passkeys: PasskeysService
+  /** The second factors: a passkey assertion is counted and recorded as one (step-up, sign-in's second step). */
+  mfa: MfaService
   authenticate: (request: FastifyRequest) => Promise<void>
   /** RP ID and origin for a request's Host header (see relying-party.ts). */
   relyingParty: (hostHeader: string | undefined) => RelyingPartyAnswer
@@ -43,7 +49,7 @@ function passkeyId(request: FastifyRequest): number {
 
 /** The signed-in user's passkeys: /api/users/me/passkeys. */
 export const passkeysRoutes: FastifyPluginAsyncTypebox<PasskeysRoutesOptions> = async (app, options) => {
-  const { passkeys, authenticate, relyingParty } = options
+  const { passkeys, mfa, authenticate, relyingParty } = options
   const tags = ['users']
   const rpOf = (request: FastifyRequest) => availableRp(relyingParty(request.headers.host))
   /** onRequest hook: 401, then 404 for a passkey that is not the caller's, before the body is read (SPEC §3). */
@@ -66,6 +72,46 @@ export const passkeysRoutes: FastifyPluginAsyncTypebox<PasskeysRoutesOptions> = 
       },
     },
     async (request) => passkeys.registrationOptions(request.actor, rpOf(request)),
+  )
+
+  app.post(
+    '/step-up-options',
+    {
+      onRequest: authenticate,
+      schema: {
+        tags,
+        security,
+        operationId: 'passkeyStepUpOptions',
+        summary: 'Options for navigator.credentials.get: prove a second factor with one of your passkeys (step-up)',
+        response: { 200: AuthenticationOptionsSchema, ...problemResponses([400, 401, 404], bearer) },
+      },
+    },
+    async (request) => passkeys.secondFactorOptions(request.actor.id, rpOf(request)),
+  )
+
+  app.post(
+    '/verify',
+    {
+      onRequest: authenticate,
+      schema: {
+        tags,
+        security,
+        operationId: 'verifyPasskey',
+        summary: 'Step up with a passkey: this session counts as having just proven a second factor',
+        description: 'As POST /api/users/me/mfa/verify with a code: a refusal counts against the sign-in limit (400, then 429).',
+        body: PasskeyVerifyBodySchema,
+        response: { 204: Type.Null({ description: 'Verified; no body' }), ...problemResponses([400, 401, 404, 413, 415, 429], bearer) },
+      },
+    },
+    async (request, reply) => {
+      const rp = rpOf(request)
+      const check = passkeys.secondFactorCheck({ available: true, rp }, request.body.response as never, request.log)
+      if (!(await mfa.attempt(request.actor.id, { passkey: check }, { address: request.ip }))) {
+        throw validationError({ response: ['This passkey was not accepted. Ask for new options and try again.'] })
+      }
+      await mfa.markSession(request.sessionId)
+      reply.code(204).send(null)
+    },
   )
 
   app.post(
@@ -149,8 +195,30 @@ export interface PasskeyAuthRoutesOptions extends Omit<PasskeysRoutesOptions, 'a
 
 /** Passwordless sign-in with a passkey: /api/auth/passkey… and /api/auth/sign-in/passkey (inside the cookie scope). */
 export const passkeyAuthRoutes: FastifyPluginAsyncTypebox<PasskeyAuthRoutesOptions> = async (app, options) => {
-  const { passkeys, relyingParty, auth, users, refreshTokenTtlSeconds, refreshCookie } = options
+  const { passkeys, mfa, relyingParty, auth, users, refreshTokenTtlSeconds, refreshCookie } = options
   const tags = ['auth']
+
+  app.post(
+    '/sign-in/mfa/passkey-options',
+    {
+      schema: {
+        tags,
+        operationId: 'passkeySecondFactorOptions',
+        summary: 'Options for navigator.credentials.get: complete a challenged sign-in with a passkey',
+        description: 'For a sign-in answer whose `methods` include `passkey`; send the response to POST /api/auth/sign-in/mfa as `passkey`.',
+        body: MfaPasskeyOptionsBodySchema,
+        response: { 200: AuthenticationOptionsSchema, ...problemResponses([400, 401, 404, 413, 415]) },
+      },
+    },
+    async (request) => {
+      const rp = availableRp(relyingParty(request.headers.host))
+      const opened = await mfa.openChallenge(request.body.challenge)
+      if (!opened) {
+        throw new AppError('invalid_mfa_challenge', { detail: 'The sign-in challenge is unknown, expired or used already: sign in with the password again.' })
+      }
+      return passkeys.secondFactorOptions(opened.userId, rp)
+    },
+  )
 
   app.get(
     '/passkey',

@@ -61,6 +61,16 @@ export const PasskeySignInBodySchema = Type.Object(
   { additionalProperties: false },
 )
 
+export const PasskeyVerifyBodySchema = Type.Object(
+  { response: { ...AuthenticationCredentialSchema, description: 'the navigator.credentials.get response to POST …/passkeys/step-up-options' } },
+  { additionalProperties: false },
+)
+
+export const MfaPasskeyOptionsBodySchema = Type.Object(
+  { challenge: Type.String({ maxLength: 100, description: 'the sign-in answer\'s challenge (`mfa_required`)' }) },
+  { additionalProperties: false },
+)
+
 export const PasskeyIdParamsSchema = Type.Object({ id: Type.String({ description: 'passkey id (integer)' }) })
 
 const PASSKEY_EXAMPLE = {

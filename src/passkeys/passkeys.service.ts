@@ -207,6 +207,52 @@ export class PasskeysService {
     return user
   }
 
+  /** Whether the user has at least one passkey (one indexed lookup): it is then a second-factor method too. */
+  async hasPasskeys(userId: number): Promise<boolean> {
+    return (await this.deps.passkeys.countOfUser(this.deps.db.kysely, userId)) > 0
+  }
+
+  /**
+   * Request options for a passkey as a second factor (sign-in's second step, or step-up): this user's
+   * credentials listed, the user verified; the challenge is bound to the user and works once.
+   */
+  async secondFactorOptions(userId: number, rp: RelyingParty): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    const { db, passkeys } = this.deps
+    const own = await passkeys.listOfUser(db.kysely, userId)
+    if (own.length === 0) throw validationError({ non_field_errors: ['This account has no passkey.'] })
+    const challenge = await this.newChallenge('second-factor', userId)
+    return generateAuthenticationOptions({
+      rpID: rp.rpID,
+      challenge,
+      timeout: CHALLENGE_TTL_MS,
+      userVerification: 'required',
+      allowCredentials: own.map((row) => ({ id: row.credential_id, transports: JSON.parse(row.transports) as string[] })),
+    })
+  }
+
+  /** The check of a passkey sent as a second factor, as MfaService.attempt runs it (false where passkeys are off). */
+  secondFactorCheck(answer: RelyingPartyAnswer, response: AuthenticationResponseJSON, log: FastifyBaseLogger): (userId: number) => Promise<boolean> {
+    return async (userId) => answer.available && this.verifySecondFactor(userId, response, answer.rp, log)
+  }
+
+  /**
+   * True when the assertion answers a live second-factor challenge of this user with one of their passkeys
+   * (the challenge is used up either way); false for any refusal. The caller counts the attempt.
+   */
+  async verifySecondFactor(userId: number, response: AuthenticationResponseJSON, rp: RelyingParty, log: FastifyBaseLogger): Promise<boolean> {
+    const challenge = challengeOf(response.response.clientDataJSON)
+    const now = new Date().toISOString()
+    const taken = challenge && (await this.deps.passkeys.consumeChallenge(this.deps.db.kysely, { hash: hashSecret(challenge) }, 'second-factor', userId, now))
+    if (!taken) return false
+    try {
+      await this.verifyAssertion(taken.challenge_hash, response, rp, userId, log)
+      return true
+    } catch (error) {
+      if (error instanceof AppError && error.code === 'invalid_credentials') return false
+      throw error
+    }
+  }
+
   /**
    * Checks an assertion: a known credential (of `userId` when given) of an active user, signed over the
    * challenge whose hash is `challengeHash`, by the right origin and RP ID, the user verified, and a counter
