@@ -106,6 +106,20 @@ for (const dialect of DIALECTS) {
       assert.equal((await passkeySignIn(client, authenticator)).statusCode, 200) // counter 3
     })
 
+    test('when two assertions with the same counter race, then only one signs in', async (t) => {
+      const { client } = await testApp(t, dialect.name, PUBLIC)
+      const racer = await client.signUp()
+      const authenticator = new SoftAuthenticator(ORIGIN)
+      assert.equal((await register(client, racer.access, authenticator)).statusCode, 201)
+      const [first, second] = await Promise.all([signInOptions(client), signInOptions(client)])
+      const replies = await Promise.all(
+        [first, second].map(({ challenge_id, options }) =>
+          client.send('POST', '/api/auth/sign-in/passkey', { challenge_id, response: authenticator.get(options, { counter: 5 }) }),
+        ),
+      )
+      assert.deepEqual(replies.map((reply) => reply.statusCode).sort(), [200, 401])
+    })
+
     test('when an authenticator keeps no counter, then every sign-in with it works', async (t) => {
       const { client } = await testApp(t, dialect.name, PUBLIC)
       const dan = await client.signUp()
