@@ -43,6 +43,10 @@ import { createMail } from './mail/mail-setup.js'
 import { swaggerOptions, swaggerUiOptions } from './http/openapi.js'
 import { clientErrorHandler, errorHandler, expectationFailedHandler, frameworkErrorHandler, notFoundHandler } from './http/problem.js'
 import { refuseWhileClosing } from './http/shutdown.js'
+import { PasskeysRepository } from './passkeys/passkeys.repository.js'
+import { passkeyAuthRoutes, passkeysRoutes } from './passkeys/passkeys.routes.js'
+import { PasskeysService } from './passkeys/passkeys.service.js'
+import { relyingPartyResolver } from './passkeys/relying-party.js'
 import { checkTrigramIndexes } from './users/search-index.js'
 import { createSearchReader } from './users/search-reader.js'
 import { UsersRepository } from './users/users.repository.js'
@@ -209,9 +213,12 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   if (!(await checkTrigramIndexes(db.kysely))) {
     app.log.warn('pg_trgm is not available (this role may not CREATE EXTENSION pg_trgm): staff searches scan the users table; an operator can install it and restart')
   }
+  const passkeys = new PasskeysService({ db, passkeys: new PasskeysRepository(), users: usersRepository, limiter })
+  const relyingParty = relyingPartyResolver(config)
   const mfaRepository = new MfaRepository()
   const mfa = new MfaService({
     db,
+    passkeys,
     mfa: mfaRepository,
     sessions,
     limiter,
@@ -318,6 +325,16 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
         authenticate,
         refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
         refreshCookie: refreshCookieSettings(config.publicUrl),
+        passkeySecondFactor: (request, response) => passkeys.secondFactorCheck(relyingParty(request.headers.host), response as never, request.log),
+      })
+      await scope.register(passkeyAuthRoutes, {
+        mfa,
+        passkeys,
+        relyingParty,
+        auth,
+        users,
+        refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
+        refreshCookie: refreshCookieSettings(config.publicUrl),
       })
     },
     { prefix: '/api/auth' },
@@ -329,6 +346,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
   await app.register(accountTokensUserRoutes, { prefix: '/api/users', accountMail, users, authenticate })
   await app.register(mfaRoutes, { prefix: '/api/users/me/mfa', mfa, stepUp, authenticate })
+  await app.register(passkeysRoutes, { prefix: '/api/users/me/passkeys', passkeys, mfa, authenticate, relyingParty })
   await app.register(mediaRoutes, { prefix: '/media', storage })
   await app.register(healthRoutes, { prefix: '/api', checks: healthChecks })
   await app.register(webRoutes, { avatarMaxBytes: config.avatarMaxBytes })

@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   step_up_required: { status: 403, title: 'A recent second factor is required' },
   not_found: { status: 404, title: 'Not found' },
   route_not_found: { status: 404, title: 'Not found' },
+  passkeys_unavailable: { status: 404, title: 'Passkeys unavailable' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   mfa_already_enabled: { status: 409, title: 'Second factor already active' },
   mfa_not_enrolled: { status: 409, title: 'No second factor' },

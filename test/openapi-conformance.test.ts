@@ -9,6 +9,7 @@ import { GOOD_PASSWORD, testApp, uniqueName } from './helpers/app.js'
 import { image } from './helpers/images.js'
 import { recipients, startSmtp, tokenIn } from './helpers/smtp.js'
 import { awayFromStepEdge, codeAt } from './helpers/mfa.js'
+import { SoftAuthenticator } from './helpers/webauthn.js'
 import { Contract, conformanceProblems, type Exchange, schemaCompiler } from './helpers/openapi.js'
 
 // The service held to its own document, over a real socket: every exchange below is checked against the live
@@ -27,7 +28,8 @@ async function listening(t: import('node:test').TestContext) {
     // A rotated refresh token is refused at once (no grace), so the 401s below are SPEC §3's.
     refreshReuseGraceSeconds: 0,
   })
-  const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  // Through localhost, not 127.0.0.1: without PUBLIC_URL a page on http://localhost is the one that gets passkeys.
+  const address = (await app.listen({ port: 0, host: '127.0.0.1' })).replace('//127.0.0.1:', '//localhost:')
   // A service credential for introspection, made as `portrait service-keys create` makes it.
   const db = createDb(config)
   t.after(() => db.destroy())
@@ -192,6 +194,28 @@ test('when every operation is exercised over a socket, then every answer is the 
   sqliteGone.close()
   await expect(400, 'sendPasswordReset', { params: { id: gone.user.id }, token: root.access })
 
+  // --- passkeys --------------------------------------------------------------------------------------------
+  assert.equal((await expect(200, 'passkeySupport')).json().rp_id, 'localhost')
+  const keyholder = { token: bob.access }
+  const authenticator = new SoftAuthenticator(contract.baseUrl)
+  const creation = (await expect(200, 'passkeyRegistrationOptions', keyholder)).json()
+  await expect(400, 'createPasskey', { ...keyholder, json: { name: '', response: authenticator.create(creation) } })
+  const creation2 = (await expect(200, 'passkeyRegistrationOptions', keyholder)).json()
+  const passkey = (await expect(201, 'createPasskey', { ...keyholder, json: { name: 'Laptop', response: authenticator.create(creation2) } })).json()
+  await expect(200, 'listPasskeys', keyholder)
+  await expect(200, 'renamePasskey', { ...keyholder, params: { id: passkey.id }, json: { name: 'Desk' } })
+  await expect(400, 'renamePasskey', { ...keyholder, params: { id: passkey.id }, json: { name: 'x'.repeat(65) } })
+  await expect(404, 'renamePasskey', { ...keyholder, params: { id: 999999 }, json: { name: 'Desk' } })
+  await expect(415, 'renamePasskey', { ...keyholder, params: { id: passkey.id }, raw: { body: 'Desk', contentType: 'text/plain' } })
+  const request = (await expect(200, 'passkeySignInOptions')).json()
+  const assertion = authenticator.get(request.options)
+  await expect(200, 'signInWithPasskey', { json: { challenge_id: request.challenge_id, response: assertion } })
+  await expect(401, 'signInWithPasskey', { json: { challenge_id: request.challenge_id, response: assertion } })
+  await expect(400, 'signInWithPasskey', { json: { challenge_id: request.challenge_id } })
+  await expect(415, 'signInWithPasskey', { raw: { body: new URLSearchParams({ challenge_id: 'x' }), contentType: 'application/x-www-form-urlencoded' } })
+  await expect(204, 'deletePasskey', { ...keyholder, params: { id: passkey.id } })
+  await expect(404, 'deletePasskey', { ...keyholder, params: { id: passkey.id } })
+
   // --- keys and introspection ---------------------------------------------------------------------------------
   await expect(200, 'getJwks')
   const live = (await expect(200, 'signIn', { json: { email: bob.user.email, password: GOOD_PASSWORD } })).json() as { access: string }
@@ -224,6 +248,19 @@ test('when every operation is exercised over a socket, then every answer is the 
   await expect(400, 'signInSecondFactor', { json: { challenge: challenged.challenge } })
   await expect(200, 'signInSecondFactor', { json: { challenge: challenged.challenge, recovery_code: codes[0] } })
   await expect(401, 'signInSecondFactor', { json: { challenge: challenged.challenge, recovery_code: codes[1] } })
+  // A passkey as carol's second factor: step-up, and the second step of a password sign-in.
+  const carolKey = new SoftAuthenticator(contract.baseUrl)
+  const carolCreation = (await expect(200, 'passkeyRegistrationOptions', carolAuth)).json()
+  await expect(201, 'createPasskey', { ...carolAuth, json: { name: 'Phone', response: carolKey.create(carolCreation) } })
+  const stepUpOptions = (await expect(200, 'passkeyStepUpOptions', carolAuth)).json()
+  await expect(204, 'verifyPasskey', { ...carolAuth, json: { response: carolKey.get(stepUpOptions) } })
+  await expect(400, 'verifyPasskey', { ...carolAuth, json: {} })
+  const challenged2 = (await expect(200, 'signIn', { json: { username: carol.username, password: GOOD_PASSWORD } })).json() as { challenge: string; methods: string[] }
+  assert.ok(challenged2.methods.includes('passkey'))
+  await expect(401, 'passkeySecondFactorOptions', { json: { challenge: 'x'.repeat(43) } })
+  await expect(400, 'passkeySecondFactorOptions', { json: {} })
+  const secondStep = (await expect(200, 'passkeySecondFactorOptions', { json: { challenge: challenged2.challenge } })).json()
+  await expect(200, 'signInSecondFactor', { json: { challenge: challenged2.challenge, passkey: carolKey.get(secondStep) } })
   const aged = new Database(config.databaseUrl.replace(/^sqlite:/, ''))
   aged.prepare('update sessions set second_factor_at = null where user_id = ?').run(carol.user.id)
   aged.close()
@@ -250,6 +287,7 @@ test('when every operation is exercised over a socket, then every answer is the 
   const known = new Set([
     ...['signUp', 'signIn', 'refreshToken', 'signOut', 'getMe', 'updateMe', 'patchMe', 'listUsers', 'getUser', 'updateUser', 'patchUser', 'deleteUser', 'changePassword', 'getAvatar', 'health'],
     ...['requestPasswordReset', 'confirmPasswordReset', 'verifyEmail', 'resendVerificationEmail', 'sendPasswordReset'],
+    ...['passkeySupport', 'passkeyRegistrationOptions', 'createPasskey', 'listPasskeys', 'passkeySignInOptions', 'signInWithPasskey', 'passkeyStepUpOptions', 'verifyPasskey', 'passkeySecondFactorOptions'],
   ])
   const probe = async (status: number, id: string, options: Parameters<Contract['call']>[1]) => {
     if (known.has(id)) return expect(status, id, options)

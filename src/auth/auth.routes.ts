@@ -25,6 +25,8 @@ export interface AuthRoutesOptions {
   refreshTokenTtlSeconds: number
   /** The refresh cookie's name and Secure rule (from PUBLIC_URL). */
   refreshCookie: RefreshCookieSettings
+  /** Checks a passkey assertion sent as the second factor (src/passkeys), for this request's relying party. */
+  passkeySecondFactor: (request: import('fastify').FastifyRequest, response: unknown) => (userId: number) => Promise<boolean>
 }
 
 const tags = ['auth']
@@ -118,7 +120,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       schema: {
         tags,
         operationId: 'signInSecondFactor',
-        summary: 'Complete a sign-in with a TOTP code or a recovery code',
+        summary: 'Complete a sign-in with a TOTP code, a recovery code or a passkey',
         description:
           'A wrong code counts against the account\'s sign-in limit (401 `invalid_second_factor`, then 429); an unknown, expired or used challenge is 401 `invalid_mfa_challenge`.',
         body: SignInMfaBodySchema,
@@ -127,12 +129,17 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       onRequest: jsonOnly,
     },
     async (request, reply) => {
-      const { challenge, code, recovery_code, device_token } = request.body
-      if ((code === undefined) === (recovery_code === undefined)) {
-        throw validationError({ non_field_errors: ['Send either code or recovery_code, with the challenge.'] })
+      const { challenge, code, recovery_code, passkey, device_token } = request.body
+      if ([code, recovery_code, passkey].filter((given) => given !== undefined).length !== 1) {
+        throw validationError({ non_field_errors: ['Send one of code, recovery_code or passkey, with the challenge.'] })
       }
       const client = { address: request.ip, deviceProof: presentedDeviceProof(request, device_token) }
-      const proof = code !== undefined ? { code: code.trim() } : { recovery_code: recovery_code as string }
+      const proof =
+        passkey !== undefined
+          ? { passkey: options.passkeySecondFactor(request, passkey) }
+          : code !== undefined
+            ? { code: code.trim() }
+            : { recovery_code: recovery_code as string }
       return signedIn(request, reply, await auth.signInWithSecondFactor(challenge, proof, client))
     },
   )

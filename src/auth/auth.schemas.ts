@@ -1,4 +1,5 @@
 import { Type } from 'typebox'
+import { AuthenticationCredentialSchema } from '../passkeys/passkeys.schemas.js'
 import { fieldSchemas } from '../users/field-rules.js'
 import { USER_EXAMPLE, UserSchema } from '../users/users.schemas.js'
 
@@ -83,7 +84,11 @@ export const SignInMfaBodySchema = Type.Object(
     challenge: Type.String({ maxLength: 100, description: 'from the sign-in answer (`mfa_required`)' }),
     code: Type.Optional(Type.String({ maxLength: 20, description: 'the 6 digits the authenticator app shows now' })),
     recovery_code: Type.Optional(Type.String({ maxLength: 40, description: 'one of the recovery codes (used up)' })),
+    passkey: Type.Optional({
+      ...AuthenticationCredentialSchema,
+      description: 'the navigator.credentials.get response to the options of POST /api/auth/sign-in/mfa/passkey-options',
+    }),
     device_token: Type.Optional(Type.String({ maxLength: 200, description: 'as for sign-in' })),
   },
-  { additionalProperties: false, description: 'The challenge, plus either code or recovery_code' },
+  { additionalProperties: false, description: 'The challenge, plus one of code, recovery_code or passkey' },
 )

@@ -25,7 +25,17 @@ export interface SecondFactors {
   openChallenge(challenge: string): Promise<{ userId: number; idHash: string } | undefined>
   consumeChallenge(executor: Db['kysely'], idHash: string): Promise<boolean>
   /** Checks a code or recovery code, counted against the account's sign-in limit (429 when used up). */
-  attempt(userId: number, proof: { code?: string; recovery_code?: string }, client: { address: string; device?: string }): Promise<boolean>
+  attempt(userId: number, proof: SecondFactorProof, client: { address: string; device?: string }): Promise<boolean>
+}
+
+/**
+ * A second factor as a request presents it: a TOTP code, a recovery code, or a passkey assertion (its check,
+ * bound to the request's relying party, given the user it must belong to).
+ */
+export interface SecondFactorProof {
+  code?: string
+  recovery_code?: string
+  passkey?: (userId: number) => Promise<boolean>
 }
 
 /** A finished sign-in: the session's tokens, the user, and the device proof for next time. */
@@ -198,7 +208,7 @@ export class AuthService {
    */
   async signInWithSecondFactor(
     challenge: string,
-    proof: { code?: string; recovery_code?: string },
+    proof: SecondFactorProof,
     client: { address: string; deviceProof?: string },
   ): Promise<SignedIn> {
     const { db, users, devices, secondFactors } = this.deps
@@ -211,7 +221,7 @@ export class AuthService {
       throw new AppError('invalid_second_factor', { detail: 'The code is not right or was used already.' })
     }
     // A recovery code is a one-time password too (RFC 8176 has no value of its own for it).
-    return this.finishSignIn(user, { amr: ['pwd', 'otp'], secondFactor: true }, { device, challengeHash: opened.idHash })
+    return this.finishSignIn(user, { amr: ['pwd', proof.passkey ? 'hwk' : 'otp'], secondFactor: true }, { device, challengeHash: opened.idHash })
   }
 
   /**

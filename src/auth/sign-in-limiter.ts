@@ -136,6 +136,30 @@ export class SignInLimiter {
   }
 
   /**
+   * One attempt counted against the address alone: a passkey sign-in names no account until it has succeeded,
+   * and counting against the account a credential id names would let anyone who saw that id lock it out.
+   */
+  async reserveForAddress(address: string): Promise<Ticket> {
+    const { maxFailuresPerAddress, windowSeconds } = this.limits
+    const counters = [{ key: addressKey(address), limit: maxFailuresPerAddress }]
+    const reservation = await this.store.reserve(counters, windowSeconds)
+    if (!reservation.allowed) throw tooMany('Too many failed sign-in attempts from this address. Try again later.', reservation.retryAfterSeconds)
+    const giveBack = () => Promise.all(counters.map(({ key }) => this.store.release(key))).then(() => {})
+    return { succeeded: giveBack, cancelled: giveBack }
+  }
+
+  /**
+   * Passkey sign-in challenges one address may ask for per window: ten times its failed sign-ins (each challenge
+   * is a row for five minutes, and asking is no guess, so the bound is against filling the table).
+   */
+  async reservePasskeyChallenge(address: string): Promise<void> {
+    const { maxFailuresPerAddress, windowSeconds } = this.limits
+    const counters = [{ key: `passkey:options:address:${addressBucket(address)}`, limit: maxFailuresPerAddress * 10 }]
+    const reservation = await this.store.reserve(counters, windowSeconds)
+    if (!reservation.allowed) throw tooMany('Too many passkey sign-in requests from this address. Try again later.', reservation.retryAfterSeconds)
+  }
+
+  /**
    * Counts one sign-up from this address, or throws 429 with Retry-After once it has made `maxPerAddress` in the window.
    * While Redis is down sign-ups go on, counted by this instance alone (sign-up needs no shared state otherwise).
    */

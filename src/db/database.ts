@@ -9,6 +9,7 @@ import type { KeysetTable, ServiceKeysTable, SigningKeysTable } from '../auth/si
 import type { AvatarsTable } from '../avatars/avatars.table.js'
 import type { MailOutboxTable } from '../mail/mail.table.js'
 import type { MfaChallengesTable, MfaRecoveryCodesTable, MfaTotpTable } from '../mfa/mfa.tables.js'
+import type { PasskeyChallengesTable, PasskeysTable } from '../passkeys/passkeys.table.js'
 import type { UsersTable } from '../users/users.table.js'
 import { CurrentSchemaPostgresDialect } from './current-schema-introspector.js'
 import { GuardedPool } from './guarded-pool.js'
@@ -27,6 +28,8 @@ export interface Database {
   mfa_totp: MfaTotpTable
   mfa_recovery_codes: MfaRecoveryCodesTable
   mfa_challenges: MfaChallengesTable
+  passkeys: PasskeysTable
+  passkey_challenges: PasskeyChallengesTable
 }
 
 export type Dialect = 'sqlite' | 'postgres'

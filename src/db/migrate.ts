@@ -7,6 +7,7 @@ import * as userSearchIndex from './migrations/0005_user_search_index.js'
 import * as signingKeys from './migrations/0006_signing_keys.js'
 import * as mailAndAccountTokens from './migrations/0007_mail_and_account_tokens.js'
 import * as mfa from './migrations/0008_mfa.js'
+import * as passkeys from './migrations/0009_passkeys.js'
 
 // Listed statically so migrations work the same from source, from a bundle and in tests.
 const migrations: Record<string, Migration> = {
@@ -18,6 +19,7 @@ const migrations: Record<string, Migration> = {
   '0006_signing_keys': signingKeys,
   '0007_mail_and_account_tokens': mailAndAccountTokens,
   '0008_mfa': mfa,
+  '0009_passkeys': passkeys,
 }
 
 /** Every migration's name, in the order they apply. */

@@ -19,6 +19,8 @@ const MAX_CHALLENGES_PER_USER = 5
 export interface FactorProof {
   code?: string
   recovery_code?: string
+  /** A passkey assertion's check (src/passkeys), given the user it must belong to. */
+  passkey?: (userId: number) => Promise<boolean>
 }
 
 /** Where an attempt comes from, for the sign-in limit (see SignInLimiter.reserve). */
@@ -35,6 +37,8 @@ export interface MfaServiceDeps {
   box: TotpSecretBox
   /** Called with the user id when a stored secret does not decrypt (the server secret changed). */
   onUnreadableSecret?: (userId: number) => void
+  /** Passkeys: with an active second factor, a passkey is one more way to complete a sign-in or step up. */
+  passkeys?: { hasPasskeys(userId: number): Promise<boolean> }
 }
 
 export interface MfaStatus {
@@ -53,7 +57,8 @@ export class MfaService {
   async methodsFor(userId: number): Promise<string[]> {
     const factors = await this.deps.mfa.activeFactors(this.deps.db.kysely, userId)
     if (!factors) return []
-    return factors.recoveryCodesLeft > 0 ? ['totp', 'recovery_code'] : ['totp']
+    const passkey = (await this.deps.passkeys?.hasPasskeys(userId)) ? ['passkey'] : []
+    return [...(factors.recoveryCodesLeft > 0 ? ['totp', 'recovery_code'] : ['totp']), ...passkey]
   }
 
   async status(userId: number): Promise<MfaStatus> {
@@ -146,6 +151,7 @@ export class MfaService {
 
   private async check(userId: number, proof: FactorProof): Promise<boolean> {
     const { db, mfa } = this.deps
+    if (proof.passkey !== undefined) return proof.passkey(userId)
     if (proof.recovery_code !== undefined) {
       const hash = recoveryCodeHash(proof.recovery_code)
       return hash !== undefined && (await mfa.consumeRecoveryCode(db.kysely, userId, hash))

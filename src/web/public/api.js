@@ -228,3 +228,35 @@ export async function resendVerification(id) {
   const { data } = await call('POST', `/api/users/${id}/verify-email`)
   return data?.detail
 }
+
+// --- Passkeys (passkeys-panel.js): `browser` is the step that asks navigator.credentials with the options.
+
+export async function passkeySupport() {
+  return (await call('GET', '/api/auth/passkey', { signedIn: false })).data
+}
+
+export async function signInWithPasskey(browser) {
+  const { data: start } = await call('POST', '/api/auth/passkey/options', { signedIn: false })
+  const response = await browser(start.options)
+  const { data } = await call('POST', '/api/auth/sign-in/passkey', { json: { challenge_id: start.challenge_id, response }, signedIn: false })
+  accessToken = data.access
+  return data.user
+}
+
+export async function registerPasskey(name, browser) {
+  const { data: options } = await call('POST', '/api/users/me/passkeys/registration-options')
+  const response = await browser(options)
+  return (await call('POST', '/api/users/me/passkeys', { json: { name, response } })).data
+}
+
+export async function listPasskeys() {
+  return (await call('GET', '/api/users/me/passkeys')).data.results
+}
+
+export async function renamePasskey(id, name) {
+  return (await call('PATCH', `/api/users/me/passkeys/${id}`, { json: { name } })).data
+}
+
+export async function deletePasskey(id) {
+  await call('DELETE', `/api/users/me/passkeys/${id}`)
+}

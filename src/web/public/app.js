@@ -3,6 +3,7 @@
 import * as api from './api.js'
 import { resetAuthView, startAuthView } from './auth-view.js'
 import { loadMfaPanel } from './mfa-panel.js'
+import { startPasskeys } from './passkeys-panel.js'
 import { loadProfile, startProfileView } from './profile-view.js'
 import { openLinkFromAddress, startRecoveryView } from './recovery-view.js'
 
@@ -40,6 +41,7 @@ startRecoveryView({
   onPasswordChanged: () => showSignedOut('Your password has been changed and every device signed out. Sign in with your new password.'),
   onContinue: () => restoreSession(),
 })
+startPasskeys({ onSignedIn: () => showProfile() })
 
 $('sign-out').addEventListener('click', async () => {
   try {

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { type AddressInfo, createServer } from 'node:net'
+import { test } from 'node:test'
+import { chromium } from 'playwright-core'
+import { buildApp } from '../../src/app.js'
+import { GOOD_PASSWORD, testConfig, uniqueName } from '../helpers/app.js'
+
+const CHROMIUM = '/usr/bin/chromium'
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
+
+/** A port nobody listens on now, so that PUBLIC_URL can name it before the app is built. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo
+      server.close(() => resolve(port))
+    })
+    server.on('error', reject)
+  })
+}
+
+test('passkeys on the web page, with Chromium\'s virtual authenticator', { skip: existsSync(CHROMIUM) ? false : 'Chromium not installed' }, async (t) => {
+  const port = await freePort()
+  // http://localhost is the one plain-http origin browsers offer WebAuthn on; PUBLIC_URL makes it the RP.
+  const origin = `http://localhost:${port}`
+  const app = await buildApp(await testConfig(t, 'sqlite', { publicUrl: origin }))
+  t.after(() => app.close())
+  await app.listen({ port, host: '127.0.0.1' })
+
+  const username = uniqueName('pk')
+  const signUp = await fetch(`${origin}/api/auth/sign-up`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, email: `${username}@example.com`, password: GOOD_PASSWORD }),
+  })
+  assert.equal(signUp.status, 201)
+
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
+  t.after(() => browser.close())
+  const context = await browser.newContext()
+  context.setDefaultTimeout(30_000)
+  const page = await context.newPage()
+  const pageErrors: string[] = []
+  page.on('pageerror', (error) => pageErrors.push(String(error)))
+
+  const cdp = await context.newCDPSession(page)
+  await cdp.send('WebAuthn.enable')
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
+  })
+  const credentials = async () => (await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials
+
+  await page.goto(origin)
+  await page.locator('#loading').waitFor({ state: 'hidden' })
+  const passkeyButton = page.getByRole('button', { name: 'Sign in with a passkey' })
+  await passkeyButton.waitFor()
+
+  await t.test('when a person adds a passkey, then the authenticator holds a discoverable credential and the list shows it', async () => {
+    await page.fill('#si-login', username)
+    await page.fill('#si-password', GOOD_PASSWORD)
+    await page.click('#sign-in-form button[type=submit]')
+    await page.locator('#passkeys-card').waitFor()
+    assert.ok(await page.locator('#passkey-empty').isVisible())
+    await page.getByLabel('Name for a new passkey').fill('Laptop')
+    await page.getByRole('button', { name: 'Add a passkey' }).click()
+    await page.locator('#passkey-list .passkey__name', { hasText: 'Laptop' }).waitFor()
+    assert.match((await page.locator('#passkey-status').textContent()) ?? '', /added/)
+    const held = await credentials()
+    assert.equal(held.length, 1)
+    assert.equal(held[0]?.isResidentCredential, true)
+    assert.equal(held[0]?.rpId, 'localhost')
+  })
+
+  await t.test('when they sign out and choose "Sign in with a passkey", then they are signed in without a password', async () => {
+    await page.click('#sign-out')
+    await passkeyButton.waitFor()
+    assert.equal(await page.locator('#si-password').inputValue(), '')
+    await passkeyButton.click()
+    await page.locator('#profile-view').waitFor()
+    await page.locator('#passkey-list .passkey__meta', { hasText: 'last used' }).waitFor()
+    assert.equal((await credentials())[0]?.signCount, 2)
+  })
+
+  await t.test('when they rename and then delete the passkey, then it is gone and no longer signs them in', async () => {
+    await page.getByRole('button', { name: 'Rename passkey Laptop' }).click()
+    await page.getByLabel('New name for Laptop').fill('Work laptop')
+    await page.getByRole('button', { name: 'Save name' }).click()
+    await page.locator('#passkey-list .passkey__name', { hasText: 'Work laptop' }).waitFor()
+
+    page.once('dialog', (dialog) => dialog.accept())
+    await page.getByRole('button', { name: 'Delete passkey Work laptop' }).click()
+    await page.locator('#passkey-empty').waitFor()
+    assert.equal(await page.locator('#passkey-list li').count(), 0)
+
+    await page.click('#sign-out')
+    await passkeyButton.click()
+    const error = page.locator('#sign-in-form [data-form-error]')
+    await error.waitFor()
+    assert.match((await error.textContent()) ?? '', /not accepted/)
+    assert.ok(await page.locator('#auth-view').isVisible())
+  })
+
+  assert.deepEqual(pageErrors, [])
+})
