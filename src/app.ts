@@ -7,6 +7,10 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, LogController } from 'fastify'
 import pino from 'pino'
 import sharp from 'sharp'
+import { ActivityRepository } from './activity/activity.repository.js'
+import { activityRoutes } from './activity/activity.routes.js'
+import { ActivityLog } from './activity/activity.service.js'
+import { AccountSessions } from './activity/sessions.service.js'
 import { authRoutes } from './auth/auth.routes.js'
 import { AuthService } from './auth/auth.service.js'
 import { createAuthenticate } from './auth/authenticate.js'
@@ -34,6 +38,7 @@ import { swaggerOptions, swaggerUiOptions } from './http/openapi.js'
 import { clientErrorHandler, errorHandler, expectationFailedHandler, frameworkErrorHandler, notFoundHandler } from './http/problem.js'
 import { refuseWhileClosing } from './http/shutdown.js'
 import { checkTrigramIndexes } from './users/search-index.js'
+import { startPeriodicPurge } from './jobs/batched-purge.js'
 import { createSearchReader } from './users/search-reader.js'
 import { UsersRepository } from './users/users.repository.js'
 import { usersRoutes } from './users/users.routes.js'
@@ -143,6 +148,10 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   const failures = await createFailureStore(config)
   app.addHook('onClose', async () => failures.close?.())
   const limiter = new SignInLimiter(failures, config.signInLimits, config.signUpLimits)
+  const activity = new ActivityLog({ db, repository: new ActivityRepository(db), retentionSeconds: config.activityRetentionSeconds, log: app.log })
+  limiter.whenAccountLocked((lock) => activity.accountLocked(lock))
+  const stopActivityPurge = startPeriodicPurge('security activity past its retention', () => activity.purge(), config.activityPurgeIntervalMs, app.log)
+  app.addHook('preClose', stopActivityPurge)
   // One libvips thread per image; parallelism comes from running up to one image per CPU.
   sharp.concurrency(1)
   app.log.info({ threadPoolSize: config.threadPoolSize, imageConcurrency: config.imageConcurrency }, 'libuv thread pool sized')
@@ -160,6 +169,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     storage,
     imageLimit: new ConcurrencyLimit(config.imageConcurrency),
     limiter,
+    activity,
     config,
   })
   const auth = new AuthService({
@@ -169,6 +179,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     tokens,
     limiter,
     devices: new DeviceProofs(jwtSecret),
+    activity,
     successors: new RefreshSuccessors(jwtSecret),
     config,
   })
@@ -254,6 +265,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   await app.register(introspectRoute, { prefix: '/api/auth', ...keyRoutes })
   await app.register(jwksRoute, { tokens })
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
+  await app.register(activityRoutes, { prefix: '/api/users', activity, sessions: new AccountSessions({ db, sessions, activity }), users, authenticate })
   await app.register(mediaRoutes, { prefix: '/media', storage })
   await app.register(healthRoutes, { prefix: '/api', checks: healthChecks })
   await app.register(webRoutes, { avatarMaxBytes: config.avatarMaxBytes })

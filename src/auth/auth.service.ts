@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto'
+import type { ActivityLog } from '../activity/activity.service.js'
+import type { ClientInfo } from '../activity/client.js'
 import type { Config } from '../config.js'
 import type { Db } from '../db/database.js'
 import { AppError, FieldErrorList } from '../errors.js'
@@ -26,6 +28,8 @@ export interface AuthServiceDeps {
   successors: RefreshSuccessors
   limiter: SignInLimiter
   devices: DeviceProofs
+  /** Security activity: sign-ins (and failures), sign-outs, revocations. */
+  activity: ActivityLog
   config: Pick<Config, 'passwordHashCost' | 'refreshTokenTtlSeconds' | 'refreshReuseGraceSeconds'>
 }
 
@@ -56,7 +60,7 @@ export class AuthService {
     await this.dummyPasswordHash()
   }
 
-  async signUp(body: Record<string, unknown>, address: string): Promise<{ user: UserRow } & TokenPair> {
+  async signUp(body: Record<string, unknown>, client: ClientInfo): Promise<{ user: UserRow } & TokenPair> {
     const { db, users, config } = this.deps
     const errors = new FieldErrorList()
     const text: Partial<Record<TextField, string>> = {}
@@ -82,7 +86,7 @@ export class AuthService {
     }
     errors.throwIfAny()
 
-    await this.deps.limiter.reserveSignUp(address)
+    await this.deps.limiter.reserveSignUp(client.address)
     const passwordHash = await hashPassword(password as string, config.passwordHashCost)
     const now = new Date().toISOString()
     const username = text.username as string
@@ -103,7 +107,7 @@ export class AuthService {
           is_staff: 0,
           is_superuser: 0,
         })
-        return { user, ...(await this.startSession(trx, user.id, now)) }
+        return { user, ...(await this.startSession(trx, user.id, now, client)) }
       })
     } catch (error) {
       throw uniqueViolationError(error) ?? error
@@ -114,9 +118,11 @@ export class AuthService {
    * Same 401 for an unknown user, an inactive one and a wrong password, each after one hash comparison.
    * The attempt is reserved before the hash is checked (429 without a hash once the limit is used up).
    * `deviceProof`: proof of an earlier sign-in from this client (SECURITY.md); the reply carries one for next time.
+   * A wrong password on an existing account is recorded on it after the answer has gone out, so the answer and
+   * its timing stay those of an unknown login; a sign-in without a valid proof is flagged `new_device`.
    */
-  async signIn(login: { field: 'email' | 'username'; value: string }, password: string, client: { address: string; deviceProof?: string }) {
-    const { db, users, limiter, devices } = this.deps
+  async signIn(login: { field: 'email' | 'username'; value: string }, password: string, client: ClientInfo & { deviceProof?: string }) {
+    const { db, users, limiter, devices, activity } = this.deps
     // One spelling per login, so "Bob", " bob" and "BOB" find the same user (and share a count when there is none).
     const text = comparable(login.value.trim())
     const column = login.field === 'email' ? 'email_lower' : 'username_lower'
@@ -131,6 +137,7 @@ export class AuthService {
       throw error
     }
     // A failure stays counted: the reservation was the count.
+    if (user && !matches) activity.recordDetached({ userId: user.id, type: 'sign_in_failed', client: clientOnly(client) })
     if (!user || !matches || !user.is_active) throw invalidCredentials()
     await ticket.succeeded()
     // An imported Django hash is replaced by argon2id now that the password is known (as Django's check_password
@@ -143,7 +150,9 @@ export class AuthService {
       // foreign-key error, a 500).
       if (!signedIn) throw invalidCredentials()
       const passwordHash = upgraded && (await users.upgradePasswordHash(trx, user.id, user.password_hash, upgraded)) ? upgraded : user.password_hash
-      return { user: signedIn, passwordHash, ...(await this.startSession(trx, user.id, now)) }
+      const tokens = await this.startSession(trx, user.id, now, client)
+      await activity.record(trx, { userId: user.id, type: 'sign_in', client: clientOnly(client), at: now, details: device ? {} : { new_device: true } })
+      return { user: signedIn, passwordHash, ...tokens }
     })
     // The proof is bound to the password hash, so one issued right after an upgrade must carry the new hash.
     const { passwordHash, ...signedIn } = session
@@ -161,8 +170,8 @@ export class AuthService {
    * the whole session (theft detection). A secret never issued for the session is a plain 401 that
    * changes nothing, so knowing a session id (the `sid` of an access token) is not enough to end it.
    */
-  async refresh(refreshToken: string): Promise<TokenPair> {
-    const { db, sessions, users, tokens, successors, config } = this.deps
+  async refresh(refreshToken: string, client?: ClientInfo): Promise<TokenPair> {
+    const { db, sessions, users, tokens, successors, config, activity } = this.deps
     const presented = parseRefreshToken(refreshToken)
     if (!presented) throw invalidRefresh()
     const now = new Date()
@@ -189,37 +198,64 @@ export class AuthService {
       return issue(next.token)
     }
     // A secret rotated out longer ago came back: it was copied. End the session for every holder.
-    await sessions.delete(db.kysely, session.id)
+    const ended = session
+    await db.kysely.transaction().execute(async (trx) => {
+      await sessions.delete(trx, ended.id)
+      await activity.record(trx, { userId: ended.user_id, type: 'session_revoked', client, details: { reason: 'refresh_token_reused' } })
+    })
     throw invalidRefresh()
   }
 
   /** Ends the session of this refresh token, if it is one; unknown tokens are ignored (sign-out is idempotent). */
-  async signOut(refreshToken: string): Promise<void> {
+  async signOut(refreshToken: string, client?: ClientInfo): Promise<void> {
     const { db, sessions } = this.deps
     const presented = parseRefreshToken(refreshToken)
     if (!presented) return
     const session = await sessions.findById(db.kysely, presented.sessionId)
     // The secret just rotated out counts too: whoever holds it could end the session by reusing it anyway.
     const issued = session ? [session.refresh_hash, session.previous_hash] : []
-    if (session && issued.some((hash) => hash !== null && sameHash(presented.hash, hash))) await sessions.delete(db.kysely, session.id)
+    if (session && issued.some((hash) => hash !== null && sameHash(presented.hash, hash))) await this.endSession(session.id, session.user_id, client)
   }
 
-  async endSession(sessionId: string): Promise<void> {
-    await this.deps.sessions.delete(this.deps.db.kysely, sessionId)
+  /** Ends one session of the user (sign-out with an access token), recording it in the same transaction. */
+  async endSession(sessionId: string, userId: number, client?: ClientInfo): Promise<void> {
+    const { db, sessions, activity } = this.deps
+    await db.kysely.transaction().execute(async (trx) => {
+      await sessions.delete(trx, sessionId)
+      await activity.record(trx, { userId, type: 'sign_out', client })
+    })
   }
 
-  async endAllSessions(userId: number): Promise<void> {
-    await this.deps.sessions.deleteAllOfUser(this.deps.db.kysely, userId)
+  async endAllSessions(userId: number, client?: ClientInfo): Promise<void> {
+    const { db, sessions, activity } = this.deps
+    await db.kysely.transaction().execute(async (trx) => {
+      await sessions.deleteAllOfUser(trx, userId)
+      await activity.record(trx, { userId, type: 'sign_out_all', client })
+    })
   }
 
-  private async startSession(executor: Db['kysely'], userId: number, now: string): Promise<TokenPair> {
+  private async startSession(executor: Db['kysely'], userId: number, now: string, client: ClientInfo): Promise<TokenPair> {
     const { sessions, tokens, config } = this.deps
     const sessionId = newSessionId()
     const refresh = newRefreshToken(sessionId)
     const expiresAt = new Date(Date.parse(now) + config.refreshTokenTtlSeconds * 1000).toISOString()
-    await sessions.create(executor, { id: sessionId, user_id: userId, refresh_hash: refresh.hash, created_at: now, expires_at: expiresAt })
+    await sessions.create(executor, {
+      id: sessionId,
+      user_id: userId,
+      refresh_hash: refresh.hash,
+      created_at: now,
+      expires_at: expiresAt,
+      user_agent: client.userAgent ?? null,
+      client_address: client.address,
+      last_used_at: now,
+    })
     await sessions.deleteAllButNewest(executor, userId, sessionId, MAX_SESSIONS_PER_USER)
     // Issued through the transaction's connection: it reads the current signing key (see AccessTokens.issue).
     return { access: await tokens.issue({ userId, sessionId }, executor), refresh: refresh.token }
   }
+}
+
+/** The address and User-Agent alone (never the device proof). */
+function clientOnly(client: ClientInfo): ClientInfo {
+  return { address: client.address, userAgent: client.userAgent }
 }

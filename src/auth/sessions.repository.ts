@@ -76,11 +76,23 @@ export class SessionsRepository {
   async rotate(executor: Executor, id: string, fromHash: string, toHash: string, expiresAt: string, rotatedAt: string): Promise<boolean> {
     const result = await executor
       .updateTable('sessions')
-      .set({ refresh_hash: toHash, previous_hash: fromHash, rotated_at: rotatedAt, expires_at: expiresAt })
+      .set({ refresh_hash: toHash, previous_hash: fromHash, rotated_at: rotatedAt, expires_at: expiresAt, last_used_at: rotatedAt })
       .where('id', '=', id)
       .where('refresh_hash', '=', fromHash)
       .executeTakeFirst()
     return result.numUpdatedRows === 1n
+  }
+
+  /** The user's live sessions, newest first, by the user_id index (at most MAX_SESSIONS_PER_USER rows). */
+  listLiveOfUser(executor: Executor, userId: number, now: string): Promise<SessionRow[]> {
+    return executor
+      .selectFrom('sessions')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('expires_at', '>', now)
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .execute()
   }
 
   async delete(executor: Executor, id: string): Promise<void> {

@@ -3,6 +3,7 @@ import { dirname } from 'node:path'
 import type SQLite from 'better-sqlite3'
 import { Kysely, SqliteDialect } from 'kysely'
 import pg from 'pg'
+import type { SecurityActivityTable } from '../activity/activity.table.js'
 import type { SessionsTable } from '../auth/sessions.table.js'
 import type { KeysetTable, ServiceKeysTable, SigningKeysTable } from '../auth/signing-keys.table.js'
 import type { AvatarsTable } from '../avatars/avatars.table.js'
@@ -19,6 +20,7 @@ export interface Database {
   signing_keys: SigningKeysTable
   keyset: KeysetTable
   service_keys: ServiceKeysTable
+  security_activity: SecurityActivityTable
 }
 
 export type Dialect = 'sqlite' | 'postgres'

@@ -8,6 +8,11 @@ export const usersPolicy = {
   canDelete: (actor: UserRow, target: UserRow): boolean =>
     actor.id === target.id || (Boolean(actor.is_superuser) && !target.is_superuser),
   canList: (actor: UserRow): boolean => isStaff(actor),
+  /**
+   * Security activity, as the profile itself: your own, or anyone's for staff (who handle account support;
+   * the addresses shown are masked for everyone).
+   */
+  canReadActivity: (actor: UserRow, target: UserRow): boolean => actor.id === target.id || isStaff(actor),
   /** Deleting yourself needs your password; a superuser removing someone else does not. */
   deleteNeedsPassword: (actor: UserRow, target: UserRow): boolean => actor.id === target.id,
   /**

@@ -1,3 +1,5 @@
+import type { ActivityLog } from '../activity/activity.service.js'
+import type { ClientInfo } from '../activity/client.js'
 import type { Config } from '../config.js'
 import { verifyPassword, hashPassword, passwordProblems } from '../auth/passwords.js'
 import type { SessionsRepository } from '../auth/sessions.repository.js'
@@ -43,6 +45,8 @@ export interface UsersServiceDeps {
   limiter: SignInLimiter
   /** Runs the staff list's statements (off the event loop on SQLite). */
   searchReader: SearchReader
+  /** Security activity: password and email changes. */
+  activity: ActivityLog
   config: Pick<Config, 'avatarSize' | 'passwordHashCost' | 'publicUrl' | 'usersExactCountLimit'>
 }
 
@@ -69,7 +73,7 @@ export class UsersService {
   }
 
   /** Partial update of a profile from any content type; nothing changes when anything fails. */
-  async update(actor: UserRow, target: UserRow, input: ProfileUpdateInput, ifMatch?: string): Promise<UserRow> {
+  async update(actor: UserRow, target: UserRow, input: ProfileUpdateInput, ifMatch?: string, client?: ClientInfo): Promise<UserRow> {
     const { db, users, imageLimit, config } = this.deps
     const errors = new FieldErrorList()
     const changes = parseProfileUpdate(
@@ -108,14 +112,20 @@ export class UsersService {
     const row: UserChanges = { ...changes.text }
     for (const [flag, value] of Object.entries(changes.flags)) row[flag as keyof typeof changes.flags] = value ? 1 : 0
     const expectedVersion = parseIfMatch(ifMatch, target)
+    // A new email is recorded on the account in the write's transaction; by whom, when it was not the owner.
+    const record =
+      email !== undefined && email !== target.email
+        ? (trx: Db['kysely']) =>
+            this.deps.activity.record(trx, { userId: target.id, type: 'email_changed', client, details: actor.id === target.id ? {} : { by: actor.id } })
+        : undefined
 
     if (changes.avatar.kind === 'keep') {
       if (Object.keys(row).length === 0) return expectedVersion === undefined ? target : this.reread(target.id, expectedVersion)
-      return this.write(target.id, row, expectedVersion)
+      return this.write(target.id, row, expectedVersion, record)
     }
     const newName = image ? newAvatarName() : null
     row.avatar = newName
-    return this.replaceAvatar(target.id, row, newName, image, expectedVersion)
+    return this.replaceAvatar(target.id, row, newName, image, expectedVersion, record)
   }
 
   private async reread(id: number, expectedVersion: number): Promise<UserRow> {
@@ -125,12 +135,16 @@ export class UsersService {
     return row
   }
 
-  /** A write that touches no image: one UPDATE … RETURNING, no transaction needed. */
-  private async write(id: number, row: UserChanges, expectedVersion?: number): Promise<UserRow> {
-    try {
-      const updated = await this.deps.users.update(this.deps.db.kysely, id, row, expectedVersion)
+  /** A write that touches no image: one UPDATE … RETURNING, in a transaction only when an activity entry goes with it. */
+  private async write(id: number, row: UserChanges, expectedVersion?: number, record?: (trx: Db['kysely']) => Promise<void>): Promise<UserRow> {
+    const run = async (executor: Db['kysely']) => {
+      const updated = await this.deps.users.update(executor, id, row, expectedVersion)
       if (!updated) throw expectedVersion === undefined ? new AppError('not_found') : preconditionFailed()
+      await record?.(executor)
       return updated
+    }
+    try {
+      return record ? await this.deps.db.kysely.transaction().execute(run) : await run(this.deps.db.kysely)
     } catch (error) {
       throw uniqueViolationError(error) ?? error
     }
@@ -146,6 +160,7 @@ export class UsersService {
     newName: string | null,
     image: Buffer | undefined,
     expectedVersion?: number,
+    record?: (trx: Db['kysely']) => Promise<void>,
   ): Promise<UserRow> {
     const { db, users, storage } = this.deps
     // A full or read-only disk fails here with a 503 (avatarStorageUnavailable) before anything is written.
@@ -159,6 +174,7 @@ export class UsersService {
         oldName = current.avatar
         if (newName && image && storage.transactional) await storage.put(newName, image, trx)
         const result = await users.update(trx, id, row)
+        await record?.(trx)
         if (oldName && storage.transactional) await storage.remove(oldName, trx)
         return result as UserRow
       })
@@ -190,19 +206,20 @@ export class UsersService {
     target: UserRow,
     currentSessionId: string,
     body: { current_password: string; new_password: string },
-    address: string,
+    client: ClientInfo,
   ): Promise<void> {
-    const { db, users, sessions, config } = this.deps
+    const { db, users, sessions, config, activity } = this.deps
     const errors = new FieldErrorList()
     for (const problem of passwordProblems(body.new_password, { username: target.username, email: target.email })) {
       errors.add('new_password', problem)
     }
     errors.throwIfAny()
-    await this.checkCurrentPassword(target, body.current_password, address)
+    await this.checkCurrentPassword(target, body.current_password, client.address)
     const hash = await hashPassword(body.new_password, config.passwordHashCost)
     await db.kysely.transaction().execute(async (trx) => {
       await users.update(trx, target.id, { password_hash: hash })
       await sessions.deleteAllOfUser(trx, target.id, currentSessionId)
+      await activity.record(trx, { userId: target.id, type: 'password_changed', client })
     })
   }
 
