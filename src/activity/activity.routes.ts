@@ -53,7 +53,7 @@ export const activityRoutes: FastifyPluginAsyncTypebox<ActivityRoutesOptions> = 
         params: SessionParamsSchema,
         response: {
           204: Type.Null({ description: 'Ended: its refresh token and access tokens stop working' }),
-          ...problemResponses([400, 401, 404], bearer),
+          ...problemResponses([400, 401, 404, 414], bearer),
         },
       },
     },
