@@ -3,6 +3,7 @@
 import * as api from './api.js'
 import { resetAuthView, startAuthView } from './auth-view.js'
 import { loadProfile, startProfileView } from './profile-view.js'
+import { loadSecurityPanels, startSecurityPanels } from './security-panel.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -17,7 +18,7 @@ function show(name, { moveFocus = true } = {}) {
 }
 
 async function showProfile(options) {
-  await loadProfile()
+  await Promise.all([loadProfile(), loadSecurityPanels()])
   show('profile', options)
 }
 
@@ -32,6 +33,7 @@ api.whenSessionLost(() => showSignedOut('Your session has ended. Please sign in 
 
 startAuthView({ onSignedIn: () => showProfile() })
 startProfileView({ onSignedOut: (message) => showSignedOut(message) })
+startSecurityPanels()
 
 $('sign-out').addEventListener('click', async () => {
   try {
