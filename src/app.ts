@@ -152,6 +152,8 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   limiter.whenAccountLocked((lock) => activity.accountLocked(lock))
   const stopActivityPurge = startPeriodicPurge('security activity past its retention', () => activity.purge(), config.activityPurgeIntervalMs, app.log)
   app.addHook('preClose', stopActivityPurge)
+  // Entries recorded just after a response (failed sign-ins, lockouts) are written before the database closes.
+  app.addHook('preClose', () => activity.drain())
   // One libvips thread per image; parallelism comes from running up to one image per CPU.
   sharp.concurrency(1)
   app.log.info({ threadPoolSize: config.threadPoolSize, imageConcurrency: config.imageConcurrency }, 'libuv thread pool sized')

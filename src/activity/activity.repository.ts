@@ -4,22 +4,35 @@ import type { ActivityRow, NewActivityRow } from './activity.table.js'
 
 type Executor = Kysely<Database>
 
+/** The first key of PostgreSQL advisory locks taken here (the second is the user id): "activity" in no one else's space. */
+const ADVISORY_LOCK_SPACE = 0x0ac7
+
 /** Data access for security activity; callers pass a transaction when they own one. */
 export class ActivityRepository {
-  constructor(
-    private readonly db: Db,
-    private readonly dialect: Dialect = db.dialect,
-  ) {}
+  private readonly dialect: Dialect
+
+  constructor(private readonly db: Db) {
+    this.dialect = db.dialect
+  }
 
   async insert(executor: Executor, row: NewActivityRow): Promise<void> {
     await executor.insertInto('security_activity').values(row).execute()
   }
 
   /**
-   * Inserts the entry unless the user already has one of its type at or after `since`; one statement, by the
-   * (user_id, id) index. Returns whether it inserted.
+   * Inserts the entry unless the user already has one of its type at or after `since`, by the (user_id, id)
+   * index; returns whether it inserted. SQLite runs one writer at a time; on PostgreSQL two instances could
+   * both find none under READ COMMITTED, so the check and the insert hold a transaction lock on the user first.
    */
   async insertUnlessSince(executor: Executor, row: NewActivityRow, since: string): Promise<boolean> {
+    if (this.dialect === 'sqlite') return this.insertIfNone(executor, row, since)
+    return executor.transaction().execute(async (trx) => {
+      await sql`SELECT pg_advisory_xact_lock(${ADVISORY_LOCK_SPACE}, ${row.user_id})`.execute(trx)
+      return this.insertIfNone(trx, row, since)
+    })
+  }
+
+  private async insertIfNone(executor: Executor, row: NewActivityRow, since: string): Promise<boolean> {
     const timestamp = sql.raw(this.dialect === 'postgres' ? 'timestamptz' : 'text')
     const result = await sql`
       INSERT INTO security_activity (user_id, type, at, address, user_agent, details)

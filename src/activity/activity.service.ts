@@ -54,6 +54,8 @@ const LOCK_MEMO_SWEEP_AT = 10_000
 export class ActivityLog {
   /** userId → when its current lockout ends (ms): a refused attempt inside it writes nothing. */
   private readonly lockedUntil = new Map<number, number>()
+  /** Detached writes not yet done: `drain` waits for them before the database closes. */
+  private readonly pending = new Set<Promise<unknown>>()
 
   constructor(
     private readonly deps: { db: Db; repository: ActivityRepository; retentionSeconds: number; log: FastifyBaseLogger },
@@ -71,11 +73,7 @@ export class ActivityLog {
    */
   recordDetached(entry: ActivityEntry): void {
     const at = entry.at ?? new Date().toISOString()
-    setImmediate(() => {
-      this.record(this.deps.db.kysely, { ...entry, at }).catch((error: unknown) =>
-        this.deps.log.warn({ err: error, type: entry.type }, 'could not record security activity'),
-      )
-    })
+    this.detached(entry.type, () => this.record(this.deps.db.kysely, { ...entry, at }))
   }
 
   /**
@@ -92,11 +90,21 @@ export class ActivityLog {
     this.lockedUntil.set(lock.userId, now + lock.retryAfterSeconds * 1000)
     const since = new Date(now - lock.windowSeconds * 1000).toISOString()
     const row = toRow({ userId: lock.userId, type: 'account_locked', client: { address: lock.address }, at: new Date(now).toISOString() })
-    setImmediate(() => {
-      this.deps.repository
-        .insertUnlessSince(this.deps.db.kysely, row, since)
-        .catch((error: unknown) => this.deps.log.warn({ err: error, type: 'account_locked' }, 'could not record security activity'))
-    })
+    this.detached('account_locked', () => this.deps.repository.insertUnlessSince(this.deps.db.kysely, row, since))
+  }
+
+  /** Resolves once every detached write started so far has finished (the app's preClose). */
+  async drain(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending])
+  }
+
+  /** Runs `write` after the current response has gone out (setImmediate); a failure is logged, never thrown. */
+  private detached(type: ActivityType, write: () => Promise<unknown>): void {
+    const done = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(write)
+      .catch((error: unknown) => this.deps.log.warn({ err: error, type }, 'could not record security activity'))
+      .finally(() => this.pending.delete(done))
+    this.pending.add(done)
   }
 
   /** One page of a user's entries, newest first; `more` when older ones exist. */
