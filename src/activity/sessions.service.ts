@@ -50,7 +50,15 @@ function presentSession(row: SessionRow, currentSessionId: string) {
     address: maskAddress(row.client_address),
     created_at: toIso(row.created_at) as string,
     last_used_at: toIso(row.last_used_at ?? null),
-    // Every session is signed in with a password until second factors land (their sessions.amr column).
-    amr: ['pwd'],
+    amr: methodsOf(row),
   }
+}
+
+/**
+ * RFC 8176 methods from sessions.amr (space-separated, added by the second-factor migration); a row without the
+ * column was signed in with a password, the only method there was.
+ */
+function methodsOf(row: SessionRow): string[] {
+  const amr = (row as { amr?: unknown }).amr
+  return typeof amr === 'string' && amr.trim() !== '' ? amr.trim().split(/\s+/) : ['pwd']
 }
