@@ -225,6 +225,17 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(types(await activityOf(client, fresh.access)).slice(0, 3), ['sign_in', 'sign_out_all', 'email_changed'])
     })
 
+    test('when a rotated-out refresh token comes back after the grace, then the session it ends is recorded as revoked', async (t) => {
+      const { client } = await testApp(t, dialect.name, { refreshReuseGraceSeconds: 0 })
+      const owner = await client.signUp()
+      const stolen = (await signIn(client, owner.user.username)).json() as Session
+      assert.equal((await client.send('POST', '/api/auth/refresh', { refresh: stolen.refresh })).statusCode, 200)
+      problemOf(await client.send('POST', '/api/auth/refresh', { refresh: stolen.refresh }), 401)
+      const [revoked] = await activityOf(client, owner.access)
+      assert.deepEqual([revoked?.type, revoked?.details], ['session_revoked', { reason: 'refresh_token_reused' }])
+      assert.equal((await sessionsOf(client, owner.access)).length, 1)
+    })
+
     test('when a wrong password is sent for an existing login, then it is recorded there and the answer equals an unknown login\'s', async (t) => {
       const { client, config } = await testApp(t, dialect.name)
       const owner = await client.signUp()
