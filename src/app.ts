@@ -11,6 +11,10 @@ import { ActivityRepository } from './activity/activity.repository.js'
 import { activityRoutes } from './activity/activity.routes.js'
 import { ActivityLog } from './activity/activity.service.js'
 import { AccountSessions } from './activity/sessions.service.js'
+import { AccountMail } from './account-tokens/account-mail.service.js'
+import { AccountTokensRepository } from './account-tokens/account-tokens.repository.js'
+import { accountTokensAuthRoutes, accountTokensUserRoutes } from './account-tokens/account-tokens.routes.js'
+import { MailRequestLimiter } from './account-tokens/mail-request-limiter.js'
 import { authRoutes } from './auth/auth.routes.js'
 import { AuthService } from './auth/auth.service.js'
 import { createAuthenticate } from './auth/authenticate.js'
@@ -34,6 +38,7 @@ import { migrateToLatest } from './db/migrate.js'
 import { databaseCheck, healthRoutes } from './health/health.routes.js'
 import { Outages } from './health/outages.js'
 import { batchedStdout, prettyStdout } from './http/log-stream.js'
+import { createMail } from './mail/mail-setup.js'
 import { swaggerOptions, swaggerUiOptions } from './http/openapi.js'
 import { clientErrorHandler, errorHandler, expectationFailedHandler, frameworkErrorHandler, notFoundHandler } from './http/problem.js'
 import { refuseWhileClosing } from './http/shutdown.js'
@@ -89,6 +94,22 @@ function tokenIssuer(config: Readonly<Config>): () => string {
   const host = config.host.includes(':') ? `[${config.host}]` : config.host
   const issuer = config.jwtIssuer ?? config.publicUrl ?? `http://${host}:${config.port}`
   return () => issuer
+}
+
+/**
+ * The origin mail links point at: PUBLIC_URL, else http://HOST:PORT, with the bound port when PORT=0 (asked
+ * at each use: the socket is bound after the app is built).
+ */
+function linkBase(config: Readonly<Config>, app: FastifyInstance): () => string {
+  if (config.publicUrl) {
+    const base = config.publicUrl
+    return () => base
+  }
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host
+  return () => {
+    const bound = app.server.address()
+    return `http://${host}:${typeof bound === 'object' && bound ? bound.port : config.port}`
+  }
 }
 
 /** Builds the whole service from a config; the server and the tests both start here. */
@@ -154,6 +175,27 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   app.addHook('preClose', stopActivityPurge)
   // Entries recorded just after a response (failed sign-ins, lockouts) are written before the database closes.
   app.addHook('preClose', () => activity.drain())
+  // Mail: recorded in the outbox by the stories below, delivered by the sender after their commits.
+  const mail = createMail(config, db, app.log)
+  const accountMail = new AccountMail({
+    db,
+    users: usersRepository,
+    sessions,
+    tokens: new AccountTokensRepository(),
+    outbox: mail.outbox,
+    wake: () => mail.sender.wake(),
+    limiter,
+    mailLimiter: new MailRequestLimiter(failures, config.mailRequestLimits),
+    linkBase: linkBase(config, app),
+    log: app.log,
+    config,
+  })
+  const stopMailSender = mail.sender.start(config.mail.pollIntervalMs)
+  // preClose: reset requests still being recorded finish, then the sender's run, before the database closes.
+  app.addHook('preClose', async () => {
+    await accountMail.settled()
+    await stopMailSender()
+  })
   // One libvips thread per image; parallelism comes from running up to one image per CPU.
   sharp.concurrency(1)
   app.log.info({ threadPoolSize: config.threadPoolSize, imageConcurrency: config.imageConcurrency }, 'libuv thread pool sized')
@@ -172,6 +214,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     imageLimit: new ConcurrencyLimit(config.imageConcurrency),
     limiter,
     activity,
+    notices: accountMail,
     config,
   })
   const auth = new AuthService({
@@ -183,6 +226,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     devices: new DeviceProofs(jwtSecret),
     activity,
     successors: new RefreshSuccessors(jwtSecret),
+    notices: accountMail,
     config,
   })
   await auth.warmUp()
@@ -263,11 +307,13 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     },
     { prefix: '/api/auth' },
   )
+  await app.register(accountTokensAuthRoutes, { prefix: '/api/auth', accountMail, users, authenticate })
   const keyRoutes = { tokens, sessions, serviceKeys: new ServiceKeys(db), issuer, audience: config.jwtAudience }
   await app.register(introspectRoute, { prefix: '/api/auth', ...keyRoutes })
   await app.register(jwksRoute, { tokens })
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
   await app.register(activityRoutes, { prefix: '/api/users', activity, sessions: new AccountSessions({ db, sessions, activity }), users, authenticate })
+  await app.register(accountTokensUserRoutes, { prefix: '/api/users', accountMail, users, authenticate })
   await app.register(mediaRoutes, { prefix: '/media', storage })
   await app.register(healthRoutes, { prefix: '/api', checks: healthChecks })
   await app.register(webRoutes, { avatarMaxBytes: config.avatarMaxBytes })

@@ -8,6 +8,7 @@ import { createDb } from './db/database.js'
 import { ImportCommandError, importDjangoCommand } from './import/django-import-command.js'
 import { migrateToLatest } from './db/migrate.js'
 import { KeysUsageError, keysCommand, serviceKeysCommand } from './keys-cli.js'
+import { SendResetError, sendResetCommand } from './mail/send-reset-cli.js'
 import { cleanText } from './users/field-rules.js'
 import { UsersRepository } from './users/users.repository.js'
 import { uniqueViolationError } from './users/users.service.js'
@@ -197,6 +198,15 @@ for (const [name, args, about] of [
       }),
   })
 }
+
+registerCommand({
+  ...sendResetCommand,
+  run: (config, args) =>
+    sendResetCommand.run(config, args).catch((error: unknown) => {
+      if (!(error instanceof SendResetError)) throw error
+      throw error.usage ? new UsageError(error.message) : new Refused(error.message)
+    }),
+})
 
 registerCommand({
   name: 'media gc',

@@ -14,6 +14,27 @@ export interface SignInLimits {
   windowSeconds: number
 }
 
+/** Mails a client may ask for (password reset, a new verification link) per email address and per client address per window. */
+export interface MailRequestLimits {
+  maxPerEmail: number
+  maxPerAddress: number
+  windowSeconds: number
+}
+
+/** Outgoing mail: where it goes and how the sender retries. */
+export interface MailSettings {
+  /** SMTP_URL (smtp:// or smtps://); undefined: each message is written as an .eml file to DATA_DIR/outbox/. */
+  smtpUrl?: string
+  /** MAIL_FROM: the From header, `Name <address>` or a bare address. */
+  from: string
+  /** Attempts per message before the sender gives up (the row is kept, a warning logged). */
+  maxAttempts: number
+  /** The first retry waits this long; each next one twice as long, at most an hour. */
+  retryBaseMs: number
+  /** How often each instance looks for messages other instances (or a CLI command) recorded. */
+  pollIntervalMs: number
+}
+
 /** Sign-ups (each an argon2 hash) allowed per client address per window. */
 export interface SignUpLimits {
   maxPerAddress: number
@@ -74,6 +95,12 @@ export interface Config {
   passwordHashCost: PasswordHashCost
   signInLimits: SignInLimits
   signUpLimits: SignUpLimits
+  mail: MailSettings
+  mailRequestLimits: MailRequestLimits
+  /** PASSWORD_RESET_TTL: how long a reset link works. */
+  passwordResetTtlSeconds: number
+  /** EMAIL_VERIFICATION_TTL: how long a verification link works. */
+  emailVerificationTtlSeconds: number
   /** A request body must arrive within this time (slow-client protection). */
   requestTimeoutMs: number
   /** On SIGTERM, in-flight requests get this long to finish; then the process exits anyway. */
@@ -230,6 +257,35 @@ function jwtAudience(env: Env): string[] {
   return audiences
 }
 
+// The address inside MAIL_FROM: the sign-up email rule, ASCII only (a From every SMTP server accepts).
+const MAIL_ADDRESS = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$/
+const MAIL_NAME = /^[^<>"\r\n\\]{1,100}$/
+
+function mailFrom(env: Env, publicUrl: string | undefined): string {
+  const raw = env.MAIL_FROM?.trim()
+  if (raw === undefined || raw === '') {
+    // no-reply at PUBLIC_URL's host when it is a name with a dot; a reserved name otherwise.
+    const host = publicUrl ? new URL(publicUrl).hostname : ''
+    return `Portrait <no-reply@${MAIL_ADDRESS.test(`no-reply@${host}`) ? host : 'portrait.localhost'}>`
+  }
+  const named = /^(.*?)\s*<([^<>]+)>$/.exec(raw)
+  const name = named?.[1]?.trim().replace(/^"(.*)"$/, '$1')
+  const address = named ? (named[2] as string) : raw
+  if (MAIL_ADDRESS.test(address) && (name === undefined || name === '' || MAIL_NAME.test(name))) return raw
+  fail('MAIL_FROM', 'an address such as no-reply@example.com or "Portrait <no-reply@example.com>"', raw)
+}
+
+function smtpUrl(env: Env): string | undefined {
+  const raw = env.SMTP_URL
+  if (raw === undefined || raw === '') return undefined
+  try {
+    const parsed = new URL(raw)
+    if ((parsed.protocol === 'smtp:' || parsed.protocol === 'smtps:') && parsed.hostname !== '') return raw
+  } catch {}
+  // Never echo the value: it may hold the SMTP password.
+  fail('SMTP_URL', 'smtp://user:pass@host:port or smtps://user:pass@host:port', '<hidden>')
+}
+
 function corsOrigins(env: Env): string[] {
   const raw = env.CORS_ORIGINS
   if (raw === undefined || raw.trim() === '') return []
@@ -318,6 +374,20 @@ function readConfig(env: Env): Readonly<Config> {
       maxPerAddress: integer(env, 'SIGN_UP_MAX_PER_ADDRESS', 30, 1, 1_000_000),
       windowSeconds: duration(env, 'SIGN_UP_WINDOW', '5m'),
     },
+    mail: {
+      smtpUrl: smtpUrl(env),
+      from: mailFrom(env, publicUrl),
+      maxAttempts: integer(env, 'MAIL_MAX_ATTEMPTS', 10, 1, 100),
+      retryBaseMs: 10_000,
+      pollIntervalMs: timeoutMs(env, 'MAIL_POLL_INTERVAL', '30s'),
+    },
+    mailRequestLimits: {
+      maxPerEmail: integer(env, 'MAIL_REQUESTS_PER_EMAIL', 5, 1, 1_000_000),
+      maxPerAddress: integer(env, 'MAIL_REQUESTS_PER_ADDRESS', 30, 1, 1_000_000),
+      windowSeconds: duration(env, 'MAIL_REQUEST_WINDOW', '1h'),
+    },
+    passwordResetTtlSeconds: duration(env, 'PASSWORD_RESET_TTL', '1h'),
+    emailVerificationTtlSeconds: duration(env, 'EMAIL_VERIFICATION_TTL', '3d'),
     requestTimeoutMs: duration(env, 'REQUEST_TIMEOUT', '30s') * 1000,
     shutdownTimeoutMs: timeoutMs(env, 'SHUTDOWN_TIMEOUT', '8s'),
     sweepMediaOnStart: true,

@@ -125,3 +125,52 @@ test('when ACTIVITY_RETENTION and ACTIVITY_PURGE_INTERVAL are set, then they are
     assert.throws(() => loadConfig(env), (error: Error) => error instanceof ConfigError && message.test(error.message))
   }
 })
+
+test('when the mail settings are set, then SMTP_URL, MAIL_FROM, the token lifetimes and the mail limits are parsed and checked', () => {
+  const defaults = loadConfig({})
+  assert.equal(defaults.mail.smtpUrl, undefined)
+  assert.equal(defaults.mail.from, 'Portrait <no-reply@portrait.localhost>')
+  assert.equal(defaults.mail.maxAttempts, 10)
+  assert.equal(defaults.mail.pollIntervalMs, 30_000)
+  assert.equal(defaults.passwordResetTtlSeconds, 3600)
+  assert.equal(defaults.emailVerificationTtlSeconds, 3 * 86400)
+  assert.deepEqual(defaults.mailRequestLimits, { maxPerEmail: 5, maxPerAddress: 30, windowSeconds: 3600 })
+  assert.equal(loadConfig({ PUBLIC_URL: 'https://id.example.com' }).mail.from, 'Portrait <no-reply@id.example.com>')
+  const set = loadConfig({
+    SMTP_URL: 'smtps://mailer:s3cret@smtp.example.com:465',
+    MAIL_FROM: 'Accounts <accounts@example.com>',
+    MAIL_MAX_ATTEMPTS: '3',
+    MAIL_POLL_INTERVAL: '5s',
+    PASSWORD_RESET_TTL: '30m',
+    EMAIL_VERIFICATION_TTL: '7d',
+    MAIL_REQUESTS_PER_EMAIL: '2',
+    MAIL_REQUESTS_PER_ADDRESS: '9',
+    MAIL_REQUEST_WINDOW: '15m',
+  })
+  assert.equal(set.mail.smtpUrl, 'smtps://mailer:s3cret@smtp.example.com:465')
+  assert.equal(set.mail.from, 'Accounts <accounts@example.com>')
+  assert.equal(set.mail.maxAttempts, 3)
+  assert.equal(set.mail.pollIntervalMs, 5000)
+  assert.equal(set.passwordResetTtlSeconds, 1800)
+  assert.equal(set.emailVerificationTtlSeconds, 7 * 86400)
+  assert.deepEqual(set.mailRequestLimits, { maxPerEmail: 2, maxPerAddress: 9, windowSeconds: 900 })
+  assert.equal(loadConfig({ SMTP_URL: 'smtp://localhost:1025' }).mail.smtpUrl, 'smtp://localhost:1025')
+  assert.equal(loadConfig({ MAIL_FROM: 'no-reply@example.com' }).mail.from, 'no-reply@example.com')
+  assert.equal(loadConfig({ MAIL_FROM: '"Portrait team" <team@example.com>' }).mail.from, '"Portrait team" <team@example.com>')
+  for (const [env, message] of [
+    [{ SMTP_URL: 'http://smtp.example.com' }, /^SMTP_URL=.*smtp:\/\/user:pass@host:port or smtps:/],
+    [{ SMTP_URL: 'smtp://' }, /^SMTP_URL=/],
+    [{ MAIL_FROM: 'nobody' }, /^MAIL_FROM=.*an address such as/],
+    [{ MAIL_FROM: 'Bad <x@y>' }, /^MAIL_FROM=/],
+    [{ MAIL_FROM: 'Evil\r\nBcc: a@b.co <x@example.com>' }, /^MAIL_FROM=/],
+    [{ MAIL_MAX_ATTEMPTS: '0' }, /^MAIL_MAX_ATTEMPTS=/],
+    [{ PASSWORD_RESET_TTL: 'an hour' }, /^PASSWORD_RESET_TTL=.*duration/],
+    [{ EMAIL_VERIFICATION_TTL: '0' }, /^EMAIL_VERIFICATION_TTL=/],
+    [{ MAIL_REQUESTS_PER_EMAIL: '0' }, /^MAIL_REQUESTS_PER_EMAIL=/],
+    [{ MAIL_REQUEST_WINDOW: 'daily' }, /^MAIL_REQUEST_WINDOW=/],
+  ] as [Record<string, string>, RegExp][]) {
+    assert.throws(() => loadConfig(env), (error: Error) => error instanceof ConfigError && message.test(error.message) && !error.message.includes('\n'), JSON.stringify(env))
+  }
+  // The SMTP password is never echoed.
+  assert.throws(() => loadConfig({ SMTP_URL: 'ftp://u:do-not-print-me@x' }), (error: Error) => !error.message.includes('do-not-print-me'))
+})

@@ -4,8 +4,10 @@ import { test } from 'node:test'
 import Database from 'better-sqlite3'
 import { ServiceKeys } from '../src/auth/service-keys.js'
 import { createDb } from '../src/db/database.js'
+import { loadConfig } from '../src/config.js'
 import { GOOD_PASSWORD, testApp, uniqueName } from './helpers/app.js'
 import { image } from './helpers/images.js'
+import { recipients, startSmtp, tokenIn } from './helpers/smtp.js'
 import { Contract, conformanceProblems, type Exchange, schemaCompiler } from './helpers/openapi.js'
 
 // The service held to its own document, over a real socket: every exchange below is checked against the live
@@ -15,9 +17,12 @@ import { Contract, conformanceProblems, type Exchange, schemaCompiler } from './
 const PROBLEM = 'application/problem+json'
 
 async function listening(t: import('node:test').TestContext) {
+  const smtp = await startSmtp(t)
   const { app, config } = await testApp(t, 'sqlite', {
+    mail: { ...loadConfig({}).mail, smtpUrl: smtp.url },
+    mailRequestLimits: { maxPerEmail: 2, maxPerAddress: 1000, windowSeconds: 600 },
     signInLimits: { maxFailuresPerAccount: 3, maxFailuresPerAddress: 1000, windowSeconds: 900 },
-    signUpLimits: { maxPerAddress: 8, windowSeconds: 300 },
+    signUpLimits: { maxPerAddress: 11, windowSeconds: 300 },
     // A rotated refresh token is refused at once (no grace), so the 401s below are SPEC §3's.
     refreshReuseGraceSeconds: 0,
   })
@@ -26,11 +31,11 @@ async function listening(t: import('node:test').TestContext) {
   const db = createDb(config)
   t.after(() => db.destroy())
   const serviceSecret = await new ServiceKeys(db).create('conformance')
-  return { config, serviceSecret, contract: await Contract.load(address) }
+  return { config, serviceSecret, smtp, contract: await Contract.load(address) }
 }
 
 test('when every operation is exercised over a socket, then every answer is the one /api/openapi.json documents', async (t) => {
-  const { config, serviceSecret, contract } = await listening(t)
+  const { config, serviceSecret, smtp, contract } = await listening(t)
   const api = contract.call.bind(contract)
   const expect = async (status: number, id: string, options: Parameters<Contract['call']>[1] = {}) => {
     const reply = await api(id, options)
@@ -169,6 +174,36 @@ test('when every operation is exercised over a socket, then every answer is the 
 
   await expect(200, 'health')
 
+  // --- password reset and verified email (issue 14): the tokens come from the mails a real SMTP server received
+  const mailTo = (email: string, subject: RegExp) => smtp.waitFor((mail) => recipients(mail) === email && subject.test(mail.subject ?? ''))
+  const resetter = await signUp('resetter')
+  const verification = tokenIn(await mailTo(resetter.user.email, /confirm your email/), 'verify-email')
+  await expect(204, 'verifyEmail', { json: { token: verification } })
+  await expect(400, 'verifyEmail', { json: { token: verification } })
+  await expect(202, 'requestPasswordReset', { json: { email: resetter.user.email } })
+  const resetToken = tokenIn(await mailTo(resetter.user.email, /reset your password/), 'reset-password')
+  await expect(400, 'confirmPasswordReset', { json: { token: resetToken, new_password: '12345678' } })
+  await expect(204, 'confirmPasswordReset', { raw: { body: new URLSearchParams({ token: resetToken, new_password: 'reset-Kettle-staple-8' }), contentType: 'application/x-www-form-urlencoded' } })
+  await expect(400, 'confirmPasswordReset', { json: { token: resetToken, new_password: 'reset-Kettle-staple-9' } })
+  await expect(400, 'requestPasswordReset', { json: {} })
+  await expect(202, 'requestPasswordReset', { json: { email: 'nobody-here@example.com' } })
+  await expect(202, 'requestPasswordReset', { raw: { body: new URLSearchParams({ email: 'nobody-here@example.com' }), contentType: 'application/x-www-form-urlencoded' } })
+  await expect(429, 'requestPasswordReset', { json: { email: 'nobody-here@example.com' } })
+  const mailer = await signUp('mailer')
+  // Two mails per address here: a reset link from a superuser, a new verification link, then 429 for either.
+  await expect(202, 'sendPasswordReset', { params: { id: mailer.user.id }, token: root.access })
+  await expect(202, 'resendVerificationEmail', { params: { id: mailer.user.id }, token: mailer.access })
+  await expect(429, 'resendVerificationEmail', { params: { id: mailer.user.id }, token: mailer.access })
+  await expect(403, 'resendVerificationEmail', { params: { id: bob.user.id }, token: mailer.access })
+  await expect(403, 'sendPasswordReset', { params: { id: bob.user.id }, token: mailer.access })
+  await expect(403, 'sendPasswordReset', { params: { id: root.user.id }, token: root.access })
+  await expect(429, 'sendPasswordReset', { params: { id: mailer.user.id }, token: root.access })
+  const gone = await signUp('gone')
+  const sqliteGone = new Database(config.databaseUrl.replace(/^sqlite:/, ''))
+  sqliteGone.prepare('update users set is_active = 0 where id = ?').run(gone.user.id)
+  sqliteGone.close()
+  await expect(400, 'sendPasswordReset', { params: { id: gone.user.id }, token: root.access })
+
   // --- keys and introspection ---------------------------------------------------------------------------------
   await expect(200, 'getJwks')
   const live = (await expect(200, 'signIn', { json: { email: bob.user.email, password: GOOD_PASSWORD } })).json() as { access: string }
@@ -179,7 +214,7 @@ test('when every operation is exercised over a socket, then every answer is the 
   await expect(400, 'introspectToken', { token: serviceSecret, json: {} })
   await expect(415, 'introspectToken', { token: serviceSecret, raw: { body: 'x', contentType: 'text/plain' } })
 
-  // Sign-ups from one address run out last (8 per window here).
+  // Sign-ups from one address run out last (11 per window here).
   let status = 201
   for (let attempt = 0; attempt < 10 && status === 201; attempt++) {
     const username = uniqueName('late')
@@ -194,7 +229,10 @@ test('when every operation is exercised over a socket, then every answer is the 
     Object.fromEntries([...path.matchAll(/\{([^}]+)\}/g)].map(([, param]) => [param as string, value ?? valid[param as keyof typeof valid] ?? 'x']))
   // Probes: for this file's operations the status is the one expected; for an operation added elsewhere
   // (whose credentials or checks may come in another order) any client error, as long as it is documented.
-  const known = new Set(['signUp', 'signIn', 'refreshToken', 'signOut', 'getMe', 'updateMe', 'patchMe', 'listUsers', 'getUser', 'updateUser', 'patchUser', 'deleteUser', 'changePassword', 'getAvatar', 'health'])
+  const known = new Set([
+    ...['signUp', 'signIn', 'refreshToken', 'signOut', 'getMe', 'updateMe', 'patchMe', 'listUsers', 'getUser', 'updateUser', 'patchUser', 'deleteUser', 'changePassword', 'getAvatar', 'health'],
+    ...['requestPasswordReset', 'confirmPasswordReset', 'verifyEmail', 'resendVerificationEmail', 'sendPasswordReset'],
+  ])
   const probe = async (status: number, id: string, options: Parameters<Contract['call']>[1]) => {
     if (known.has(id)) return expect(status, id, options)
     const reply = await api(id, options)
@@ -272,6 +310,7 @@ test('when an answer strays from the document, then the conformance check names 
     is_active: true,
     is_staff: false,
     is_superuser: false,
+    email_verified: false,
   }
   const exchange = (status: number, body: unknown, headers: Record<string, string>): Exchange => ({
     status,

@@ -30,6 +30,8 @@ export interface AuthServiceDeps {
   devices: DeviceProofs
   /** Security activity: sign-ins (and failures), sign-outs, revocations. */
   activity: ActivityLog
+  /** Sign-up records a verification mail in its transaction (account-tokens/account-mail.service.ts). */
+  notices: { signedUp(executor: Db['kysely'], user: UserRow): Promise<void>; committed(): void }
   config: Pick<Config, 'passwordHashCost' | 'refreshTokenTtlSeconds' | 'refreshReuseGraceSeconds'>
 }
 
@@ -92,7 +94,7 @@ export class AuthService {
     const username = text.username as string
     const email = text.email as string
     try {
-      return await db.kysely.transaction().execute(async (trx) => {
+      const signedUp = await db.kysely.transaction().execute(async (trx) => {
         const user = await users.insert(trx, {
           username,
           email,
@@ -107,8 +109,11 @@ export class AuthService {
           is_staff: 0,
           is_superuser: 0,
         })
+        await this.deps.notices.signedUp(trx, user)
         return { user, ...(await this.startSession(trx, user.id, now, client)) }
       })
+      this.deps.notices.committed()
+      return signedUp
     } catch (error) {
       throw uniqueViolationError(error) ?? error
     }

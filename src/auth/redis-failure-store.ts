@@ -95,6 +95,10 @@ export class RedisFailureStore implements FailureStore {
     await this.call(() => this.redis.eval(RELEASE, 1, key))
   }
 
+  async clear(keys: readonly string[]): Promise<void> {
+    if (keys.length > 0) await this.call(() => this.redis.del(...keys))
+  }
+
   async close(): Promise<void> {
     this.redis.disconnect()
   }

@@ -23,6 +23,8 @@ export interface FailureStore {
   reserve(counters: readonly Counter[], windowSeconds: number): Promise<Reservation>
   /** Gives one reserved attempt back (the attempt succeeded); a count never goes below zero. */
   release(key: string): Promise<void>
+  /** Forgets these counters altogether (a password reset clears the account's failures). */
+  clear(keys: readonly string[]): Promise<void>
   close?(): Promise<void>
 }
 
@@ -56,6 +58,10 @@ export class MemoryFailureStore implements FailureStore {
     if (!window) return
     window.count -= 1
     if (window.count <= 0) this.windows.delete(key)
+  }
+
+  async clear(keys: readonly string[]): Promise<void> {
+    for (const key of keys) this.windows.delete(key)
   }
 
   private live(key: string, now: number) {
@@ -130,6 +136,11 @@ export class SignInLimiter {
     // The right password gives back its own attempt only: the failures before it stay counted, so a success
     // inside a burst of guesses does not open the way for another limit's worth of them.
     return { succeeded: giveBack, cancelled: giveBack }
+  }
+
+  /** Clears the account's failure count (not its devices' or addresses'): a reset proved the owner. */
+  async clearAccount(userId: number): Promise<void> {
+    await this.store.clear([accountKey({ userId })])
   }
 
   /**

@@ -4,9 +4,11 @@ import type SQLite from 'better-sqlite3'
 import { Kysely, SqliteDialect } from 'kysely'
 import pg from 'pg'
 import type { SecurityActivityTable } from '../activity/activity.table.js'
+import type { AccountTokensTable } from '../account-tokens/account-tokens.table.js'
 import type { SessionsTable } from '../auth/sessions.table.js'
 import type { KeysetTable, ServiceKeysTable, SigningKeysTable } from '../auth/signing-keys.table.js'
 import type { AvatarsTable } from '../avatars/avatars.table.js'
+import type { MailOutboxTable } from '../mail/mail.table.js'
 import type { UsersTable } from '../users/users.table.js'
 import { CurrentSchemaPostgresDialect } from './current-schema-introspector.js'
 import { GuardedPool } from './guarded-pool.js'
@@ -21,6 +23,8 @@ export interface Database {
   keyset: KeysetTable
   service_keys: ServiceKeysTable
   security_activity: SecurityActivityTable
+  mail_outbox: MailOutboxTable
+  account_tokens: AccountTokensTable
 }
 
 export type Dialect = 'sqlite' | 'postgres'

@@ -6,6 +6,7 @@ import * as usernameSkeleton from './migrations/0004_username_skeleton.js'
 import * as userSearchIndex from './migrations/0005_user_search_index.js'
 import * as signingKeys from './migrations/0006_signing_keys.js'
 import * as sessionActivity from './migrations/0010_session_activity.js'
+import * as mailAndAccountTokens from './migrations/0007_mail_and_account_tokens.js'
 
 // Listed statically so migrations work the same from source, from a bundle and in tests.
 const migrations: Record<string, Migration> = {
@@ -16,6 +17,7 @@ const migrations: Record<string, Migration> = {
   '0005_user_search_index': userSearchIndex,
   '0006_signing_keys': signingKeys,
   '0010_session_activity': sessionActivity,
+  '0007_mail_and_account_tokens': mailAndAccountTokens,
 }
 
 /** Every migration's name, in the order they apply. */

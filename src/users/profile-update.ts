@@ -19,7 +19,7 @@ export interface ProfileChanges {
   avatar: AvatarChange
 }
 
-const READ_ONLY = new Set(['id', 'date_joined', 'last_login', ...ACCOUNT_FLAGS])
+const READ_ONLY = new Set(['id', 'date_joined', 'last_login', 'email_verified', ...ACCOUNT_FLAGS])
 const WRITABLE_TEXT = new Set<string>(TEXT_FIELDS)
 const FORM_BOOLEANS: Record<string, boolean> = { true: true, false: false, '1': true, '0': false, on: true, off: false }
 

@@ -13,6 +13,10 @@ export const usersPolicy = {
    * the addresses shown are masked for everyone).
    */
   canReadActivity: (actor: UserRow, target: UserRow): boolean => actor.id === target.id || isStaff(actor),
+  /** A new verification link goes to your own address only. */
+  canRequestVerification: (actor: UserRow, target: UserRow): boolean => actor.id === target.id,
+  /** A superuser may send another user a reset link (the user's own way is POST /api/auth/password-reset). */
+  canSendPasswordReset: (actor: UserRow, target: UserRow): boolean => Boolean(actor.is_superuser) && actor.id !== target.id,
   /** Deleting yourself needs your password; a superuser removing someone else does not. */
   deleteNeedsPassword: (actor: UserRow, target: UserRow): boolean => actor.id === target.id,
   /**

@@ -48,6 +48,7 @@ const WRITABLE_COLUMNS = new Set([
   'is_active',
   'is_staff',
   'is_superuser',
+  'email_verified',
 ])
 
 /** Data access for users; the caller owns the transaction and passes it as the executor. */

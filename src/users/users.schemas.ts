@@ -28,6 +28,7 @@ export const USER_EXAMPLE = {
   is_active: true,
   is_staff: false,
   is_superuser: false,
+  email_verified: true,
 }
 
 /** The only shape a user ever leaves the service in: an allowlist, so a hash can never be serialised. */
@@ -45,6 +46,9 @@ export const UserSchema = Type.Object(
     is_active: Type.Boolean(),
     is_staff: Type.Boolean(),
     is_superuser: Type.Boolean(),
+    email_verified: Type.Boolean({
+      description: 'Read-only: the address was confirmed by a verification link since it was last set (a change of address sets it false)',
+    }),
   },
   { additionalProperties: false, example: USER_EXAMPLE },
 )
@@ -94,6 +98,7 @@ export const ProfileUpdateJsonSchema = Type.Object(
     id: Type.Optional(Type.Integer({ description: IGNORED })),
     date_joined: Type.Optional(Type.String({ description: IGNORED })),
     last_login: Type.Optional(NullableString({ description: IGNORED })),
+    email_verified: Type.Optional(Type.Boolean({ description: IGNORED })),
   },
   { additionalProperties: false, description: 'Every field optional; only the fields sent change. An empty body changes nothing.' },
 )
@@ -106,6 +111,7 @@ const formFields = {
   id: Type.Optional(Type.String({ description: IGNORED })),
   date_joined: Type.Optional(Type.String({ description: IGNORED })),
   last_login: Type.Optional(Type.String({ description: IGNORED })),
+  email_verified: Type.Optional(Type.String({ description: IGNORED })),
 }
 
 /** The same update as a multipart form: the avatar is a file part. Each field at most once. */
@@ -151,6 +157,7 @@ export function toUser(row: UserRow, mediaBaseUrl: string): User {
     is_active: Boolean(row.is_active),
     is_staff: Boolean(row.is_staff),
     is_superuser: Boolean(row.is_superuser),
+    email_verified: Boolean(row.email_verified),
   }
 }
 

@@ -10,6 +10,7 @@ import { type AvatarStorage, newAvatarName } from '../avatars/storage.js'
 import { violatedUniqueIndex } from '../db/constraints.js'
 import type { Db } from '../db/database.js'
 import { AppError, FieldErrorList, validationError } from '../errors.js'
+import { comparable } from './field-rules.js'
 import { type ProfileUpdateInput, parseProfileUpdate } from './profile-update.js'
 import type { SearchReader } from './search-reader.js'
 import type { UserChanges, UsersRepository } from './users.repository.js'
@@ -18,6 +19,8 @@ import { etagOf, toUser } from './users.schemas.js'
 import type { UserRow } from './users.table.js'
 
 type Rule = (actor: UserRow, target: UserRow) => boolean
+/** Records mail about an update in its transaction, given the row before and after. */
+type MailHook = (executor: Db['kysely'], before: UserRow, after: UserRow) => Promise<void>
 
 const USER_ID = /^\d{1,16}$/
 
@@ -35,6 +38,17 @@ export function uniqueViolationError(error: unknown): AppError | undefined {
   return validationError({ [field]: [`A user with that ${field} already exists.`] })
 }
 
+type Executor = Db['kysely']
+
+/** The mail the users' stories record inside their own transactions (account-tokens/account-mail.service.ts). */
+export interface AccountNotices {
+  /** A verification link to the new address, a notice to the old one. */
+  emailChanged(executor: Executor, before: UserRow, after: UserRow): Promise<void>
+  passwordChanged(executor: Executor, user: UserRow): Promise<void>
+  /** After the commit: deliver now. */
+  committed(): void
+}
+
 export interface UsersServiceDeps {
   db: Db
   users: UsersRepository
@@ -47,6 +61,7 @@ export interface UsersServiceDeps {
   searchReader: SearchReader
   /** Security activity: password and email changes. */
   activity: ActivityLog
+  notices: AccountNotices
   config: Pick<Config, 'avatarSize' | 'passwordHashCost' | 'publicUrl' | 'usersExactCountLimit'>
 }
 
@@ -112,20 +127,29 @@ export class UsersService {
     const row: UserChanges = { ...changes.text }
     for (const [flag, value] of Object.entries(changes.flags)) row[flag as keyof typeof changes.flags] = value ? 1 : 0
     const expectedVersion = parseIfMatch(ifMatch, target)
-    // A new email is recorded on the account in the write's transaction; by whom, when it was not the owner.
-    const record =
-      email !== undefined && email !== target.email
-        ? (trx: Db['kysely']) =>
-            this.deps.activity.record(trx, { userId: target.id, type: 'email_changed', client, details: actor.id === target.id ? {} : { by: actor.id } })
-        : undefined
+    // A new address (not merely a new spelling of it) is unproved: it is mailed a link, the old one a notice,
+    // both in the update's transaction.
+    const emailChanged = changes.text.email !== undefined && comparable(changes.text.email) !== target.email_lower
+    if (emailChanged) row.email_verified = 0
+    // …and recorded in the account's activity, with who changed it when it was not the owner.
+    const withMail = emailChanged
+      ? async (trx: Executor, before: UserRow, after: UserRow) => {
+          await this.deps.notices.emailChanged(trx, before, after)
+          await this.deps.activity.record(trx, { userId: target.id, type: 'email_changed', client, details: actor.id === target.id ? {} : { by: actor.id } })
+        }
+      : undefined
 
+    let updated: UserRow
     if (changes.avatar.kind === 'keep') {
       if (Object.keys(row).length === 0) return expectedVersion === undefined ? target : this.reread(target.id, expectedVersion)
-      return this.write(target.id, row, expectedVersion, record)
+      updated = await this.write(target, row, expectedVersion, withMail)
+    } else {
+      const newName = image ? newAvatarName() : null
+      row.avatar = newName
+      updated = await this.replaceAvatar(target.id, row, newName, image, expectedVersion, withMail)
     }
-    const newName = image ? newAvatarName() : null
-    row.avatar = newName
-    return this.replaceAvatar(target.id, row, newName, image, expectedVersion, record)
+    if (withMail) this.deps.notices.committed()
+    return updated
   }
 
   private async reread(id: number, expectedVersion: number): Promise<UserRow> {
@@ -135,16 +159,17 @@ export class UsersService {
     return row
   }
 
-  /** A write that touches no image: one UPDATE … RETURNING, in a transaction only when an activity entry goes with it. */
-  private async write(id: number, row: UserChanges, expectedVersion?: number, record?: (trx: Db['kysely']) => Promise<void>): Promise<UserRow> {
-    const run = async (executor: Db['kysely']) => {
-      const updated = await this.deps.users.update(executor, id, row, expectedVersion)
+  /** A write that touches no image: one UPDATE … RETURNING, in a transaction only when mail goes with it. */
+  private async write(target: UserRow, row: UserChanges, expectedVersion?: number, withMail?: MailHook): Promise<UserRow> {
+    const { db, users } = this.deps
+    const apply = async (executor: Executor) => {
+      const updated = await users.update(executor, target.id, row, expectedVersion)
       if (!updated) throw expectedVersion === undefined ? new AppError('not_found') : preconditionFailed()
-      await record?.(executor)
+      if (withMail) await withMail(executor, target, updated)
       return updated
     }
     try {
-      return record ? await this.deps.db.kysely.transaction().execute(run) : await run(this.deps.db.kysely)
+      return await (withMail ? db.kysely.transaction().execute(apply) : apply(db.kysely))
     } catch (error) {
       throw uniqueViolationError(error) ?? error
     }
@@ -160,7 +185,7 @@ export class UsersService {
     newName: string | null,
     image: Buffer | undefined,
     expectedVersion?: number,
-    record?: (trx: Db['kysely']) => Promise<void>,
+    withMail?: MailHook,
   ): Promise<UserRow> {
     const { db, users, storage } = this.deps
     // A full or read-only disk fails here with a 503 (avatarStorageUnavailable) before anything is written.
@@ -173,10 +198,10 @@ export class UsersService {
         if (expectedVersion !== undefined && current.version !== expectedVersion) throw preconditionFailed()
         oldName = current.avatar
         if (newName && image && storage.transactional) await storage.put(newName, image, trx)
-        const result = await users.update(trx, id, row)
-        await record?.(trx)
+        const result = (await users.update(trx, id, row)) as UserRow
+        if (withMail) await withMail(trx, current, result)
         if (oldName && storage.transactional) await storage.remove(oldName, trx)
-        return result as UserRow
+        return result
       })
       if (oldName && !storage.transactional) await this.discardFile(oldName)
       return updated
@@ -219,8 +244,10 @@ export class UsersService {
     await db.kysely.transaction().execute(async (trx) => {
       await users.update(trx, target.id, { password_hash: hash })
       await sessions.deleteAllOfUser(trx, target.id, currentSessionId)
+      await this.deps.notices.passwordChanged(trx, target)
       await activity.record(trx, { userId: target.id, type: 'password_changed', client })
     })
+    this.deps.notices.committed()
   }
 
   /** 400 on current_password when it is wrong; the attempt is reserved against the account's limit first. */

@@ -23,6 +23,8 @@ export interface UsersTable {
   is_active: DbBoolean
   is_staff: DbBoolean
   is_superuser: DbBoolean
+  /** The address has been proved by a verification link since it was last set (issue 14). */
+  email_verified: Generated<DbBoolean>
   /** Bumped on every write; the ETag. */
   version: Generated<number>
 }

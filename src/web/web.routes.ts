@@ -36,4 +36,8 @@ export const webRoutes: FastifyPluginAsync<WebRoutesOptions> = async (app, optio
       for (const [name, value] of Object.entries(PAGE_HEADERS)) response.header(name, value)
     },
   })
+  // The pages mail links open (issue 14): the same page, which reads the token from the URL's fragment.
+  for (const path of ['/reset-password', '/verify-email']) {
+    app.get(path, { schema: { hide: true } }, (_request, reply) => reply.sendFile('index.html'))
+  }
 }

@@ -62,11 +62,12 @@ export function uniqueName(prefix = 'user'): string {
 
 export const GOOD_PASSWORD = 'correct-Horse-battery-9'
 
-/** The 12 fields a user may ever be shown with (SPEC §2), stated here independently of the schema. */
+/** The 13 fields a user may ever be shown with (SPEC §2, and issue 14's email_verified), stated here independently of the schema. */
 export const USER_FIELDS = [
   'avatar',
   'date_joined',
   'email',
+  'email_verified',
   'first_name',
   'id',
   'is_active',

@@ -1,0 +1,32 @@
+import type { MailRequestLimits } from '../config.js'
+import { AppError } from '../errors.js'
+import { addressBucket, type FailureStore } from '../auth/sign-in-limiter.js'
+
+/**
+ * How many mails a client may cause (password resets, new verification links) per email address and per client
+ * address, in the sign-in limits' store (Redis when configured, so shared by every instance). One atomic reserve
+ * counts both or neither; the email is counted whether or not an account has it, so the limit says nothing
+ * about which addresses exist.
+ */
+export class MailRequestLimiter {
+  constructor(
+    private readonly store: FailureStore,
+    private readonly limits: MailRequestLimits,
+  ) {}
+
+  /** Counts one request or throws 429 with Retry-After. `email` is compared as sign-in compares it. */
+  async reserve(email: string, address: string): Promise<void> {
+    const { maxPerEmail, maxPerAddress, windowSeconds } = this.limits
+    const counters = [
+      { key: `mail:email:${email}`, limit: maxPerEmail },
+      { key: `mail:address:${addressBucket(address)}`, limit: maxPerAddress },
+    ]
+    const reservation = await this.store.reserve(counters, windowSeconds)
+    if (!reservation.allowed) {
+      throw new AppError('too_many_requests', {
+        detail: 'Too many mails asked for this address or from this client. Try again later.',
+        headers: { 'retry-after': String(reservation.retryAfterSeconds) },
+      })
+    }
+  }
+}

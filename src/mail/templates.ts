@@ -1,0 +1,107 @@
+import type { Message } from './outbox.repository.js'
+
+/**
+ * The messages Portrait sends: a plain-text part and a simple HTML part with the same words, the product's
+ * name, and nothing a mail client would block or that could track the reader (no remote images, scripts,
+ * styles sheets or tracking links: the only link is the one the message is about).
+ */
+const PRODUCT = 'Portrait'
+
+const escapeHtml = (text: string) =>
+  text.replace(/[&<>"']/g, (char) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[char] as string)
+
+/** "1 hour", "3 days", "90 minutes". */
+export function humanDuration(seconds: number): string {
+  const units: [number, string][] = [
+    [86400, 'day'],
+    [3600, 'hour'],
+    [60, 'minute'],
+    [1, 'second'],
+  ]
+  for (const [size, name] of units) {
+    if (seconds % size === 0 && seconds >= size) return `${seconds / size} ${name}${seconds / size === 1 ? '' : 's'}`
+  }
+  return `${seconds} seconds`
+}
+
+interface Parts {
+  to: string
+  subject: string
+  greeting: string
+  paragraphs: string[]
+  action?: { label: string; url: string }
+  footer: string
+}
+
+function compose({ to, subject, greeting, paragraphs, action, footer }: Parts): Message {
+  const text = [greeting, '', ...paragraphs.flatMap((line) => [line, '']), ...(action ? [`${action.label}:`, action.url, ''] : []), '-- ', `${PRODUCT}: ${footer}`, ''].join(
+    '\n',
+  )
+  const html = [
+    '<!DOCTYPE html>',
+    `<html><head><meta charset="utf-8"><title>${escapeHtml(subject)}</title></head>`,
+    '<body style="font-family: sans-serif; line-height: 1.5; color: #222;">',
+    `<p>${escapeHtml(greeting)}</p>`,
+    ...paragraphs.map((line) => `<p>${escapeHtml(line)}</p>`),
+    ...(action ? [`<p><a href="${escapeHtml(action.url)}">${escapeHtml(action.label)}</a></p>`, `<p style="font-size: 0.9em;">${escapeHtml(action.url)}</p>`] : []),
+    `<hr><p style="font-size: 0.8em; color: #666;">${PRODUCT}: ${escapeHtml(footer)}</p>`,
+    '</body></html>',
+    '',
+  ].join('\n')
+  return { to, subject, text, html }
+}
+
+const NOT_YOU = 'If this was not you, sign in and change your password, or ask an administrator for help.'
+
+export function passwordResetMail(to: string, username: string, link: string, ttlSeconds: number): Message {
+  return compose({
+    to,
+    subject: `${PRODUCT}: reset your password`,
+    greeting: `Hello ${username},`,
+    paragraphs: [
+      `Someone asked to reset the password of your ${PRODUCT} account. The link below lets you choose a new one; it works once, for ${humanDuration(ttlSeconds)}.`,
+      'If you did not ask for this, ignore this message: your password stays as it is.',
+    ],
+    action: { label: 'Choose a new password', url: link },
+    footer: 'you received this because a password reset was asked for your account.',
+  })
+}
+
+export function emailVerificationMail(to: string, username: string, link: string, ttlSeconds: number): Message {
+  return compose({
+    to,
+    subject: `${PRODUCT}: confirm your email address`,
+    greeting: `Hello ${username},`,
+    paragraphs: [`Please confirm that ${to} is your address by opening the link below. It works once, for ${humanDuration(ttlSeconds)}.`],
+    action: { label: 'Confirm my address', url: link },
+    footer: 'you received this because this address was given for an account.',
+  })
+}
+
+export function passwordChangedMail(to: string, username: string, how: 'changed' | 'reset'): Message {
+  return compose({
+    to,
+    subject: `${PRODUCT}: your password was ${how}`,
+    greeting: `Hello ${username},`,
+    paragraphs: [
+      how === 'reset'
+        ? `The password of your ${PRODUCT} account was just reset with a link sent to this address, and every session was signed out.`
+        : `The password of your ${PRODUCT} account was just changed, and your other sessions were signed out.`,
+      NOT_YOU,
+    ],
+    footer: 'a notice about your account’s security.',
+  })
+}
+
+export function emailChangedMail(to: string, username: string, newAddress: string): Message {
+  return compose({
+    to,
+    subject: `${PRODUCT}: your email address was changed`,
+    greeting: `Hello ${username},`,
+    paragraphs: [
+      `The email address of your ${PRODUCT} account was changed to ${newAddress}. Mail about the account goes there from now on.`,
+      `If this was not you, someone may have your password: reset it, or ask an administrator for help.`,
+    ],
+    footer: 'a notice about your account’s security, sent to its previous address.',
+  })
+}
