@@ -10,6 +10,7 @@ import sharp from 'sharp'
 import { ActivityRepository } from './activity/activity.repository.js'
 import { activityRoutes } from './activity/activity.routes.js'
 import { ActivityLog } from './activity/activity.service.js'
+import { NewDeviceNotices } from './activity/new-device-notice.js'
 import { AccountSessions } from './activity/sessions.service.js'
 import { AccountMail } from './account-tokens/account-mail.service.js'
 import { AccountTokensRepository } from './account-tokens/account-tokens.repository.js'
@@ -227,6 +228,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     activity,
     successors: new RefreshSuccessors(jwtSecret),
     notices: accountMail,
+    newDevices: new NewDeviceNotices({ outbox: mail.outbox, wake: () => mail.sender.wake() }),
     config,
   })
   await auth.warmUp()

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { deviceLabel, maskAddress } from '../src/activity/client.js'
 import { publicSessionId } from '../src/activity/sessions.service.js'
+import { newDeviceSignInMail } from '../src/mail/templates.js'
 
 // What a person is shown of a client: a masked address and a device label (pure functions, no database).
 
@@ -37,4 +38,15 @@ test('when a session id is shown, then it is a fixed-length digest that reveals 
   assert.equal(publicSessionId(id), shown)
   assert.notEqual(publicSessionId(`${id.slice(0, -1)}w`), shown)
   assert.ok(!shown.includes(id.slice(0, 6)))
+})
+
+test('when the new-device notice is written, then it names the device, the masked address and the time, in text and HTML alike', () => {
+  const mail = newDeviceSignInMail('ada@example.com', 'ada', { device: 'Firefox 131 on <macOS>', address: '203.0.113.0/24', at: '2026-12-01 12:00:00' })
+  assert.equal(mail.to, 'ada@example.com')
+  assert.equal(mail.subject, 'Portrait: a new sign-in to your account')
+  assert.match(mail.text, /Firefox 131 on <macOS>, from 203\.0\.113\.0\/24, at 2026-12-01 12:00:00 \(UTC\)/)
+  assert.match(mail.html, /Firefox 131 on &lt;macOS&gt;, from 203\.0\.113\.0\/24/)
+  assert.ok(!/<a /.test(mail.html), 'no link to follow')
+  const unknown = newDeviceSignInMail('ada@example.com', 'ada', { device: 'Unknown device', address: null, at: '2026-12-01 12:00:00' })
+  assert.match(unknown.text, /seen before: Unknown device, at /)
 })

@@ -225,6 +225,25 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(types(await activityOf(client, fresh.access)).slice(0, 3), ['sign_in', 'sign_out_all', 'email_changed'])
     })
 
+    test('when an account is signed in to from a device never seen before, then a notice is mailed in the same transaction; a known device gets none', async (t) => {
+      const { client, config } = await testApp(t, dialect.name)
+      const owner = await client.signUp()
+      const notices = async () =>
+        (await query<{ to_address: string; subject: string }>(config, 'SELECT to_address, subject FROM mail_outbox ORDER BY id')).filter(
+          (mail) => mail.subject === 'Portrait: a new sign-in to your account',
+        )
+      const first = await signIn(client, owner.user.username, { userAgent: FIREFOX_MAC, address: '203.0.113.77' })
+      assert.equal(first.statusCode, 200)
+      const sent = await notices()
+      assert.equal(sent.length, 1)
+      assert.equal(sent[0]?.to_address, owner.user.email)
+      const { device_token: deviceToken } = first.json() as { device_token: string }
+      assert.equal((await signIn(client, owner.user.username, { deviceToken })).statusCode, 200)
+      assert.equal((await signIn(client, owner.user.username, { password: 'wrong-password-1' })).statusCode, 401)
+      await eventually(client, owner.access, (entries) => entries.some((entry) => entry.type === 'sign_in_failed'))
+      assert.equal((await notices()).length, 1, 'a known device and a wrong password mail nothing')
+    })
+
     test('when a rotated-out refresh token comes back after the grace, then the session it ends is recorded as revoked', async (t) => {
       const { client } = await testApp(t, dialect.name, { refreshReuseGraceSeconds: 0 })
       const owner = await client.signUp()

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { ActivityLog } from '../activity/activity.service.js'
 import type { ClientInfo } from '../activity/client.js'
+import type { NewDeviceNotices } from '../activity/new-device-notice.js'
 import type { Config } from '../config.js'
 import type { Db } from '../db/database.js'
 import { AppError, FieldErrorList } from '../errors.js'
@@ -30,6 +31,8 @@ export interface AuthServiceDeps {
   devices: DeviceProofs
   /** Security activity: sign-ins (and failures), sign-outs, revocations. */
   activity: ActivityLog
+  /** The mail on a sign-in from a device never seen before. */
+  newDevices: NewDeviceNotices
   /** Sign-up records a verification mail in its transaction (account-tokens/account-mail.service.ts). */
   notices: { signedUp(executor: Db['kysely'], user: UserRow): Promise<void>; committed(): void }
   config: Pick<Config, 'passwordHashCost' | 'refreshTokenTtlSeconds' | 'refreshReuseGraceSeconds'>
@@ -127,7 +130,7 @@ export class AuthService {
    * its timing stay those of an unknown login; a sign-in without a valid proof is flagged `new_device`.
    */
   async signIn(login: { field: 'email' | 'username'; value: string }, password: string, client: ClientInfo & { deviceProof?: string }) {
-    const { db, users, limiter, devices, activity } = this.deps
+    const { db, users, limiter, devices, activity, newDevices } = this.deps
     // One spelling per login, so "Bob", " bob" and "BOB" find the same user (and share a count when there is none).
     const text = comparable(login.value.trim())
     const column = login.field === 'email' ? 'email_lower' : 'username_lower'
@@ -157,8 +160,10 @@ export class AuthService {
       const passwordHash = upgraded && (await users.upgradePasswordHash(trx, user.id, user.password_hash, upgraded)) ? upgraded : user.password_hash
       const tokens = await this.startSession(trx, user.id, now, client)
       await activity.record(trx, { userId: user.id, type: 'sign_in', client: clientOnly(client), at: now, details: device ? {} : { new_device: true } })
+      if (!device) await newDevices.record(trx, signedIn, client, now)
       return { user: signedIn, passwordHash, ...tokens }
     })
+    if (!device) newDevices.committed()
     // The proof is bound to the password hash, so one issued right after an upgrade must carry the new hash.
     const { passwordHash, ...signedIn } = session
     return { ...signedIn, deviceProof: devices.issue({ ...user, password_hash: passwordHash }, device) }
