@@ -3,8 +3,10 @@ import { test, type TestContext } from 'node:test'
 import { sql } from 'kysely'
 import { type Config, loadConfig } from '../src/config.js'
 import { createDb } from '../src/db/database.js'
-import { DIALECTS, GOOD_PASSWORD, problemOf, type Session, type TestClient, testApp, uniqueName } from './helpers/app.js'
+import { buildApp } from '../src/app.js'
+import { DIALECTS, GOOD_PASSWORD, problemOf, type Session, TestClient, testApp, testConfig, uniqueName } from './helpers/app.js'
 import { setFlags } from './helpers/db.js'
+import { REDIS_SKIP, testRedisPrefix } from './helpers/redis.js'
 import { recipients, type SmtpSink, startSmtp, tokenIn } from './helpers/smtp.js'
 import { suite } from './helpers/suite.js'
 
@@ -262,6 +264,35 @@ for (const dialect of DIALECTS) {
     })
   })
 }
+
+suite('mail limits and a reset shared through Redis', REDIS_SKIP, () => {
+  test('when two instances share Redis, then reset requests count together and a reset clears the shared failure count', async (t) => {
+    const smtp = await startSmtp(t)
+    const config = await testConfig(t, 'sqlite', {
+      mail: { ...loadConfig({}).mail, smtpUrl: smtp.url },
+      redisUrl: process.env.TEST_REDIS_URL,
+      redisKeyPrefix: testRedisPrefix(t),
+      mailRequestLimits: { maxPerEmail: 3, maxPerAddress: 100, windowSeconds: 600 },
+      signInLimits: { maxFailuresPerAccount: 2, maxFailuresPerAddress: 1000, windowSeconds: 900 },
+    })
+    const a = await buildApp(config)
+    t.after(() => a.close())
+    const b = await buildApp(config)
+    t.after(() => b.close())
+    const [first, second] = [new TestClient(a), new TestClient(b)]
+    const me = await first.signUp()
+    for (let i = 0; i < 2; i++) problemOf(await second.send('POST', '/api/auth/sign-in', { username: me.user.username, password: `wrong-guess-${i}` }), 401)
+    problemOf(await first.send('POST', '/api/auth/sign-in', { username: me.user.username, password: GOOD_PASSWORD }), 429)
+    assert.equal((await first.send('POST', RESET, { email: me.user.email })).statusCode, 202)
+    assert.equal((await second.send('POST', RESET, { email: me.user.email })).statusCode, 202)
+    const token = tokenIn(await smtp.waitFor(to(me.user.email, /reset your password/)), 'reset-password')
+    assert.equal((await first.send('POST', RESET, { email: me.user.email })).statusCode, 202)
+    problemOf(await second.send('POST', RESET, { email: me.user.email }), 429)
+    // A reset on one instance clears the failure count the other instance sees.
+    assert.equal((await second.send('POST', CONFIRM, { token, new_password: NEW_PASSWORD })).statusCode, 204)
+    assert.equal((await first.send('POST', '/api/auth/sign-in', { username: me.user.username, password: NEW_PASSWORD })).statusCode, 200)
+  })
+})
 
 test('when the mail links open, then /reset-password and /verify-email serve the page with its headers', async (t) => {
   const { client } = await testApp(t)

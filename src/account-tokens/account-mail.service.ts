@@ -52,13 +52,13 @@ export class AccountMail {
 
   /**
    * POST /api/auth/password-reset: counts the request against the limits (429), and that is all the reply waits
-   * for. Finding the account and recording the token and its mail happen after the reply, so a known and an
-   * unknown address answer the same thing after the same work.
+   * for. Finding the account and recording the token and its mail start once `replied` settles (the response
+   * has been handed to the socket), so a known and an unknown address answer the same thing after the same work.
    */
-  async requestReset(email: string, address: string): Promise<void> {
+  async requestReset(email: string, address: string, replied: Promise<unknown>): Promise<void> {
     const login = comparable(email.trim())
     await this.deps.mailLimiter.reserve(login, address)
-    const work = new Promise<void>((resolve) => setImmediate(resolve))
+    const work = replied
       .then(() => this.recordResetFor(login))
       .catch((error: unknown) => this.deps.log.warn({ err: error }, 'could not record a password reset mail'))
       .finally(() => this.pending.delete(work))

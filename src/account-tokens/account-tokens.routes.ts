@@ -38,7 +38,12 @@ export const accountTokensAuthRoutes: FastifyPluginAsyncTypebox<AccountTokensRou
       },
     },
     async (request, reply) => {
-      await accountMail.requestReset(request.body.email, request.ip)
+      // The response's 'finish' (or 'close', for a client gone first): the lookup starts only after the reply left.
+      const replied = new Promise((resolve) => {
+        reply.raw.once('finish', resolve)
+        reply.raw.once('close', resolve)
+      })
+      await accountMail.requestReset(request.body.email, request.ip, replied)
       reply.code(202)
       return { detail: RESET_REQUESTED }
     },
