@@ -7,6 +7,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, LogController } from 'fastify'
 import pino from 'pino'
 import sharp from 'sharp'
+import { ActivityRepository } from './activity/activity.repository.js'
+import { activityRoutes } from './activity/activity.routes.js'
+import { ActivityLog } from './activity/activity.service.js'
+import { NewDeviceNotices } from './activity/new-device-notice.js'
+import { AccountSessions } from './activity/sessions.service.js'
 import { AccountMail } from './account-tokens/account-mail.service.js'
 import { AccountTokensRepository } from './account-tokens/account-tokens.repository.js'
 import { accountTokensAuthRoutes, accountTokensUserRoutes } from './account-tokens/account-tokens.routes.js'
@@ -48,6 +53,7 @@ import { passkeyAuthRoutes, passkeysRoutes } from './passkeys/passkeys.routes.js
 import { PasskeysService } from './passkeys/passkeys.service.js'
 import { relyingPartyResolver } from './passkeys/relying-party.js'
 import { checkTrigramIndexes } from './users/search-index.js'
+import { startPeriodicPurge } from './jobs/batched-purge.js'
 import { createSearchReader } from './users/search-reader.js'
 import { UsersRepository } from './users/users.repository.js'
 import { usersRoutes } from './users/users.routes.js'
@@ -183,6 +189,12 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   const failures = await createFailureStore(config)
   app.addHook('onClose', async () => failures.close?.())
   const limiter = new SignInLimiter(failures, config.signInLimits, config.signUpLimits)
+  const activity = new ActivityLog({ db, repository: new ActivityRepository(db), retentionSeconds: config.activityRetentionSeconds, log: app.log })
+  limiter.whenAccountLocked((lock) => activity.accountLocked(lock))
+  const stopActivityPurge = startPeriodicPurge('security activity past its retention', () => activity.purge(), config.activityPurgeIntervalMs, app.log)
+  app.addHook('preClose', stopActivityPurge)
+  // Entries recorded just after a response (failed sign-ins, lockouts) are written before the database closes.
+  app.addHook('preClose', () => activity.drain())
   // Mail: recorded in the outbox by the stories below, delivered by the sender after their commits.
   const mail = createMail(config, db, app.log)
   const accountMail = new AccountMail({
@@ -236,6 +248,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     storage,
     imageLimit: new ConcurrencyLimit(config.imageConcurrency),
     limiter,
+    activity,
     notices: accountMail,
     config,
   })
@@ -247,8 +260,10 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     limiter,
     devices: new DeviceProofs(jwtSecret),
     secondFactors: mfa,
+    activity,
     successors: new RefreshSuccessors(jwtSecret),
     notices: accountMail,
+    newDevices: new NewDeviceNotices({ outbox: mail.outbox, wake: () => mail.sender.wake() }),
     config,
   })
   await auth.warmUp()
@@ -344,6 +359,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   await app.register(introspectRoute, { prefix: '/api/auth', ...keyRoutes })
   await app.register(jwksRoute, { tokens })
   await app.register(usersRoutes, { prefix: '/api/users', users, authenticate, avatarMaxBytes: config.avatarMaxBytes })
+  await app.register(activityRoutes, { prefix: '/api/users', activity, sessions: new AccountSessions({ db, sessions, activity }), users, authenticate })
   await app.register(accountTokensUserRoutes, { prefix: '/api/users', accountMail, users, authenticate })
   await app.register(mfaRoutes, { prefix: '/api/users/me/mfa', mfa, stepUp, authenticate })
   await app.register(passkeysRoutes, { prefix: '/api/users/me/passkeys', passkeys, mfa, authenticate, relyingParty })

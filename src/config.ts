@@ -109,6 +109,10 @@ export interface Config {
   sweepMediaOnStart: boolean
   /** How often expired sessions are deleted. */
   sessionPurgeIntervalMs: number
+  /** Security activity older than this is deleted (ACTIVITY_RETENTION, default 90 days). */
+  activityRetentionSeconds: number
+  /** How often activity past the retention is deleted (ACTIVITY_PURGE_INTERVAL, default 1 hour). */
+  activityPurgeIntervalMs: number
   /** While serving, look for leftover temporary avatar files this often, and remove those older than mediaTempMaxAgeMs. */
   mediaTempSweepIntervalMs: number
   mediaTempMaxAgeMs: number
@@ -388,6 +392,8 @@ function readConfig(env: Env): Readonly<Config> {
     shutdownTimeoutMs: timeoutMs(env, 'SHUTDOWN_TIMEOUT', '8s'),
     sweepMediaOnStart: true,
     sessionPurgeIntervalMs: duration(env, 'SESSION_PURGE_INTERVAL', '10m') * 1000,
+    activityRetentionSeconds: duration(env, 'ACTIVITY_RETENTION', '90d'),
+    activityPurgeIntervalMs: timeoutMs(env, 'ACTIVITY_PURGE_INTERVAL', '1h'),
     mediaTempSweepIntervalMs: 60_000,
     mediaTempMaxAgeMs: 5 * 60_000,
   })

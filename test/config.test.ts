@@ -110,6 +110,22 @@ test('when REFRESH_REUSE_GRACE is set, then a duration from 0 to 5 minutes is ac
   }
 })
 
+test('when ACTIVITY_RETENTION and ACTIVITY_PURGE_INTERVAL are set, then they are parsed; defaults 90 days and 1 hour; bad values name their variable', () => {
+  const defaults = loadConfig({})
+  assert.equal(defaults.activityRetentionSeconds, 90 * 86400)
+  assert.equal(defaults.activityPurgeIntervalMs, 3600 * 1000)
+  const set = loadConfig({ ACTIVITY_RETENTION: '30d', ACTIVITY_PURGE_INTERVAL: '10m' })
+  assert.equal(set.activityRetentionSeconds, 30 * 86400)
+  assert.equal(set.activityPurgeIntervalMs, 600 * 1000)
+  for (const [env, message] of [
+    [{ ACTIVITY_RETENTION: '0' }, /^ACTIVITY_RETENTION=.*positive duration/],
+    [{ ACTIVITY_RETENTION: 'forever' }, /^ACTIVITY_RETENTION=/],
+    [{ ACTIVITY_PURGE_INTERVAL: '2d' }, /^ACTIVITY_PURGE_INTERVAL=.*from 1s to 1d/],
+  ] as const) {
+    assert.throws(() => loadConfig(env), (error: Error) => error instanceof ConfigError && message.test(error.message))
+  }
+})
+
 test('when the mail settings are set, then SMTP_URL, MAIL_FROM, the token lifetimes and the mail limits are parsed and checked', () => {
   const defaults = loadConfig({})
   assert.equal(defaults.mail.smtpUrl, undefined)

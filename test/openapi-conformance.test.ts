@@ -100,6 +100,19 @@ test('when every operation is exercised over a socket, then every answer is the 
   await expect(403, 'getUser', { token: alice.access, params: { id: bob.user.id } })
   await expect(404, 'getUser', { token: alice.access, params: { id: 999999 } })
 
+  // --- sessions and activity (issue 18) -----------------------------------------------------------------
+  const sessions = (await expect(200, 'listMySessions', { token: alice.access })).json() as { results: { id: string; current: boolean }[] }
+  const other = sessions.results.find((session) => !session.current) as { id: string }
+  await expect(401, 'listMySessions')
+  await expect(404, 'endMySession', { token: alice.access, params: { id: 'A'.repeat(22) } })
+  const activity = (await expect(200, 'listMyActivity', { token: alice.access, query: { limit: '1' } })).json() as { next: string }
+  await expect(200, 'listMyActivity', { token: alice.access, query: { before: new URL(activity.next, 'http://x').searchParams.get('before') as string } })
+  await expect(400, 'listMyActivity', { token: alice.access, query: { limit: '0' } })
+  await expect(200, 'listUserActivity', { token: root.access, params: { id: alice.user.id } })
+  await expect(403, 'listUserActivity', { token: bob.access, params: { id: alice.user.id } })
+  await expect(404, 'listUserActivity', { token: root.access, params: { id: 999999 } })
+  await expect(204, 'endMySession', { token: alice.access, params: { id: other.id } })
+
   await expect(200, 'listUsers', { token: root.access })
   await expect(200, 'listUsers', { token: root.access, query: { search: 'alice', page: '1', page_size: '2' } })
   for (const page_size of ['0', '101', 'abc', '1.5']) await expect(400, 'listUsers', { token: root.access, query: { page_size } })

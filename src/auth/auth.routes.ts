@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { clientOf } from '../activity/client.js'
 import { AppError, validationError } from '../errors.js'
 import { bodyFields, emptyBodyAsObject } from '../http/validation.js'
 import { problemResponses } from '../http/problem.schema.js'
@@ -61,7 +62,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
     async (request, reply) => {
       const fields = bodyFields(request.body)
       if (!fields) throw validationError({ non_field_errors: ['Send a JSON object.'] })
-      const { user, ...tokens } = await auth.signUp(fields, request.ip)
+      const { user, ...tokens } = await auth.signUp(fields, clientOf(request))
       reply.code(201)
       const session = deliver(request, reply, tokens)
       return { ...session, ...deliverDeviceProof(request, reply, auth.deviceProofFor(user), refreshCookie.alwaysSecure), user: users.present(user) }
@@ -107,7 +108,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         throw validationError({ non_field_errors: ['Send either email or username, with password.'] })
       }
       const login = email !== undefined ? { field: 'email' as const, value: email } : { field: 'username' as const, value: username as string }
-      const client = { address: request.ip, deviceProof: presentedDeviceProof(request, device_token) }
+      const client = { ...clientOf(request), deviceProof: presentedDeviceProof(request, device_token) }
       const result = await auth.signIn(login, password, client)
       if ('mfaRequired' in result) return { mfa_required: true as const, challenge: result.challenge, methods: result.methods }
       return signedIn(request, reply, result)
@@ -133,7 +134,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       if ([code, recovery_code, passkey].filter((given) => given !== undefined).length !== 1) {
         throw validationError({ non_field_errors: ['Send one of code, recovery_code or passkey, with the challenge.'] })
       }
-      const client = { address: request.ip, deviceProof: presentedDeviceProof(request, device_token) }
+      const client = { ...clientOf(request), deviceProof: presentedDeviceProof(request, device_token) }
       const proof =
         passkey !== undefined
           ? { passkey: options.passkeySecondFactor(request, passkey) }
@@ -167,7 +168,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       if (token === undefined && isWebClient(request)) return reply.code(204).send(null)
       if (token === undefined) throw new AppError('invalid_refresh_token', { detail: 'Send the refresh token.' })
       try {
-        return deliver(request, reply, await auth.refresh(token))
+        return deliver(request, reply, await auth.refresh(token, clientOf(request)))
       } catch (error) {
         if (isWebClient(request)) clearRefreshCookie(request, reply, refreshCookie)
         throw error
@@ -194,11 +195,11 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       const { body } = request
       if (body.all || (request.headers.authorization && body.refresh === undefined && !isWebClient(request))) {
         await authenticate(request)
-        if (body.all) await auth.endAllSessions(request.actor.id)
-        else await auth.endSession(request.sessionId)
+        if (body.all) await auth.endAllSessions(request.actor.id, clientOf(request))
+        else await auth.endSession(request.sessionId, request.actor.id, clientOf(request))
       } else {
         const token = presentedRefreshToken(request, body.refresh, refreshCookie)
-        if (token !== undefined) await auth.signOut(token)
+        if (token !== undefined) await auth.signOut(token, clientOf(request))
       }
       if (isWebClient(request)) clearRefreshCookie(request, reply, refreshCookie)
       reply.code(204).send(null)

@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto'
+import type { ActivityLog } from '../activity/activity.service.js'
+import type { ClientInfo } from '../activity/client.js'
+import type { NewDeviceNotices } from '../activity/new-device-notice.js'
 import type { Config } from '../config.js'
 import type { Db } from '../db/database.js'
 import { AppError, FieldErrorList } from '../errors.js'
@@ -69,6 +72,10 @@ export interface AuthServiceDeps {
   successors: RefreshSuccessors
   limiter: SignInLimiter
   devices: DeviceProofs
+  /** Security activity: sign-ins (and failures), sign-outs, revocations. */
+  activity: ActivityLog
+  /** The mail on a sign-in from a device never seen before. */
+  newDevices: NewDeviceNotices
   /** Sign-up records a verification mail in its transaction (account-tokens/account-mail.service.ts). */
   notices: { signedUp(executor: Db['kysely'], user: UserRow): Promise<void>; committed(): void }
   /** The second factors (src/mfa): consulted once a password is right, and to complete a challenged sign-in. */
@@ -105,7 +112,7 @@ export class AuthService {
     await this.dummyPasswordHash()
   }
 
-  async signUp(body: Record<string, unknown>, address: string): Promise<{ user: UserRow } & TokenPair> {
+  async signUp(body: Record<string, unknown>, client: ClientInfo): Promise<{ user: UserRow } & TokenPair> {
     const { db, users, config } = this.deps
     const errors = new FieldErrorList()
     const text: Partial<Record<TextField, string>> = {}
@@ -131,7 +138,7 @@ export class AuthService {
     }
     errors.throwIfAny()
 
-    await this.deps.limiter.reserveSignUp(address)
+    await this.deps.limiter.reserveSignUp(client.address)
     const passwordHash = await hashPassword(password as string, config.passwordHashCost)
     const now = new Date().toISOString()
     const username = text.username as string
@@ -153,7 +160,7 @@ export class AuthService {
           is_superuser: 0,
         })
         await this.deps.notices.signedUp(trx, user)
-        return { user, ...(await this.startSession(trx, user.id, now, { amr: ['pwd'] })) }
+        return { user, ...(await this.startSession(trx, user.id, now, { amr: ['pwd'] }, client)) }
       })
       this.deps.notices.committed()
       return signedUp
@@ -166,13 +173,15 @@ export class AuthService {
    * Same 401 for an unknown user, an inactive one and a wrong password, each after one hash comparison.
    * The attempt is reserved before the hash is checked (429 without a hash once the limit is used up).
    * `deviceProof`: proof of an earlier sign-in from this client (SECURITY.md); the reply carries one for next time.
+   * A wrong password on an existing account is recorded on it after the answer has gone out, so the answer and
+   * its timing stay those of an unknown login; a sign-in without a valid proof is flagged `new_device`.
    */
   async signIn(
     login: { field: 'email' | 'username'; value: string },
     password: string,
-    client: { address: string; deviceProof?: string },
+    client: ClientInfo & { deviceProof?: string },
   ): Promise<SignedIn | SecondFactorRequired> {
-    const { db, users, limiter, devices, secondFactors } = this.deps
+    const { db, users, limiter, devices, secondFactors, activity } = this.deps
     // One spelling per login, so "Bob", " bob" and "BOB" find the same user (and share a count when there is none).
     const text = comparable(login.value.trim())
     const column = login.field === 'email' ? 'email_lower' : 'username_lower'
@@ -187,6 +196,7 @@ export class AuthService {
       throw error
     }
     // A failure stays counted: the reservation was the count.
+    if (user && !matches) activity.recordDetached({ userId: user.id, type: 'sign_in_failed', client: clientOnly(client) })
     if (!user || !matches || !user.is_active) throw invalidCredentials()
     await ticket.succeeded()
     // An imported Django hash is replaced by argon2id now that the password is known (as Django's check_password
@@ -198,7 +208,7 @@ export class AuthService {
       if (upgraded) await users.upgradePasswordHash(db.kysely, user.id, user.password_hash, upgraded)
       return { mfaRequired: true, challenge: await secondFactors.newChallenge(user.id), methods }
     }
-    return this.finishSignIn(user, { amr: ['pwd'] }, { device, upgradedHash: upgraded })
+    return this.finishSignIn(user, { amr: ['pwd'] }, { client, device, upgradedHash: upgraded })
   }
 
   /**
@@ -209,19 +219,20 @@ export class AuthService {
   async signInWithSecondFactor(
     challenge: string,
     proof: SecondFactorProof,
-    client: { address: string; deviceProof?: string },
+    client: ClientInfo & { deviceProof?: string },
   ): Promise<SignedIn> {
-    const { db, users, devices, secondFactors } = this.deps
+    const { db, users, devices, secondFactors, activity } = this.deps
     const opened = await secondFactors.openChallenge(challenge)
     if (!opened) throw invalidChallenge()
     const user = await users.findById(db.kysely, opened.userId)
     if (!user?.is_active) throw invalidChallenge()
     const device = devices.verify(client.deviceProof, user)
     if (!(await secondFactors.attempt(user.id, proof, { address: client.address, device }))) {
+      activity.recordDetached({ userId: user.id, type: 'sign_in_failed', client: clientOnly(client), details: { second_factor: true } })
       throw new AppError('invalid_second_factor', { detail: 'The code is not right or was used already.' })
     }
     // A recovery code is a one-time password too (RFC 8176 has no value of its own for it).
-    return this.finishSignIn(user, { amr: ['pwd', proof.passkey ? 'hwk' : 'otp'], secondFactor: true }, { device, challengeHash: opened.idHash })
+    return this.finishSignIn(user, { amr: ['pwd', proof.passkey ? 'hwk' : 'otp'], secondFactor: true }, { client, device, challengeHash: opened.idHash })
   }
 
   /**
@@ -229,14 +240,18 @@ export class AuthService {
    * (its amr, and the second factor's time), the tokens and a device proof. A passkey sign-in calls this with
    * `{ amr: ['hwk', 'user'], secondFactor: true }` once the assertion is verified.
    * `challengeHash`: a sign-in challenge used up in the same transaction (a second request with it fails, 401).
+   * `device`: the client's verified device proof, else checked here; a sign-in from an unknown device is
+   * recorded as such and mailed a notice.
    */
   async finishSignIn(
     user: UserRow,
     how: SessionAuthentication,
-    options: { device?: string; upgradedHash?: string; challengeHash?: string } = {},
+    options: { client: ClientInfo & { deviceProof?: string }; device?: string; upgradedHash?: string; challengeHash?: string },
   ): Promise<SignedIn> {
-    const { db, users, devices, secondFactors } = this.deps
+    const { db, users, devices, secondFactors, activity, newDevices } = this.deps
     const { upgradedHash, challengeHash } = options
+    const client = clientOnly(options.client)
+    const device = options.device ?? devices.verify(options.client.deviceProof, user)
     const now = new Date().toISOString()
     const session = await db.kysely.transaction().execute(async (trx) => {
       if (challengeHash !== undefined && !(await secondFactors.consumeChallenge(trx, challengeHash))) throw invalidChallenge()
@@ -246,11 +261,14 @@ export class AuthService {
       if (!signedIn) throw invalidCredentials()
       const passwordHash =
         upgradedHash && (await users.upgradePasswordHash(trx, user.id, user.password_hash, upgradedHash)) ? upgradedHash : signedIn.password_hash
-      return { user: signedIn, passwordHash, ...(await this.startSession(trx, user.id, now, how)) }
+      await activity.record(trx, { userId: user.id, type: 'sign_in', client, at: now, details: { amr: how.amr.join(' '), ...(device ? {} : { new_device: true }) } })
+      if (!device) await newDevices.record(trx, signedIn, client, now)
+      return { user: signedIn, passwordHash, ...(await this.startSession(trx, user.id, now, how, client)) }
     })
+    if (!device) newDevices.committed()
     // The proof is bound to the password hash, so one issued right after an upgrade must carry the new hash.
     const { passwordHash, ...signedIn } = session
-    return { ...signedIn, deviceProof: devices.issue({ ...user, password_hash: passwordHash }, options.device) }
+    return { ...signedIn, deviceProof: devices.issue({ ...user, password_hash: passwordHash }, device) }
   }
 
   /** Proof for the client that just created this account, so it counts as a known device from now on. */
@@ -264,8 +282,8 @@ export class AuthService {
    * the whole session (theft detection). A secret never issued for the session is a plain 401 that
    * changes nothing, so knowing a session id (the `sid` of an access token) is not enough to end it.
    */
-  async refresh(refreshToken: string): Promise<TokenPair> {
-    const { db, sessions, users, tokens, successors, config } = this.deps
+  async refresh(refreshToken: string, client?: ClientInfo): Promise<TokenPair> {
+    const { db, sessions, users, tokens, successors, config, activity } = this.deps
     const presented = parseRefreshToken(refreshToken)
     if (!presented) throw invalidRefresh()
     const now = new Date()
@@ -294,30 +312,43 @@ export class AuthService {
       return issue(next.token)
     }
     // A secret rotated out longer ago came back: it was copied. End the session for every holder.
-    await sessions.delete(db.kysely, session.id)
+    const ended = session
+    await db.kysely.transaction().execute(async (trx) => {
+      await sessions.delete(trx, ended.id)
+      await activity.record(trx, { userId: ended.user_id, type: 'session_revoked', client, details: { reason: 'refresh_token_reused' } })
+    })
     throw invalidRefresh()
   }
 
   /** Ends the session of this refresh token, if it is one; unknown tokens are ignored (sign-out is idempotent). */
-  async signOut(refreshToken: string): Promise<void> {
+  async signOut(refreshToken: string, client?: ClientInfo): Promise<void> {
     const { db, sessions } = this.deps
     const presented = parseRefreshToken(refreshToken)
     if (!presented) return
     const session = await sessions.findById(db.kysely, presented.sessionId)
     // The secret just rotated out counts too: whoever holds it could end the session by reusing it anyway.
     const issued = session ? [session.refresh_hash, session.previous_hash] : []
-    if (session && issued.some((hash) => hash !== null && sameHash(presented.hash, hash))) await sessions.delete(db.kysely, session.id)
+    if (session && issued.some((hash) => hash !== null && sameHash(presented.hash, hash))) await this.endSession(session.id, session.user_id, client)
   }
 
-  async endSession(sessionId: string): Promise<void> {
-    await this.deps.sessions.delete(this.deps.db.kysely, sessionId)
+  /** Ends one session of the user (sign-out with an access token), recording it in the same transaction. */
+  async endSession(sessionId: string, userId: number, client?: ClientInfo): Promise<void> {
+    const { db, sessions, activity } = this.deps
+    await db.kysely.transaction().execute(async (trx) => {
+      await sessions.delete(trx, sessionId)
+      await activity.record(trx, { userId, type: 'sign_out', client })
+    })
   }
 
-  async endAllSessions(userId: number): Promise<void> {
-    await this.deps.sessions.deleteAllOfUser(this.deps.db.kysely, userId)
+  async endAllSessions(userId: number, client?: ClientInfo): Promise<void> {
+    const { db, sessions, activity } = this.deps
+    await db.kysely.transaction().execute(async (trx) => {
+      await sessions.deleteAllOfUser(trx, userId)
+      await activity.record(trx, { userId, type: 'sign_out_all', client })
+    })
   }
 
-  private async startSession(executor: Db['kysely'], userId: number, now: string, how: SessionAuthentication): Promise<TokenPair> {
+  private async startSession(executor: Db['kysely'], userId: number, now: string, how: SessionAuthentication, client: ClientInfo): Promise<TokenPair> {
     const { sessions, tokens, config } = this.deps
     const sessionId = newSessionId()
     const refresh = newRefreshToken(sessionId)
@@ -330,9 +361,17 @@ export class AuthService {
       expires_at: expiresAt,
       amr: how.amr.join(' '),
       second_factor_at: how.secondFactor ? now : null,
+      user_agent: client.userAgent ?? null,
+      client_address: client.address,
+      last_used_at: now,
     })
     await sessions.deleteAllButNewest(executor, userId, sessionId, MAX_SESSIONS_PER_USER)
     // Issued through the transaction's connection: it reads the current signing key (see AccessTokens.issue).
     return { access: await tokens.issue({ userId, sessionId, amr: how.amr }, executor), refresh: refresh.token }
   }
+}
+
+/** The address and User-Agent alone (never the device proof). */
+function clientOnly(client: ClientInfo): ClientInfo {
+  return { address: client.address, userAgent: client.userAgent }
 }

@@ -4,13 +4,15 @@ import type { HealthCheck } from '../health/health.routes.js'
 import type { Counter, FailureStore, Reservation } from './sign-in-limiter.js'
 
 // One decision, one round trip, atomic: either every counter is below its limit and each gets one more attempt,
-// or nothing changes and the reply is the milliseconds until the last blocking window ends (0 = allowed).
+// or nothing changes and the reply is the milliseconds until the last blocking window ends (0 = allowed), followed
+// by the (1-based) positions of the blocking counters in KEYS.
 // KEYS: the counters; ARGV[1]: the window in seconds; ARGV[1 + i]: the limit of KEYS[i].
 // A window starts with a counter's first attempt and is never extended; a key left without a TTL gets one,
 // so a count can never become permanent.
 const RESERVE = `
 local window = tonumber(ARGV[1])
 local blocked = 0
+local which = {}
 for i, key in ipairs(KEYS) do
   local count = tonumber(redis.call('GET', key) or '0')
   if count >= tonumber(ARGV[i + 1]) then
@@ -20,14 +22,15 @@ for i, key in ipairs(KEYS) do
       ttl = window * 1000
     end
     if ttl > blocked then blocked = ttl end
+    table.insert(which, i)
   end
 end
-if blocked > 0 then return blocked end
+if blocked > 0 then return {blocked, unpack(which)} end
 for _, key in ipairs(KEYS) do
   redis.call('INCR', key)
   if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, window) end
 end
-return 0`
+return {0}`
 
 // Gives one attempt back; a count that reaches zero goes (never below zero, never a key without a TTL).
 const RELEASE = `
@@ -84,8 +87,9 @@ export class RedisFailureStore implements FailureStore {
     return this.call(async () => {
       const keys = counters.map(({ key }) => key)
       const limits = counters.map(({ limit }) => limit)
-      const blockedMs = Number(await this.redis.eval(RESERVE, keys.length, ...keys, windowSeconds, ...limits))
-      return blockedMs > 0 ? { allowed: false, retryAfterSeconds: Math.ceil(blockedMs / 1000) } : { allowed: true }
+      const [blockedMs = 0, ...which] = ((await this.redis.eval(RESERVE, keys.length, ...keys, windowSeconds, ...limits)) as unknown[]).map(Number)
+      if (blockedMs <= 0) return { allowed: true }
+      return { allowed: false, retryAfterSeconds: Math.ceil(blockedMs / 1000), blocked: which.map((position) => keys[position - 1] as string) }
     })
   }
 

@@ -76,7 +76,7 @@ export class SessionsRepository {
   async rotate(executor: Executor, id: string, fromHash: string, toHash: string, expiresAt: string, rotatedAt: string): Promise<boolean> {
     const result = await executor
       .updateTable('sessions')
-      .set({ refresh_hash: toHash, previous_hash: fromHash, rotated_at: rotatedAt, expires_at: expiresAt })
+      .set({ refresh_hash: toHash, previous_hash: fromHash, rotated_at: rotatedAt, expires_at: expiresAt, last_used_at: rotatedAt })
       .where('id', '=', id)
       .where('refresh_hash', '=', fromHash)
       .executeTakeFirst()
@@ -86,6 +86,18 @@ export class SessionsRepository {
   /** Records that a second factor was proven in this session just now (step-up, see src/mfa/step-up.ts). */
   async markSecondFactor(executor: Executor, id: string, at: string): Promise<void> {
     await executor.updateTable('sessions').set({ second_factor_at: at }).where('id', '=', id).execute()
+  }
+
+  /** The user's live sessions, newest first, by the user_id index (at most MAX_SESSIONS_PER_USER rows). */
+  listLiveOfUser(executor: Executor, userId: number, now: string): Promise<SessionRow[]> {
+    return executor
+      .selectFrom('sessions')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('expires_at', '>', now)
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .execute()
   }
 
   async delete(executor: Executor, id: string): Promise<void> {

@@ -16,6 +16,12 @@ export interface SessionsTable {
   amr: Generated<string>
   /** When a second factor was last proven in this session (sign-in or step-up), or null. */
   second_factor_at: string | Date | null
+  /** The User-Agent that signed in, cut to USER_AGENT_MAX_LENGTH; null for sessions older than migration 0010. */
+  user_agent?: string | null
+  /** The client address that signed in (request.ip), stored whole; shown masked. */
+  client_address?: string | null
+  /** Set at sign-in and at every refresh, never per authenticated request: stale by at most ACCESS_TOKEN_TTL. */
+  last_used_at?: string | Date | null
 }
 
 export type SessionRow = Selectable<SessionsTable>

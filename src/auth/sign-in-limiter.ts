@@ -8,7 +8,8 @@ export interface Counter {
   limit: number
 }
 
-export type Reservation = { allowed: true } | { allowed: false; retryAfterSeconds: number }
+/** A refusal names the keys of the counters that were at their limit (`blocked`). */
+export type Reservation = { allowed: true } | { allowed: false; retryAfterSeconds: number; blocked: string[] }
 
 /**
  * Attempt counts per key within a fixed window. Memory by default; Redis shares counts between instances.
@@ -34,11 +35,15 @@ export class MemoryFailureStore implements FailureStore {
   async reserve(counters: readonly Counter[], windowSeconds: number): Promise<Reservation> {
     const now = Date.now()
     let blockedUntil = 0
+    const blocked: string[] = []
     for (const { key, limit } of counters) {
       const window = this.live(key, now)
-      if (window && window.count >= limit) blockedUntil = Math.max(blockedUntil, window.endsAt)
+      if (window && window.count >= limit) {
+        blockedUntil = Math.max(blockedUntil, window.endsAt)
+        blocked.push(key)
+      }
     }
-    if (blockedUntil > 0) return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((blockedUntil - now) / 1000)) }
+    if (blockedUntil > 0) return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((blockedUntil - now) / 1000)), blocked }
     if (this.windows.size > 100_000) this.sweep(now)
     for (const { key } of counters) {
       const window = this.live(key, now)
@@ -85,6 +90,9 @@ export interface Attempt {
   device?: string
 }
 
+/** An existing account's own failure count refused an attempt; called synchronously, before the 429 is thrown. */
+export type AccountLockedListener = (lock: { userId: number; address: string; retryAfterSeconds: number; windowSeconds: number }) => void
+
 /** A reserved attempt: call `succeeded` when the password was right; a failure needs nothing (it stays counted). */
 export interface Ticket {
   /** Gives the attempt back on every counter; failures before it stay counted until their window ends. */
@@ -99,12 +107,18 @@ export interface Ticket {
  */
 export class SignInLimiter {
   private readonly localSignUps = new MemoryFailureStore()
+  private accountLocked?: AccountLockedListener
 
   constructor(
     private readonly store: FailureStore,
     private readonly limits: SignInLimits,
     private readonly signUpLimits: SignUpLimits,
   ) {}
+
+  /** Told whenever the account's own counter refuses an attempt (not a device's or an address's); see activity. */
+  whenAccountLocked(listener: AccountLockedListener): void {
+    this.accountLocked = listener
+  }
 
   /**
    * Reserves one attempt or throws 429 with Retry-After. A device with proof is judged by its own count only,
@@ -119,7 +133,12 @@ export class SignInLimiter {
           { key: addressKey(attempt.address), limit: maxFailuresPerAddress },
         ]
     const reservation = await this.store.reserve(counters, windowSeconds)
-    if (!reservation.allowed) throw tooMany('Too many failed password attempts. Try again later.', reservation.retryAfterSeconds)
+    if (!reservation.allowed) {
+      if ('userId' in attempt.account && reservation.blocked.includes(accountKey(attempt.account))) {
+        this.accountLocked?.({ userId: attempt.account.userId, address: attempt.address, retryAfterSeconds: reservation.retryAfterSeconds, windowSeconds })
+      }
+      throw tooMany('Too many failed password attempts. Try again later.', reservation.retryAfterSeconds)
+    }
     const giveBack = () => Promise.all(counters.map(({ key }) => this.store.release(key))).then(() => {})
     // The right password gives back its own attempt only: the failures before it stay counted, so a success
     // inside a burst of guesses does not open the way for another limit's worth of them.

@@ -3,6 +3,7 @@ import { dirname } from 'node:path'
 import type SQLite from 'better-sqlite3'
 import { Kysely, SqliteDialect } from 'kysely'
 import pg from 'pg'
+import type { SecurityActivityTable } from '../activity/activity.table.js'
 import type { AccountTokensTable } from '../account-tokens/account-tokens.table.js'
 import type { SessionsTable } from '../auth/sessions.table.js'
 import type { KeysetTable, ServiceKeysTable, SigningKeysTable } from '../auth/signing-keys.table.js'
@@ -23,6 +24,7 @@ export interface Database {
   signing_keys: SigningKeysTable
   keyset: KeysetTable
   service_keys: ServiceKeysTable
+  security_activity: SecurityActivityTable
   mail_outbox: MailOutboxTable
   account_tokens: AccountTokensTable
   mfa_totp: MfaTotpTable

@@ -8,6 +8,7 @@ import * as signingKeys from './migrations/0006_signing_keys.js'
 import * as mailAndAccountTokens from './migrations/0007_mail_and_account_tokens.js'
 import * as mfa from './migrations/0008_mfa.js'
 import * as passkeys from './migrations/0009_passkeys.js'
+import * as sessionActivity from './migrations/0010_session_activity.js'
 
 // Listed statically so migrations work the same from source, from a bundle and in tests.
 const migrations: Record<string, Migration> = {
@@ -20,6 +21,7 @@ const migrations: Record<string, Migration> = {
   '0007_mail_and_account_tokens': mailAndAccountTokens,
   '0008_mfa': mfa,
   '0009_passkeys': passkeys,
+  '0010_session_activity': sessionActivity,
 }
 
 /** Every migration's name, in the order they apply. */

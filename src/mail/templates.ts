@@ -105,3 +105,17 @@ export function emailChangedMail(to: string, username: string, newAddress: strin
     footer: 'a notice about your account’s security, sent to its previous address.',
   })
 }
+
+/** A sign-in from a device that brought no proof of an earlier sign-in (activity's new-device notice). */
+export function newDeviceSignInMail(to: string, username: string, sign: { device: string; address: string | null; at: string }): Message {
+  return compose({
+    to,
+    subject: `${PRODUCT}: a new sign-in to your account`,
+    greeting: `Hello ${username},`,
+    paragraphs: [
+      `Your ${PRODUCT} account was just signed in to from a device it has not seen before: ${sign.device}${sign.address ? `, from ${sign.address}` : ''}, at ${sign.at} (UTC).`,
+      'If this was you, there is nothing to do. If not, sign in, end that session under "Sessions" and change your password.',
+    ],
+    footer: 'a notice about your account’s security.',
+  })
+}

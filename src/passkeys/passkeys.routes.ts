@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import type { AuthService } from '../auth/auth.service.js'
-import { deliverDeviceProof } from '../auth/device-proof.js'
+import { clientOf } from '../activity/client.js'
+import { deliverDeviceProof, presentedDeviceProof } from '../auth/device-proof.js'
 import { SessionResponseSchema } from '../auth/auth.schemas.js'
 import { isWebClient, type RefreshCookieSettings, setRefreshCookie } from '../auth/refresh-cookie.js'
 import { AppError, validationError } from '../errors.js'
@@ -274,7 +275,9 @@ export const passkeyAuthRoutes: FastifyPluginAsyncTypebox<PasskeyAuthRoutesOptio
       const { challenge_id, response } = request.body
       const user = await passkeys.signIn(challenge_id, response as never, rp, request.ip, request.log)
       // A passkey with user verification is two factors in one (possession, and the biometric or PIN that unlocked it).
-      const { user: signedIn, deviceProof, ...tokens } = await auth.finishSignIn(user, { amr: PASSKEY_AMR, secondFactor: true })
+      const { user: signedIn, deviceProof, ...tokens } = await auth.finishSignIn(user, { amr: PASSKEY_AMR, secondFactor: true }, {
+        client: { ...clientOf(request), deviceProof: presentedDeviceProof(request, undefined) },
+      })
       return { ...deliver(request, reply, tokens), ...deliverDeviceProof(request, reply, deviceProof, refreshCookie.alwaysSecure), user: users.present(signedIn) }
     },
   )

@@ -8,6 +8,11 @@ export const usersPolicy = {
   canDelete: (actor: UserRow, target: UserRow): boolean =>
     actor.id === target.id || (Boolean(actor.is_superuser) && !target.is_superuser),
   canList: (actor: UserRow): boolean => isStaff(actor),
+  /**
+   * Security activity, as the profile itself: your own, or anyone's for staff (who handle account support;
+   * the addresses shown are masked for everyone).
+   */
+  canReadActivity: (actor: UserRow, target: UserRow): boolean => actor.id === target.id || isStaff(actor),
   /** A new verification link goes to your own address only. */
   canRequestVerification: (actor: UserRow, target: UserRow): boolean => actor.id === target.id,
   /** A superuser may send another user a reset link (the user's own way is POST /api/auth/password-reset). */

@@ -2,6 +2,7 @@ import multipart, { type Multipart, type MultipartFile } from '@fastify/multipar
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
+import { clientOf } from '../activity/client.js'
 import { AppError, validationError } from '../errors.js'
 import { humanSize } from '../human-size.js'
 import { HEADERS, problemResponses, withHeaders } from '../http/problem.schema.js'
@@ -138,7 +139,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
   const update = async (request: FastifyRequest, reply: FastifyReply) => {
     const input = request.isMultipart() ? await readMultipart(request, avatarMaxBytes) : readFields(request)
     const ifMatch = request.headers['if-match']
-    return sendUser(reply, await users.update(request.actor, request.target, input, ifMatch, { sessionId: request.sessionId, address: request.ip }))
+    return sendUser(reply, await users.update(request.actor, request.target, input, ifMatch, { sessionId: request.sessionId, ...clientOf(request) }))
   }
   const updateRoute = {
     onRequest: target(usersPolicy.canUpdate),
@@ -213,7 +214,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       },
     },
     async (request, reply) => {
-      await users.changePassword(request.target, request.sessionId, request.body, request.ip)
+      await users.changePassword(request.target, request.sessionId, request.body, clientOf(request))
       reply.code(204).send(null)
     },
   )

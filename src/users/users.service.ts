@@ -1,3 +1,5 @@
+import type { ActivityLog } from '../activity/activity.service.js'
+import type { ClientInfo } from '../activity/client.js'
 import type { Config } from '../config.js'
 import { verifyPassword, hashPassword, passwordProblems } from '../auth/passwords.js'
 import type { SessionsRepository } from '../auth/sessions.repository.js'
@@ -60,6 +62,8 @@ export interface UsersServiceDeps {
   stepUp: StepUp
   /** Runs the staff list's statements (off the event loop on SQLite). */
   searchReader: SearchReader
+  /** Security activity: password and email changes. */
+  activity: ActivityLog
   notices: AccountNotices
   config: Pick<Config, 'avatarSize' | 'passwordHashCost' | 'publicUrl' | 'usersExactCountLimit'>
 }
@@ -95,7 +99,7 @@ export class UsersService {
     target: UserRow,
     input: ProfileUpdateInput,
     ifMatch: string | undefined,
-    caller: { sessionId: string; address: string },
+    caller: { sessionId: string } & ClientInfo,
   ): Promise<UserRow> {
     const { db, users, imageLimit, config } = this.deps
     const errors = new FieldErrorList()
@@ -142,7 +146,13 @@ export class UsersService {
     // both in the update's transaction.
     const emailChanged = changes.text.email !== undefined && comparable(changes.text.email) !== target.email_lower
     if (emailChanged) row.email_verified = 0
-    const withMail = emailChanged ? (trx: Executor, before: UserRow, after: UserRow) => this.deps.notices.emailChanged(trx, before, after) : undefined
+    // …and recorded in the account's activity, with who changed it when it was not the owner.
+    const withMail = emailChanged
+      ? async (trx: Executor, before: UserRow, after: UserRow) => {
+          await this.deps.notices.emailChanged(trx, before, after)
+          await this.deps.activity.record(trx, { userId: target.id, type: 'email_changed', client: { address: caller.address, userAgent: caller.userAgent }, details: actor.id === target.id ? {} : { by: actor.id } })
+        }
+      : undefined
 
     let updated: UserRow
     if (changes.avatar.kind === 'keep') {
@@ -236,9 +246,9 @@ export class UsersService {
     target: UserRow,
     currentSessionId: string,
     body: { current_password: string; new_password: string } & StepUpProof,
-    address: string,
+    client: ClientInfo,
   ): Promise<void> {
-    const { db, users, sessions, config } = this.deps
+    const { db, users, sessions, config, activity } = this.deps
     const errors = new FieldErrorList()
     for (const problem of passwordProblems(body.new_password, { username: target.username, email: target.email })) {
       errors.add('new_password', problem)
@@ -246,13 +256,14 @@ export class UsersService {
     errors.throwIfAny()
     // Before the password is judged, so a stolen access token cannot learn whether a guess was right.
     const proof = { otp_code: body.otp_code?.trim(), recovery_code: body.recovery_code }
-    await this.deps.stepUp.require('change_password', { actor: target, target, sessionId: currentSessionId, proof, client: { address } })
-    await this.checkCurrentPassword(target, body.current_password, address)
+    await this.deps.stepUp.require('change_password', { actor: target, target, sessionId: currentSessionId, proof, client: { address: client.address } })
+    await this.checkCurrentPassword(target, body.current_password, client.address)
     const hash = await hashPassword(body.new_password, config.passwordHashCost)
     await db.kysely.transaction().execute(async (trx) => {
       await users.update(trx, target.id, { password_hash: hash })
       await sessions.deleteAllOfUser(trx, target.id, currentSessionId)
       await this.deps.notices.passwordChanged(trx, target)
+      await activity.record(trx, { userId: target.id, type: 'password_changed', client })
     })
     this.deps.notices.committed()
   }

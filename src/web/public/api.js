@@ -260,3 +260,17 @@ export async function renamePasskey(id, name) {
 export async function deletePasskey(id) {
   await call('DELETE', `/api/users/me/passkeys/${id}`)
 }
+
+/** The signed-in person's live sessions, newest first (security-panel.js). */
+export async function listSessions() {
+  return (await call('GET', '/api/users/me/sessions')).data.results
+}
+
+export async function endSession(id) {
+  await call('DELETE', `/api/users/me/sessions/${encodeURIComponent(id)}`)
+}
+
+/** The most recent security activity entries, newest first. */
+export async function listActivity(limit = 20) {
+  return (await call('GET', `/api/users/me/activity?limit=${limit}`)).data.results
+}

@@ -6,6 +6,7 @@ import { loadMfaPanel } from './mfa-panel.js'
 import { startPasskeys } from './passkeys-panel.js'
 import { loadProfile, startProfileView } from './profile-view.js'
 import { openLinkFromAddress, startRecoveryView } from './recovery-view.js'
+import { loadSecurityPanels, startSecurityPanels } from './security-panel.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -20,7 +21,7 @@ function show(name, { moveFocus = true } = {}) {
 }
 
 async function showProfile(options) {
-  await Promise.all([loadProfile(), loadMfaPanel()])
+  await Promise.all([loadProfile(), loadMfaPanel(), loadSecurityPanels()])
   show('profile', options)
 }
 
@@ -42,6 +43,7 @@ startRecoveryView({
   onContinue: () => restoreSession(),
 })
 startPasskeys({ onSignedIn: () => showProfile() })
+startSecurityPanels()
 
 $('sign-out').addEventListener('click', async () => {
   try {
