@@ -101,7 +101,17 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     logger: {
       level: config.logLevel,
       // Tokens and passwords never reach the log, whatever a future log line includes.
-      redact: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]', '*.password', '*.refresh', '*.access'],
+      redact: [
+        'req.headers.authorization',
+        'req.headers.cookie',
+        'res.headers["set-cookie"]',
+        '*.password',
+        '*.refresh',
+        '*.access',
+        '*.otp_code',
+        '*.recovery_code',
+        '*.challenge',
+      ],
       // ISO 8601 times (UTC), in JSON and pretty lines alike.
       timestamp: pino.stdTimeFunctions.isoTime,
       // One write(2) per event-loop turn instead of one per line (see batchedStdout); pretty lines for people.
@@ -174,7 +184,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     onUnreadableSecret: (userId) =>
       app.log.warn({ userId }, 'a TOTP secret does not decrypt (was JWT_SECRET changed?): its codes are refused; recovery codes still work'),
   })
-  const stepUp = new StepUp(db, mfaRepository, sessions, mfa)
+  const stepUp = new StepUp(db, sessions, mfa)
   const users = new UsersService({
     db,
     stepUp,

@@ -2,7 +2,6 @@ import type { SessionsRepository } from '../auth/sessions.repository.js'
 import type { Db } from '../db/database.js'
 import { AppError } from '../errors.js'
 import type { UserRow } from '../users/users.table.js'
-import type { MfaRepository } from './mfa.repository.js'
 import type { AttemptClient, MfaService } from './mfa.service.js'
 
 /** A second factor proven in the session this recently counts for a sensitive operation. */
@@ -35,7 +34,6 @@ export function stepUpApplies(operation: SensitiveOperation, actor: UserRow, tar
 export class StepUp {
   constructor(
     private readonly db: Db,
-    private readonly mfa: MfaRepository,
     private readonly sessions: SessionsRepository,
     private readonly service: MfaService,
   ) {}
@@ -46,7 +44,8 @@ export class StepUp {
   ): Promise<void> {
     const { actor, target, sessionId, proof, client } = request
     if (!stepUpApplies(operation, actor, target)) return
-    if (!(await this.mfa.activeFactors(this.db.kysely, actor.id))) return
+    // The same answer sign-in gets: an account with any second factor steps up.
+    if ((await this.service.methodsFor(actor.id)).length === 0) return
     const session = await this.sessions.findById(this.db.kysely, sessionId)
     const provenAt = session?.second_factor_at ? new Date(session.second_factor_at).getTime() : Number.NaN
     if (Date.now() - provenAt <= STEP_UP_WINDOW_SECONDS * 1000) return
