@@ -257,6 +257,11 @@ export async function renamePasskey(id, name) {
   return (await call('PATCH', `/api/users/me/passkeys/${id}`, { json: { name } })).data
 }
 
+/** Request options for completing a challenged sign-in with a passkey (then completeSignIn with `{passkey}`). */
+export async function secondFactorPasskeyOptions(challenge) {
+  return (await call('POST', '/api/auth/sign-in/mfa/passkey-options', { json: { challenge }, signedIn: false })).data
+}
+
 export async function deletePasskey(id) {
   await call('DELETE', `/api/users/me/passkeys/${id}`)
 }

@@ -5,6 +5,7 @@
 
 import * as api from './api.js'
 import { announce, checkRequired, clearErrors, showErrors, showFailure, valuesOf, whileBusy } from './forms.js'
+import { browserFailure, getAssertion } from './passkeys-panel.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -260,7 +261,28 @@ export function askSecondFactor(needed, { signInForm, onSignedIn }) {
   )
   const toggle = h('button', { type: 'button', class: 'button button--ghost', id: 'mfa-step-toggle' }, 'Use a recovery code instead')
   const back = h('button', { type: 'button', class: 'button button--ghost', id: 'mfa-step-back' }, 'Back')
+  // An account's passkeys complete the sign-in too (passkeys-panel.js does the browser's part).
+  const passkey = h('button', { type: 'button', class: 'button button--secondary button--block', id: 'mfa-step-passkey' }, 'Use a passkey instead')
+  if (needed.methods.includes('passkey')) step.append(passkey)
   step.append(h('div', { class: 'button-row' }, ...(needed.methods.includes('recovery_code') ? [toggle] : []), back))
+  passkey.addEventListener('click', async () => {
+    clearErrors(step)
+    try {
+      await whileBusy(passkey, 'Waiting for your passkey…', async () => {
+        try {
+          const response = await getAssertion(await api.secondFactorPasskeyOptions(needed.challenge))
+          return await api.completeSignIn(needed.challenge, { passkey: response })
+        } catch (error) {
+          throw browserFailure(error)
+        }
+      })
+      step.remove()
+      signInForm.hidden = false
+      await onSignedIn()
+    } catch (error) {
+      showFailure(step, error)
+    }
+  })
   toggle.addEventListener('click', () => {
     recovery = !recovery
     label.textContent = recovery ? 'Recovery code' : 'Code from your authenticator app'

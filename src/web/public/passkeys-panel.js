@@ -41,7 +41,8 @@ async function createCredential(options) {
   }
 }
 
-async function getAssertion(options) {
+/** navigator.credentials.get with the API's request options, answered as the API's JSON. */
+export async function getAssertion(options) {
   const publicKey = { ...options, challenge: toBytes(options.challenge), allowCredentials: withIds(options.allowCredentials) }
   const credential = await navigator.credentials.get({ publicKey })
   const { response } = credential
@@ -61,7 +62,7 @@ async function getAssertion(options) {
 }
 
 /** The browser's own refusals (cancelled, timed out, not allowed here) in words, as an Error for showFailure. */
-function browserFailure(error) {
+export function browserFailure(error) {
   if (error instanceof api.ApiError || error instanceof api.NetworkError) return error
   if (error?.name === 'NotAllowedError') return new Error('The passkey request was cancelled or timed out.')
   if (error?.name === 'InvalidStateError') return new Error('This device already holds one of your passkeys.')
