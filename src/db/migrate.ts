@@ -5,6 +5,7 @@ import * as refreshReuseGrace from './migrations/0003_refresh_reuse_grace.js'
 import * as usernameSkeleton from './migrations/0004_username_skeleton.js'
 import * as userSearchIndex from './migrations/0005_user_search_index.js'
 import * as signingKeys from './migrations/0006_signing_keys.js'
+import * as userSearchGrams from './migrations/0011_user_search_grams.js'
 
 // Listed statically so migrations work the same from source, from a bundle and in tests.
 const migrations: Record<string, Migration> = {
@@ -14,6 +15,7 @@ const migrations: Record<string, Migration> = {
   '0004_username_skeleton': usernameSkeleton,
   '0005_user_search_index': userSearchIndex,
   '0006_signing_keys': signingKeys,
+  '0011_user_search_grams': userSearchGrams,
 }
 
 /** Every migration's name, in the order they apply. */
