@@ -3,15 +3,25 @@
 // garbage collector's pauses, and (Linux) how long the main thread ran and how long it waited, runnable, for a CPU
 // (/proc/<pid>/task/<pid>/schedstat), so that a slow GET /me can be matched with what the main thread was doing.
 const { monitorEventLoopDelay, PerformanceObserver } = require('node:perf_hooks')
-const { appendFileSync, readFileSync } = require('node:fs')
+const { appendFileSync, readdirSync, readFileSync } = require('node:fs')
 
-/** The main thread's time on a CPU and time waiting for one, in ns (0, 0 where there is no schedstat). */
+/**
+ * The main thread's time on a CPU and time waiting for one, and the other threads' time on a CPU (the search
+ * worker, libuv's pool, V8's helpers), in ns; zeros where there is no schedstat.
+ */
 function schedstat() {
+  const read = (tid) => readFileSync(`/proc/${process.pid}/task/${tid}/schedstat`, 'utf8').split(' ').map(Number)
   try {
-    const [run, wait] = readFileSync(`/proc/${process.pid}/task/${process.pid}/schedstat`, 'utf8').split(' ').map(Number)
-    return { run, wait }
+    const [run, wait] = read(process.pid)
+    let others = 0
+    for (const tid of readdirSync(`/proc/${process.pid}/task`)) {
+      try {
+        if (Number(tid) !== process.pid) others += read(tid)[0]
+      } catch {}
+    }
+    return { run, wait, others }
   } catch {
-    return { run: 0, wait: 0 }
+    return { run: 0, wait: 0, others: 0 }
   }
 }
 
@@ -40,6 +50,8 @@ if (file) {
       gcMax: Math.round(gc.max * 100) / 100,
       mainRun: ms(now.run - sched.run),
       mainWait: ms(now.wait - sched.wait),
+      // A thread that ended since the last line takes its time with it: at worst this reads low.
+      othersRun: ms(Math.max(0, now.others - sched.others)),
     }
     sched = now
     appendFileSync(file, `${JSON.stringify(line)}\n`)

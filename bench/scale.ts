@@ -366,7 +366,7 @@ async function measure(dialect: 'sqlite' | 'postgres'): Promise<{ build: number;
 
 /** The server's event-loop delay and GC pauses (bench/loop-delay.cjs) over the seconds between from and to. */
 function loopDelaySummary(file: string, from: number, to: number): string {
-  let lines: { at: number; loopP99: number; loopMax: number; gcCount: number; gcTotal: number; gcMax: number; mainRun: number; mainWait: number }[]
+  let lines: { at: number; loopP99: number; loopMax: number; gcCount: number; gcTotal: number; gcMax: number; mainRun: number; mainWait: number; othersRun?: number }[]
   try {
     lines = readFileSync(file, 'utf8').trim().split('\n').map((line) => JSON.parse(line))
   } catch {
@@ -375,10 +375,10 @@ function loopDelaySummary(file: string, from: number, to: number): string {
   const inside = lines.filter((line) => line.at > from && line.at <= to + 1000)
   if (inside.length === 0) return 'not recorded'
   const max = (key: 'loopP99' | 'loopMax' | 'gcMax' | 'mainWait') => Math.max(...inside.map((line) => line[key])).toFixed(1)
-  const sum = (key: 'gcCount' | 'mainRun' | 'mainWait') => inside.reduce((total, line) => total + line[key], 0)
+  const sum = (key: 'gcCount' | 'mainRun' | 'mainWait' | 'othersRun') => inside.reduce((total, line) => total + (line[key] ?? 0), 0)
   return (
     `delay p99 per second at most ${max('loopP99')} ms, max ${max('loopMax')} ms; ${sum('gcCount')} GCs, longest ${max('gcMax')} ms; ` +
-    `main thread ran ${sum('mainRun').toFixed(0)} ms and waited for a CPU ${sum('mainWait').toFixed(0)} ms in ${inside.length} s (at most ${max('mainWait')} ms in one second)`
+    `main thread ran ${sum('mainRun').toFixed(0)} ms and waited for a CPU ${sum('mainWait').toFixed(0)} ms in ${inside.length} s (at most ${max('mainWait')} ms in one second); its other threads ran ${sum('othersRun').toFixed(0)} ms`
   )
 }
 

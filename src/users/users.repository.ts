@@ -216,7 +216,8 @@ export class UsersRepository {
    * so the index is only asked where the cheap LIKEs are not enough:
    *
    * 1. the LIKEs alone over the next SHORT_SEARCH_WINDOW ids in order (the page) and over the first ones (the
-   *    count): a common gram fills the page and the capped count there;
+   *    count; one walk when both start at the beginning): a common gram fills the page and the capped count
+   *    there;
    * 2. only for what step 1 left open, the rest of the ids through the gram index, in a transaction that
    *    allows no other plan (bitmap scans: the index's containment is exact, so the function never runs).
    *
@@ -229,43 +230,49 @@ export class UsersRepository {
     const start = after ?? 0
     const skip = after === undefined ? offset : 0
     const need = skip + limit + 1
-    const capped = (query: ReturnType<typeof this.users>, cap: number) =>
-      executor
-        .selectFrom(query.select(sql<number>`1`.as('one')).limit(cap).as('capped'))
-        .select((eb) => eb.fn.countAll<number>().as('count'))
-        .compile()
-    const [top = [], walkCount = [], walkPage = []] = await reader.run([
+    const countLimit = exactCountLimit + 1
+    // The ids matching in (from, from + window], in order. From the start (no `after`) one walk serves both.
+    const walk = (from: number, rows: number) =>
+      this.users(executor).select('id').where('id', '>', from).where('id', '<=', from + SHORT_SEARCH_WINDOW).where(like).orderBy('id').limit(rows).compile()
+    const shared = start === 0
+    const [top = [], first = [], second = []] = await reader.run([
       executor.selectFrom('users').select((eb) => eb.fn.max('id').as('max')).compile(),
-      capped(this.users(executor).where('id', '<=', SHORT_SEARCH_WINDOW).where(like), exactCountLimit + 1),
-      this.users(executor).selectAll().where('id', '>', start).where('id', '<=', start + SHORT_SEARCH_WINDOW).where(like).orderBy('id').limit(need).compile(),
+      walk(0, shared ? Math.max(countLimit, need) : countLimit),
+      ...(shared ? [] : [walk(start, need)]),
     ])
     const maxId = Number((top[0] as { max: number | null } | undefined)?.max ?? 0)
-    let counted = countOf(walkCount)
-    const found = walkPage as UserRow[]
-    const countOpen = counted <= exactCountLimit && SHORT_SEARCH_WINDOW < maxId
-    const pageOpen = found.length < need && start + SHORT_SEARCH_WINDOW < maxId
-    let rows = found.slice(skip, need)
-    if (countOpen || pageOpen) {
-      const statements = [CompiledQuery.raw('set local enable_seqscan = off'), CompiledQuery.raw('set local enable_indexscan = off')]
-      if (countOpen) statements.push(capped(this.users(executor).where('id', '>', SHORT_SEARCH_WINDOW).where(grams).where(like), exactCountLimit + 1 - counted))
-      if (pageOpen) {
-        statements.push(
-          this.users(executor)
-            .selectAll()
-            .where('id', '>', start + SHORT_SEARCH_WINDOW)
-            .where(grams)
-            .where(like)
-            .orderBy('id')
-            .limit(need - Math.max(skip, found.length))
-            .$if(skip > found.length, (query) => query.offset(skip - found.length))
-            .compile(),
-        )
-      }
-      const results = (await reader.run(statements)).slice(2)
-      if (countOpen) counted += countOf(results.shift() ?? [])
-      if (pageOpen) rows = [...rows, ...((results.shift() ?? []) as UserRow[])]
+    const ids = (rows: unknown[]) => (rows as { id: number }[]).map((row) => row.id)
+    const counted = Math.min(first.length, countLimit)
+    const pageIds = shared ? ids(first).slice(0, need) : ids(second)
+    const countOpen = counted < countLimit && SHORT_SEARCH_WINDOW < maxId
+    const pageOpen = pageIds.length < need && start + SHORT_SEARCH_WINDOW < maxId
+    const fetch = pageIds.slice(skip)
+    if (!countOpen && !pageOpen && fetch.length === 0) return this.page(counted, [], options)
+
+    // The page's rows, and what step 1 left open through the gram index (bitmap scans only).
+    const statements = [CompiledQuery.raw('set local enable_seqscan = off'), CompiledQuery.raw('set local enable_indexscan = off')]
+    statements.push(this.users(executor).selectAll().where('id', 'in', fetch.length ? fetch : [0]).orderBy('id').compile())
+    if (countOpen) {
+      const rest = this.users(executor).select(sql<number>`1`.as('one')).where('id', '>', SHORT_SEARCH_WINDOW).where(grams).where(like).limit(countLimit - counted)
+      statements.push(executor.selectFrom(rest.as('capped')).select((eb) => eb.fn.countAll<number>().as('count')).compile())
     }
-    return this.page(counted, rows, options)
+    if (pageOpen) {
+      statements.push(
+        this.users(executor)
+          .selectAll()
+          .where('id', '>', start + SHORT_SEARCH_WINDOW)
+          .where(grams)
+          .where(like)
+          .orderBy('id')
+          .limit(need - Math.max(skip, pageIds.length))
+          .$if(skip > pageIds.length, (query) => query.offset(skip - pageIds.length))
+          .compile(),
+      )
+    }
+    const [fetched = [], ...results] = (await reader.run(statements)).slice(2)
+    const total = counted + (countOpen ? countOf(results.shift() ?? []) : 0)
+    const rows = [...(fetched as UserRow[]), ...(pageOpen ? ((results.shift() ?? []) as UserRow[]) : [])]
+    return this.page(total, rows, options)
   }
 
   private users(executor: Executor) {
