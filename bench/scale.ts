@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
 import http from 'node:http'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -17,7 +17,10 @@ const USAGE = `npm run bench:scale -- [options]
   --root <dir>       run another checkout's server and schema (e.g. the code before the search index:
                      git archive <commit> | tar -x -C <dir>, then link node_modules into it)
   --seconds <s>      how long GET /me is measured while searches run back to back (default 5)
-  --search-samples <n>  requests per search kind (default 30; a third of it for the unindexed kinds)
+  --search-samples <n>  requests per search kind (default 30; a third of it for the deep page)
+  --keep <dir>       keep the built databases and reuse them on the next run with the same --users: the SQLite
+                     file in <dir>, the PostgreSQL schema portrait_scale_<users> (drop it yourself when done);
+                     a kept database built by older code is migrated by the server when it starts
 
 Builds the database in bulk (one reused password hash, the derived columns computed as the app computes them),
 starts the server as npm start does, then measures each request one at a time (p50/p99 in ms).`
@@ -30,6 +33,7 @@ const { values: args } = parseArgs({
     root: { type: 'string' },
     seconds: { type: 'string', default: '5' },
     'search-samples': { type: 'string', default: '30' },
+    keep: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 })
@@ -42,6 +46,9 @@ const HERE = fileURLToPath(new URL('..', import.meta.url))
 const ROOT = resolve(args.root ?? HERE)
 const USERS = Number(args.users)
 const SEARCH_SAMPLES = Number(args['search-samples'])
+const KEEP = args.keep ? resolve(args.keep) : undefined
+// Names this run signs up: unique per run, so that a kept database can be measured again.
+const RUN = Date.now().toString(36)
 const PASSWORD = 'Quartz-lantern-4f9c2e'
 const FIRST = ['Olga', 'Grace', 'Ünal', 'Ada', 'Jürgen', 'Şükrü', 'Chloé', 'Mateus', 'Aiko', 'Nadia']
 const LAST = ['Smith', 'Öztürk', 'Nakamura', 'Straße', 'Kowalski', 'García', 'Ivanova', 'Dubois', 'Okafor', 'Lindqvist']
@@ -75,9 +82,18 @@ async function build(dialect: 'sqlite' | 'postgres'): Promise<{ url: string; sch
   const started = performance.now()
 
   if (dialect === 'sqlite') {
-    const dir = mkdtempSync(join(tmpdir(), 'portrait-scale-'))
-    const file = join(dir, 'portrait.db')
-    const db = createDb({ databaseUrl: `sqlite:${file}`, databasePoolSize: 1 })
+    const dir = KEEP ?? mkdtempSync(join(tmpdir(), 'portrait-scale-'))
+    const file = join(dir, KEEP ? `portrait-${USERS}.db` : 'portrait.db')
+    const drop = async () => (KEEP ? undefined : rmSync(dir, { recursive: true, force: true }))
+    if (KEEP && existsSync(file)) {
+      console.error(`sqlite: reusing ${file}`)
+      return { url: `sqlite:${file}`, file, drop, seconds: 0 }
+    }
+    if (KEEP) mkdirSync(KEEP, { recursive: true })
+    // Built under another name and renamed when complete, so an interrupted build is never reused.
+    const building = `${file}.building`
+    for (const suffix of ['', '-wal', '-shm']) rmSync(`${building}${suffix}`, { force: true })
+    const db = createDb({ databaseUrl: `sqlite:${building}`, databasePoolSize: 1 })
     await migrateToLatest(db.kysely)
     const sqlite = db.sqlite as import('better-sqlite3').Database
     const insert = sqlite.prepare(`insert into users (username, username_lower, username_skeleton, email, email_lower, password_hash,
@@ -96,11 +112,18 @@ async function build(dialect: 'sqlite' | 'postgres'): Promise<{ url: string; sch
     sqlite.pragma('wal_checkpoint(TRUNCATE)')
     sqlite.exec('analyze')
     await db.destroy()
+    renameSync(building, file)
     process.stderr.write('\n')
-    return { url: `sqlite:${file}`, file, drop: async () => rmSync(dir, { recursive: true, force: true }), seconds: (performance.now() - started) / 1000 }
+    return { url: `sqlite:${file}`, file, drop, seconds: (performance.now() - started) / 1000 }
   }
 
-  const place = await freshPostgres(args.database as string)
+  const place: { url: string; schema?: string; drop: () => Promise<void>; reused?: true; finish?: () => Promise<string> } = KEEP
+    ? await keptPostgres(args.database as string)
+    : await freshPostgres(args.database as string)
+  if (place.reused) {
+    console.error(`postgres: reusing schema ${place.schema}`)
+    return { ...place, seconds: 0 }
+  }
   const db = createDb({ databaseUrl: place.url, databaseSchema: place.schema, databasePoolSize: 1, databaseStatementTimeoutMs: 600_000 })
   await migrateToLatest(db.kysely)
   await db.destroy()
@@ -132,7 +155,35 @@ async function build(dialect: 'sqlite' | 'postgres'): Promise<{ url: string; sch
   await client.query('analyze users')
   await client.end()
   process.stderr.write('\n')
+  if (place.finish) place.schema = await place.finish()
   return { ...place, seconds: (performance.now() - started) / 1000 }
+}
+
+/**
+ * --keep on PostgreSQL: the schema portrait_scale_<users>, reused when it exists, never dropped. It is built as
+ * portrait_scale_<users>_building and renamed when complete, so an interrupted build is never reused.
+ */
+async function keptPostgres(url: string): Promise<{ url: string; schema: string; drop: () => Promise<void>; reused?: true; finish?: () => Promise<string> }> {
+  const schema = `portrait_scale_${USERS}`
+  const building = `${schema}_building`
+  const query = async (text: string, values: unknown[] = []) => {
+    const client = new pg.Client({ connectionString: url })
+    await client.connect()
+    try {
+      return (await client.query(text, values)).rows
+    } finally {
+      await client.end()
+    }
+  }
+  const drop = async () => {}
+  if ((await query('select 1 from pg_namespace where nspname = $1', [schema])).length > 0) return { url, schema, drop, reused: true }
+  await query(`drop schema if exists ${building} cascade`)
+  await query(`create schema ${building}`)
+  const finish = async () => {
+    await query(`alter schema ${building} rename to ${schema}`)
+    return schema
+  }
+  return { url, schema: building, drop, finish }
 }
 
 function freePort(): Promise<number> {
@@ -153,7 +204,10 @@ async function startServer(place: { url: string; schema?: string }, dir: string)
   const port = await freePort()
   const logFile = join(dir, 'server.log')
   const log = openSync(logFile, 'a')
-  const child = processes.start(process.execPath, ['--max-semi-space-size=4', '--require', join(ROOT, 'scripts/threadpool.cjs'), join(ROOT, 'dist/server.js')], {
+  // dist/current/ since builds went into dist/builds/ (scripts/build.mjs); dist/ itself in older checkouts (--root).
+  const entry = existsSync(join(ROOT, 'dist/current/server.js')) ? join(ROOT, 'dist/current/server.js') : join(ROOT, 'dist/server.js')
+  const loopDelay = fileURLToPath(new URL('loop-delay.cjs', import.meta.url))
+  const child = processes.start(process.execPath, ['--max-semi-space-size=4', '--require', join(ROOT, 'scripts/threadpool.cjs'), '--require', loopDelay, entry], {
     cpu: CPU.server,
     env: {
       PATH: process.env.PATH,
@@ -168,12 +222,14 @@ async function startServer(place: { url: string; schema?: string }, dir: string)
       LOG_LEVEL: 'warn',
       SIGN_UP_MAX_PER_ADDRESS: '1000000',
       SIGN_IN_MAX_FAILURES_PER_ADDRESS: '1000000',
+      LOOP_DELAY_FILE: join(dir, 'loop-delay.jsonl'),
       ...(place.schema ? { DATABASE_SCHEMA: place.schema } : {}),
     },
     stdio: ['ignore', log, log],
   })
   const base = `http://127.0.0.1:${port}`
-  const deadline = Date.now() + 120_000
+  // Long enough for a kept database built by older code to be migrated at start (an index over a million users).
+  const deadline = Date.now() + 600_000
   for (;;) {
     if (child.exitCode !== null) throw new Error(`the server exited:\n${readFileSync(logFile, 'utf8')}`)
     const ok = await fetch(`${base}/api/health`).then((response) => response.ok, () => false)
@@ -245,7 +301,8 @@ async function measure(dialect: 'sqlite' | 'postgres'): Promise<{ build: number;
   console.error(`${dialect}: built ${USERS} users in ${place.seconds.toFixed(0)} s`)
   try {
     const { base, child } = await startServer(place, dir)
-    const staff = (await request(base, 'POST', '/api/auth/sign-up', undefined, { username: 'benchstaff', email: 'benchstaff@example.com', password: PASSWORD })).json
+    const started = Date.now()
+    const staff = (await request(base, 'POST', '/api/auth/sign-up', undefined, { username: `benchstaff${RUN}`, email: `benchstaff${RUN}@example.com`, password: PASSWORD })).json
     await makeStaff(place, staff.user.id)
     const token = staff.access as string
     const count = (json: any) => `count ${json.count}${json.count_exact === false ? '+' : ''}`
@@ -255,7 +312,9 @@ async function measure(dialect: 'sqlite' | 'postgres'): Promise<{ build: number;
       ['search, many matches (Olga)', '/api/users?search=Olga'],
       ['search, many matches (Olga), page 2', '/api/users?search=Olga&page=2'],
       ['search, Unicode (öztürk)', '/api/users?search=%C3%B6zt%C3%BCrk'],
-      ['search, two letters (zq, no index)', '/api/users?search=zq'],
+      ['search, two letters, no match (zq)', '/api/users?search=zq'],
+      ['search, one letter (a)', '/api/users?search=a'],
+      ['search, one letter (ß)', '/api/users?search=%C3%9F'],
       ['list, page 40000 (offset 800,000)', `/api/users?page=${Math.max(1, Math.floor(USERS / 25))}`],
       ['list, keyset after a deep id', `/api/users?after=${Math.floor(USERS * 0.8)}`],
     ]
@@ -267,10 +326,10 @@ async function measure(dialect: 'sqlite' | 'postgres'): Promise<{ build: number;
     rows.push(await repeat('sign-in', 30, (i) => request(base, 'POST', '/api/auth/sign-in', undefined, { username: userAt((i * 7919) % USERS).username, password: PASSWORD })))
     rows.push(
       await repeat('sign-up', 30, (i) =>
-        request(base, 'POST', '/api/auth/sign-up', undefined, { username: `newcomer${i}`, email: `newcomer${i}@example.org`, password: PASSWORD }), 201),
+        request(base, 'POST', '/api/auth/sign-up', undefined, { username: `newcomer${RUN}n${i}`, email: `newcomer${RUN}n${i}@example.org`, password: PASSWORD }), 201),
     )
     rows.push(await repeat('PATCH /api/users/me', 200, (i) => request(base, 'PATCH', '/api/users/me', token, { first_name: `Bench${i % 10}` })))
-    for (const [name, path] of searches) rows.push(await repeat(name, name.includes('two letters') || name.includes('40000') ? Math.max(1, Math.round(SEARCH_SAMPLES / 3)) : SEARCH_SAMPLES, () => request(base, 'GET', path, token), 200, count))
+    for (const [name, path] of searches) rows.push(await repeat(name, name.includes('40000') ? Math.max(1, Math.round(SEARCH_SAMPLES / 3)) : SEARCH_SAMPLES, () => request(base, 'GET', path, token), 200, count))
 
     // GET /me while staff searches run back to back (the expensive kinds in turn, the unindexed one included).
     const seconds = Number(args.seconds)
@@ -281,13 +340,16 @@ async function measure(dialect: 'sqlite' | 'postgres'): Promise<{ build: number;
     })()
     await new Promise((wait) => setTimeout(wait, 200))
     const during: number[] = []
-    const until = Date.now() + seconds * 1000
+    const from = Date.now()
+    const until = from + seconds * 1000
     while (Date.now() < until) during.push((await request(base, 'GET', '/api/users/me', token)).ms)
     running = false
     await loop
     const row: Measure = { name: 'GET /api/users/me while searches run back to back', p50: percentile(during, 50), p99: percentile(during, 99), n: during.length, note: `max ${Math.max(...during).toFixed(1)} ms` }
     console.error(`  ${row.name}: p50 ${row.p50.toFixed(2)} ms, p99 ${row.p99.toFixed(2)} ms (${row.note})`)
     rows.push(row)
+    console.error(`  server's event loop while searches ran: ${loopDelaySummary(join(dir, 'loop-delay.jsonl'), from, until)}`)
+    console.error(`  server's event loop over the whole run: ${loopDelaySummary(join(dir, 'loop-delay.jsonl'), started, Date.now())}`)
     await processes.stop(child)
     let size: string | undefined
     if (place.file) {
@@ -302,14 +364,37 @@ async function measure(dialect: 'sqlite' | 'postgres'): Promise<{ build: number;
   }
 }
 
+/** The server's event-loop delay and GC pauses (bench/loop-delay.cjs) over the seconds between from and to. */
+function loopDelaySummary(file: string, from: number, to: number): string {
+  let lines: { at: number; loopP99: number; loopMax: number; gcCount: number; gcTotal: number; gcMax: number; mainRun: number; mainWait: number; othersRun?: number }[]
+  try {
+    lines = readFileSync(file, 'utf8').trim().split('\n').map((line) => JSON.parse(line))
+  } catch {
+    return 'not recorded'
+  }
+  const inside = lines.filter((line) => line.at > from && line.at <= to + 1000)
+  if (inside.length === 0) return 'not recorded'
+  const max = (key: 'loopP99' | 'loopMax' | 'gcMax' | 'mainWait') => Math.max(...inside.map((line) => line[key])).toFixed(1)
+  const sum = (key: 'gcCount' | 'mainRun' | 'mainWait' | 'othersRun') => inside.reduce((total, line) => total + (line[key] ?? 0), 0)
+  return (
+    `delay p99 per second at most ${max('loopP99')} ms, max ${max('loopMax')} ms; ${sum('gcCount')} GCs, longest ${max('gcMax')} ms; ` +
+    `main thread ran ${sum('mainRun').toFixed(0)} ms and waited for a CPU ${sum('mainWait').toFixed(0)} ms in ${inside.length} s (at most ${max('mainWait')} ms in one second); its other threads ran ${sum('othersRun').toFixed(0)} ms`
+  )
+}
+
 /** How much of the file the search index takes (dbstat, when this SQLite build has it). */
 async function ftsShare(file: string): Promise<string> {
   const SQLite = (await import('better-sqlite3')).default
   const db = new SQLite(file, { readonly: true })
   try {
-    const rows = db.prepare(`select name like 'users_search%' as fts, sum(pgsize) as bytes from dbstat group by 1`).all() as { fts: number; bytes: number }[]
-    const fts = rows.find((row) => row.fts === 1)?.bytes ?? 0
-    return fts ? `; the trigram index ${(fts / 1024 / 1024).toFixed(0)} MB (${(fts / USERS).toFixed(0)} bytes per user)` : '; no search index'
+    const rows = db
+      .prepare(`select case when name like 'users_search_grams%' then 'gram' when name like 'users_search%' then 'trigram' end as kind, sum(pgsize) as bytes from dbstat group by 1`)
+      .all() as { kind: string | null; bytes: number }[]
+    const parts = ['trigram', 'gram'].flatMap((kind) => {
+      const bytes = rows.find((row) => row.kind === kind)?.bytes
+      return bytes ? [`the ${kind} index ${(bytes / 1024 / 1024).toFixed(0)} MB (${(bytes / USERS).toFixed(0)} bytes per user)`] : []
+    })
+    return parts.length ? `; ${parts.join(', ')}` : '; no search index'
   } catch {
     return ''
   } finally {

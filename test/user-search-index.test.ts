@@ -3,9 +3,13 @@ import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
 import SQLite from 'better-sqlite3'
 import pg from 'pg'
+import { type Kysely, sql } from 'kysely'
 import type { Config } from '../src/config.js'
 import { createDb } from '../src/db/database.js'
-import { UsersRepository } from '../src/users/users.repository.js'
+import { migrateToLatest } from '../src/db/migrate.js'
+import * as userSearchGrams from '../src/db/migrations/0011_user_search_grams.js'
+import { GRAM_INDEX, gramToken, PG_GRAMS_EXPRESSION, searchGrams } from '../src/users/search-index.js'
+import { SHORT_SEARCH_WINDOW, UsersRepository } from '../src/users/users.repository.js'
 import { DIALECTS, type DialectName, GOOD_PASSWORD, problemOf, type Session, type TestClient, testApp } from './helpers/app.js'
 import { setFlags } from './helpers/db.js'
 import { queryPostgres } from './helpers/postgres.js'
@@ -94,7 +98,11 @@ function generator(seed: number) {
 }
 
 /** `count` users straight through the repository (its insert is the path every write takes), on a connection of its own. */
-async function insertUsers(config: Config, count: number): Promise<{ username: string; email: string; first_name: string; last_name: string }[]> {
+async function insertUsers(
+  config: Config,
+  count: number,
+  options: { idGapAfter?: number } = {},
+): Promise<{ username: string; email: string; first_name: string; last_name: string }[]> {
   const db = createDb(config)
   const users = new UsersRepository(db.dialect)
   const random = generator(7)
@@ -102,6 +110,11 @@ async function insertUsers(config: Config, count: number): Promise<{ username: s
   try {
     await db.kysely.transaction().execute(async (trx) => {
       for (let i = 0; i < count; i++) {
+        if (i === options.idGapAfter && db.dialect === 'postgres') {
+          // Ids far apart (as after many deletions): the short search's first step (SHORT_SEARCH_WINDOW ids
+          // walked in order) then covers only some users, and its second step (the gram index) the others.
+          await sql`select setval(pg_get_serial_sequence('users', 'id'), (select max(id) from users) + ${3 * SHORT_SEARCH_WINDOW})`.execute(trx)
+        }
         const fields = {
           username: `u${String(i).padStart(5, '0')}-${random.words(2).replace(/\s/g, '')}`,
           email: `e${i}.${random.words(1).replace(/[\s"\\%*]/g, '')}@Example.com`,
@@ -139,7 +152,7 @@ for (const dialect of DIALECTS) {
   suite(`user search by index (${dialect.name})`, dialect.skip, () => {
     test('when staff searches a few thousand generated users, then every query returns what the plain scan returns', async (t) => {
       const { client, config, staff } = await staffApp(t, dialect.name, { usersExactCountLimit: 1_000_000 })
-      const made = await insertUsers(config, 3000)
+      const made = await insertUsers(config, 3000, { idGapAfter: 1500 })
       const random = generator(11)
       const queries = [
         'zzzz', 'ünal', 'ÜNAL', 'Ünal', 'unal', 'ß', 'ẞ', 'ss', 'straße', 'STRASSE', 'strasse', 'İs', 'i\u0307s', 'is', 'IS', 'ı', 'I', 'i',
@@ -160,9 +173,33 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(got.ids, expected, `search ${JSON.stringify(search)}`)
         assert.deepEqual([got.count, got.exact], [expected.length, true], `count for ${JSON.stringify(search)}`)
       }
+      if (dialect.name === 'sqlite') {
+        // Short searches read the gram table, which holds every user.
+        const db = new SQLite(config.databaseUrl.slice('sqlite:'.length), { readonly: true })
+        try {
+          const plan = db.prepare(`explain query plan select rowid from ${GRAM_INDEX} where ${GRAM_INDEX} match ?`).all('"61"') as { detail: string }[]
+          assert.match(plan.map((row) => row.detail).join('\n'), /VIRTUAL TABLE INDEX/)
+          assert.equal((db.prepare(`select count(*) as n from ${GRAM_INDEX}`).get() as { n: number }).n, made.length + 1)
+        } finally {
+          db.close()
+        }
+      }
       // The generated data really exercises the interesting cases.
       assert.ok((await plainScan(config, 'ünal')).length > 100)
       assert.ok((await plainScan(config, 'i\u0307s')).length > 10)
+      // One- and two-character searches with a page, a count cap and an offset inside and beyond the first step.
+      for (const search of ['a', 'N', 'ß', 'ı', '😀', 'zz', 'x', '_']) {
+        const expected = await plainScan(config, search)
+        assert.ok(expected.length > 30, search)
+        for (const [query, ids] of [
+          [`?search=${encodeURIComponent(search)}&page_size=7&page=3`, expected.slice(14, 21)],
+          [`?search=${encodeURIComponent(search)}&page_size=5&after=${expected[expected.length - 12]}`, expected.slice(-11, -6)],
+        ] as const) {
+          const page = await list(client, staff, query)
+          assert.deepEqual(page.results.map((user) => user.id), ids, query)
+          assert.deepEqual([page.count, page.count_exact], [expected.length, true], query)
+        }
+      }
       if (dialect.name === 'postgres') {
         // The index serves the search (on this small table the planner prefers a scan unless told not to).
         const client = new pg.Client({ connectionString: config.databaseUrl, options: `-c search_path=${config.databaseSchema} -c enable_seqscan=off` })
@@ -172,6 +209,8 @@ for (const dialect of DIALECTS) {
           const { rows } = await client.query<{ 'QUERY PLAN': string }>(`explain select id from users where ${where}`)
           const plan = rows.map((row) => row['QUERY PLAN']).join('\n')
           for (const column of SEARCH_COLUMNS) assert.match(plan, new RegExp(`users_${column}_trgm`))
+          const short = await client.query<{ 'QUERY PLAN': string }>(`explain select id from users where ${PG_GRAMS_EXPRESSION} @> array['zq']`)
+          assert.match(short.rows.map((row) => row['QUERY PLAN']).join('\n'), new RegExp(`Bitmap Index Scan on ${GRAM_INDEX}`))
         } finally {
           await client.end()
         }
@@ -184,12 +223,16 @@ for (const dialect of DIALECTS) {
       const ada = await client.signUp({ username: 'adalovelace', first_name: 'Ada', last_name: 'Lövelace' })
       assert.deepEqual(await ids('lövel'), [ada.user.id])
       assert.deepEqual(await ids('LÖVEL'), [ada.user.id])
+      assert.deepEqual(await ids('öv'), [ada.user.id])
+      assert.deepEqual(await ids('Ö'), [ada.user.id])
       const renamed = await client.send('PATCH', '/api/users/me', { last_name: 'Byron', username: 'countess', email: 'countess@example.org' }, ada.access)
       assert.equal(renamed.statusCode, 200, renamed.body)
       assert.deepEqual(await ids('lövel'), [])
       assert.deepEqual(await ids('adalove'), [])
       assert.deepEqual(await ids('byron'), [ada.user.id])
       assert.deepEqual(await ids('countess'), [ada.user.id])
+      assert.deepEqual(await ids('öv'), [])
+      assert.deepEqual(await ids('yr'), [ada.user.id])
 
       const db = createDb(config)
       t.after(() => db.destroy())
@@ -205,13 +248,16 @@ for (const dialect of DIALECTS) {
       // An update that fails in the database (its email belongs to someone else) changes nothing either.
       await assert.rejects(users.update(db.kysely, ada.user.id, { first_name: 'Zenobia', email: staff.user.email }))
       assert.deepEqual(await ids('zenobia'), [])
+      assert.deepEqual(await ids('zé'), [])
       assert.deepEqual(await ids('byron'), [ada.user.id])
 
       const deleted = await client.send('DELETE', `/api/users/${ada.user.id}`, { current_password: GOOD_PASSWORD }, ada.access)
       assert.equal(deleted.statusCode, 204, deleted.body)
       assert.deepEqual(await ids('byron'), [])
       assert.deepEqual(await ids('countess'), [])
+      assert.deepEqual(await ids('yr'), [])
       assert.deepEqual(await ids('staff'), [staff.user.id])
+      assert.deepEqual(await ids('ä'), [staff.user.id])
     })
 
     test('when staff pages with after, then pages follow ids, next carries after, and a bad after is a 400', async (t) => {
@@ -262,6 +308,33 @@ for (const dialect of DIALECTS) {
       const listing = (spec.paths['/api/users/'] ?? spec.paths['/api/users']).get
       assert.ok(listing.parameters.some((parameter: { name: string }) => parameter.name === 'after'))
       assert.equal(listing.responses['200'].content['application/json'].schema.properties.count_exact.type, 'boolean')
+    })
+  })
+}
+
+for (const dialect of DIALECTS) {
+  suite(`migration 0011: the gram index (${dialect.name})`, dialect.skip, () => {
+    test('when a database with users is upgraded, then one- and two-character searches find them', async (t) => {
+      const { client, config, staff } = await staffApp(t, dialect.name)
+      // Back to the schema before 0011 (its down, and its row gone from Kysely's table), a user written meanwhile, then up again.
+      const db = createDb(config)
+      t.after(() => db.destroy())
+      const kysely = db.kysely as unknown as Kysely<any>
+      await userSearchGrams.down(kysely)
+      await kysely.deleteFrom('kysely_migration').where('name', '=', '0011_user_search_grams').execute()
+      const zq = await client.signUp({ username: 'zqwerty', first_name: 'Żaneta' })
+      await migrateToLatest(kysely)
+      const ids = async (search: string) => (await walk(client, staff, search)).ids
+      assert.deepEqual(await ids('zq'), [zq.user.id])
+      assert.deepEqual(await ids('ż'), [zq.user.id])
+      assert.deepEqual(await ids('Ża'), [zq.user.id])
+      assert.deepEqual(await ids('ä'), [staff.user.id])
+    })
+
+    test('searchGrams spells every one- and two-character substring once, each column on its own', () => {
+      assert.deepEqual(searchGrams('zq', null, 'Ab').split(' ').sort(), [gramToken('zq'), gramToken('z'), gramToken('q'), gramToken('A'), gramToken('b'), gramToken('Ab')].sort())
+      assert.equal(gramToken('😀ß'), '1f600xdf')
+      assert.ok(!searchGrams('ab', 'cd').split(' ').includes(gramToken('bc')))
     })
   })
 }

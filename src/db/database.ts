@@ -11,6 +11,7 @@ import type { AvatarsTable } from '../avatars/avatars.table.js'
 import type { MailOutboxTable } from '../mail/mail.table.js'
 import type { MfaChallengesTable, MfaRecoveryCodesTable, MfaTotpTable } from '../mfa/mfa.tables.js'
 import type { PasskeyChallengesTable, PasskeysTable } from '../passkeys/passkeys.table.js'
+import { searchGrams } from '../users/search-index.js'
 import type { UsersTable } from '../users/users.table.js'
 import { CurrentSchemaPostgresDialect } from './current-schema-introspector.js'
 import { GuardedPool } from './guarded-pool.js'
@@ -102,6 +103,8 @@ function configureSqlite(sqlite: SQLite.Database): void {
   sqlite.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`)
   // SQLite's lower() folds ASCII only; searches must match "Ünal" when asked for "ünal", as PostgreSQL does.
   sqlite.function('unicode_lower', { deterministic: true }, (value) => (typeof value === 'string' ? value.toLowerCase() : value))
+  // The search-index triggers call it on every write of users (search-index.ts).
+  sqlite.function('search_grams', { deterministic: true, varargs: true }, searchGrams)
 }
 
 function openPostgres(options: DbOptions): Db {

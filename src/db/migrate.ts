@@ -9,6 +9,7 @@ import * as mailAndAccountTokens from './migrations/0007_mail_and_account_tokens
 import * as mfa from './migrations/0008_mfa.js'
 import * as passkeys from './migrations/0009_passkeys.js'
 import * as sessionActivity from './migrations/0010_session_activity.js'
+import * as userSearchGrams from './migrations/0011_user_search_grams.js'
 
 // Listed statically so migrations work the same from source, from a bundle and in tests.
 const migrations: Record<string, Migration> = {
@@ -22,6 +23,7 @@ const migrations: Record<string, Migration> = {
   '0008_mfa': mfa,
   '0009_passkeys': passkeys,
   '0010_session_activity': sessionActivity,
+  '0011_user_search_grams': userSearchGrams,
 }
 
 /** Every migration's name, in the order they apply. */

@@ -23,10 +23,13 @@ export function createSearchReader(db: Db, databaseUrl: string): SearchReader {
 class InlineSearchReader implements SearchReader {
   constructor(private readonly kysely: Kysely<Database>) {}
 
-  async run(statements: CompiledQuery[]): Promise<unknown[][]> {
-    const results: unknown[][] = []
-    for (const statement of statements) results.push((await this.kysely.executeQuery(statement)).rows as unknown[])
-    return results
+  /** In one transaction, as in the thread: one connection, so a statement may set what the next ones see (`set local`). */
+  run(statements: CompiledQuery[]): Promise<unknown[][]> {
+    return this.kysely.transaction().execute(async (trx) => {
+      const results: unknown[][] = []
+      for (const statement of statements) results.push((await trx.executeQuery(statement)).rows as unknown[])
+      return results
+    })
   }
 
   async close(): Promise<void> {}

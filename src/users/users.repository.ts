@@ -3,7 +3,7 @@ import type { Database, Dialect } from '../db/database.js'
 import { comparable } from './field-rules.js'
 import { skeleton } from './lookalikes.js'
 import type { SearchReader } from './search-reader.js'
-import { SEARCH_COLUMNS } from './search-index.js'
+import { GRAM_INDEX, gramToken, PG_GRAMS_EXPRESSION, SEARCH_COLUMNS, TRIGRAM_LENGTH } from './search-index.js'
 import type { NewUserRow, UserRow, UserRowUpdate } from './users.table.js'
 
 export interface SearchOptions {
@@ -26,6 +26,12 @@ export interface SearchPage {
 }
 
 type Executor = Kysely<Database>
+
+/**
+ * PostgreSQL, one- and two-character searches: how many ids the first step walks in id order before the gram
+ * index takes over (see shortSearchPostgres). 5,000 rows of LIKEs cost about 10 ms.
+ */
+export const SHORT_SEARCH_WINDOW = 5000
 
 /** The lower-cased copies and the skeleton are derived here from the names, so no caller can store one computed differently. */
 type Derived = 'username_lower' | 'username_skeleton' | 'email_lower'
@@ -182,27 +188,37 @@ export class UsersRepository {
 
   /**
    * One page of users ordered by id, optionally filtered by a case-insensitive substring of the username,
-   * email or names, through `reader` (off the event loop on SQLite, see search-reader.ts).
+   * email or names, through `reader` (off the event loop on SQLite, see search-reader.ts). Every kind of
+   * search returns the rows the plain scan (`lower(column) like '%…%'`) returns; only the way there differs:
    *
-   * - SQLite, three characters or more: the FTS5 trigram table (search-index.ts), which holds the same
-   *   lower-cased text the scan compares, so the rows are the scan's rows.
-   * - SQLite, one or two characters (no trigram to look up): the scan, in the reader's thread.
-   * - PostgreSQL: the scan's SQL; pg_trgm's GIN indexes serve it when the extension was available.
+   * - three characters or more: the trigram index (search-index.ts): SQLite's FTS5 trigram table, which holds
+   *   the same lower-cased text the scan compares; on PostgreSQL the scan's SQL, which pg_trgm's GIN indexes
+   *   serve when the extension was available.
+   * - one or two characters (no trigram to look up): the gram index of every one- and two-character
+   *   substring (search-index.ts), on both dialects.
    *
    * The count stops at `exactCountLimit`: above it `count` is that limit and `countExact` false, so no request
    * numbers 100,000 matches. `after` (keyset) starts after that id instead of skipping `offset` rows; `more`
    * says whether a row follows the page.
    */
   async search(executor: Executor, reader: SearchReader, options: SearchOptions): Promise<SearchPage> {
-    const { search, limit, exactCountLimit } = options
+    const { search } = options
     const lowered = search.toLowerCase()
-    const [countRows = [], pageRows = []] = await reader.run(
-      this.dialect === 'sqlite' && [...lowered].length >= 3
-        ? this.indexedQueries(executor, lowered, options)
-        : this.scanQueries(executor, lowered, options),
-    )
-    const counted = Number((countRows[0] as { count: number | bigint } | undefined)?.count ?? 0)
-    const rows = pageRows as UserRow[]
+    const short = lowered !== '' && [...lowered].length < TRIGRAM_LENGTH
+    if (short && this.dialect === 'postgres') return this.shortSearchPostgres(executor, reader, lowered, options)
+    let statements: CompiledQuery[]
+    if (this.dialect === 'sqlite' && lowered !== '') {
+      statements = short
+        ? this.ftsQueries(executor, GRAM_INDEX, `"${gramToken(lowered)}"`, options)
+        : this.ftsQueries(executor, 'users_search', `"${lowered.replace(/"/g, '""')}"`, options)
+    } else {
+      statements = this.scanQueries(executor, lowered, options)
+    }
+    const [countRows = [], pageRows = []] = await reader.run(statements)
+    return this.page(countOf(countRows), pageRows as UserRow[], options)
+  }
+
+  private page(counted: number, rows: UserRow[], { limit, exactCountLimit }: SearchOptions): SearchPage {
     return {
       count: Math.min(counted, exactCountLimit),
       countExact: counted <= exactCountLimit,
@@ -211,17 +227,94 @@ export class UsersRepository {
     }
   }
 
-  /** Today's scan: `lower(column) like '%…%'` over the four columns (the fallback, and short searches). */
-  private scanQueries(executor: Executor, lowered: string, { limit, offset, after, exactCountLimit }: SearchOptions) {
+  /**
+   * PostgreSQL, one or two characters. The gram index finds rare grams at once, but the planner would walk
+   * the primary key for a common one and evaluate the gram function (about 100 µs) on every row it passes,
+   * so the index is only asked where the cheap LIKEs are not enough:
+   *
+   * 1. the LIKEs alone over the next SHORT_SEARCH_WINDOW ids in order (the page) and over the first ones (the
+   *    count; one walk when both start at the beginning): a common gram fills the page and the capped count
+   *    there;
+   * 2. only for what step 1 left open, the rest of the ids through the gram index, in a transaction that
+   *    allows no other plan (bitmap scans: the index's containment is exact, so the function never runs).
+   *
+   * Both steps are the scan's condition on disjoint id ranges, so the rows are the scan's rows.
+   */
+  private async shortSearchPostgres(executor: Executor, reader: SearchReader, lowered: string, options: SearchOptions): Promise<SearchPage> {
+    const { limit, offset, after, exactCountLimit } = options
+    const like = this.matches(lowered)
+    const grams = sql<boolean>`${sql.raw(PG_GRAMS_EXPRESSION)} @> array[${lowered}]::text[]`
+    const start = after ?? 0
+    const skip = after === undefined ? offset : 0
+    const need = skip + limit + 1
+    const countLimit = exactCountLimit + 1
+    // The ids matching in (from, from + window], in order. From the start (no `after`) one walk serves both.
+    const walk = (from: number, rows: number) =>
+      this.users(executor).select('id').where('id', '>', from).where('id', '<=', from + SHORT_SEARCH_WINDOW).where(like).orderBy('id').limit(rows).compile()
+    const shared = start === 0
+    const [top = [], first = [], second = []] = await reader.run([
+      executor.selectFrom('users').select((eb) => eb.fn.max('id').as('max')).compile(),
+      walk(0, shared ? Math.max(countLimit, need) : countLimit),
+      ...(shared ? [] : [walk(start, need)]),
+    ])
+    const maxId = Number((top[0] as { max: number | null } | undefined)?.max ?? 0)
+    const ids = (rows: unknown[]) => (rows as { id: number }[]).map((row) => row.id)
+    const counted = Math.min(first.length, countLimit)
+    const pageIds = shared ? ids(first).slice(0, need) : ids(second)
+    const countOpen = counted < countLimit && SHORT_SEARCH_WINDOW < maxId
+    const pageOpen = pageIds.length < need && start + SHORT_SEARCH_WINDOW < maxId
+    const fetch = pageIds.slice(skip)
+    if (!countOpen && !pageOpen && fetch.length === 0) return this.page(counted, [], options)
+
+    // The page's rows, and what step 1 left open through the gram index (bitmap scans only).
+    const statements = [CompiledQuery.raw('set local enable_seqscan = off'), CompiledQuery.raw('set local enable_indexscan = off')]
+    statements.push(this.users(executor).selectAll().where('id', 'in', fetch.length ? fetch : [0]).orderBy('id').compile())
+    if (countOpen) {
+      const rest = this.users(executor).select(sql<number>`1`.as('one')).where('id', '>', SHORT_SEARCH_WINDOW).where(grams).where(like).limit(countLimit - counted)
+      statements.push(executor.selectFrom(rest.as('capped')).select((eb) => eb.fn.countAll<number>().as('count')).compile())
+    }
+    if (pageOpen) {
+      statements.push(
+        this.users(executor)
+          .selectAll()
+          .where('id', '>', start + SHORT_SEARCH_WINDOW)
+          .where(grams)
+          .where(like)
+          .orderBy('id')
+          .limit(need - Math.max(skip, pageIds.length))
+          .$if(skip > pageIds.length, (query) => query.offset(skip - pageIds.length))
+          .compile(),
+      )
+    }
+    const [fetched = [], ...results] = (await reader.run(statements)).slice(2)
+    const total = counted + (countOpen ? countOf(results.shift() ?? []) : 0)
+    const rows = [...(fetched as UserRow[]), ...(pageOpen ? ((results.shift() ?? []) as UserRow[]) : [])]
+    return this.page(total, rows, options)
+  }
+
+  private users(executor: Executor) {
+    return executor.selectFrom('users')
+  }
+
+  /**
+   * The scan's condition, `lower(column) like '%…%'` over the four columns. Unicode-aware on both: PostgreSQL's
+   * lower() follows its locale, SQLite gets JS's toLowerCase (see createDb). On SQLite the stored lower-case
+   * copies are compared as they are (toLowerCase gives the same text again): half the calls into JavaScript
+   * on a scan that makes four per row.
+   */
+  private matches(lowered: string) {
     const pattern = `%${lowered.replace(/[\\%_]/g, (char) => `\\${char}`)}%`
-    // Unicode-aware on both: PostgreSQL's lower() follows its locale, SQLite gets JS's toLowerCase (see createDb).
-    // On SQLite the stored lower-case copies are compared as they are (toLowerCase gives the same text again):
-    // half the calls into JavaScript on a scan that makes four per row.
     const lowerOf = (column: (typeof SEARCH_COLUMNS)[number]) =>
       this.dialect === 'postgres' ? sql`lower(${sql.ref(column)})` : column.endsWith('_lower') ? sql.ref(column) : sql`unicode_lower(${sql.ref(column)})`
-    const base = executor.selectFrom('users').$if(lowered !== '', (query) =>
-      query.where((eb) => eb.or(SEARCH_COLUMNS.map((column) => sql<boolean>`${lowerOf(column)} like ${pattern} escape '\\'`))),
-    )
+    return sql<boolean>`(${sql.join(
+      SEARCH_COLUMNS.map((column) => sql`${lowerOf(column)} like ${pattern} escape '\\'`),
+      sql` or `,
+    )})`
+  }
+
+  /** The scan (PostgreSQL three characters or more, which pg_trgm's indexes serve; the list without a search). */
+  private scanQueries(executor: Executor, lowered: string, { limit, offset, after, exactCountLimit }: SearchOptions): CompiledQuery[] {
+    const base = executor.selectFrom('users').$if(lowered !== '', (query) => query.where(this.matches(lowered)))
     const count = executor
       .selectFrom(base.select(sql<number>`1`.as('one')).limit(exactCountLimit + 1).as('capped'))
       .select((eb) => eb.fn.countAll<number>().as('count'))
@@ -236,14 +329,17 @@ export class UsersRepository {
     return [count, page]
   }
 
-  /** SQLite's FTS5 trigram table: the lower-cased text as one phrase, matched in any of the four columns. */
-  private indexedQueries(executor: Executor, lowered: string, { limit, offset, after, exactCountLimit }: SearchOptions) {
-    const phrase = `"${lowered.replace(/"/g, '""')}"`
-    const count = sql`select count(*) as count from (select 1 from users_search where users_search match ${phrase} limit ${exactCountLimit + 1})`
-    const from = after === undefined ? sql`` : sql` and users_search.rowid > ${after}`
+  /**
+   * SQLite's FTS5 tables, `table` (users_search or the gram table) matched against one phrase. FTS5 returns
+   * rowids in order, so the page and the capped count stop after the rows they need.
+   */
+  private ftsQueries(executor: Executor, table: string, phrase: string, { limit, offset, after, exactCountLimit }: SearchOptions): CompiledQuery[] {
+    const fts = sql.table(table)
+    const count = sql`select count(*) as count from (select 1 from ${fts} where ${fts} match ${phrase} limit ${exactCountLimit + 1})`
+    const from = after === undefined ? sql`` : sql` and ${fts}.rowid > ${after}`
     const skip = after === undefined && offset > 0 ? sql` offset ${offset}` : sql``
-    const page = sql`select users.* from users_search join users on users.id = users_search.rowid
-      where users_search match ${phrase}${from} order by users_search.rowid limit ${limit + 1}${skip}`
+    const page = sql`select users.* from ${fts} join users on users.id = ${fts}.rowid
+      where ${fts} match ${phrase}${from} order by ${fts}.rowid limit ${limit + 1}${skip}`
     return [count.compile(executor), page.compile(executor)]
   }
 
@@ -251,4 +347,8 @@ export class UsersRepository {
     const rows = await executor.selectFrom('users').select('avatar').where('avatar', 'is not', null).execute()
     return new Set(rows.map((row) => row.avatar as string))
   }
+}
+
+function countOf(rows: unknown[]): number {
+  return Number((rows[0] as { count: number | bigint } | undefined)?.count ?? 0)
 }
