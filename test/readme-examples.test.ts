@@ -8,7 +8,7 @@ test("when the README's example session is run, then the answers have the keys i
   const up = await client.send('POST', '/api/auth/sign-up', { username: 'ada', email: 'ada@example.com', password: 'analytical-Engine-1843', first_name: 'Ada', last_name: 'Lovelace' })
   assert.equal(up.statusCode, 201)
   assert.deepEqual(Object.keys(up.json()), ['access', 'user', 'refresh', 'device_token'])
-  assert.deepEqual(Object.keys(up.json().user), ['id', 'username', 'email', 'first_name', 'last_name', 'number_phone', 'avatar', 'date_joined', 'last_login', 'is_active', 'is_staff', 'is_superuser'])
+  assert.deepEqual(Object.keys(up.json().user), ['id', 'username', 'email', 'first_name', 'last_name', 'number_phone', 'avatar', 'date_joined', 'last_login', 'is_active', 'is_staff', 'is_superuser', 'email_verified'])
   assert.equal(up.json().user.last_name, 'Lovelace')
   const signIn = await client.send('POST', '/api/auth/sign-in', { username: 'ada', password: 'analytical-Engine-1843' })
   assert.deepEqual(Object.keys(signIn.json()), ['access', 'user', 'refresh', 'device_token'])
