@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import Database from 'better-sqlite3'
+import { registerSqliteFunctions } from '../src/db/database.js'
 
 const CLI = join(import.meta.dirname, '..', 'bin', 'portrait.js')
 
@@ -59,8 +60,8 @@ test('when media gc runs, then image files no profile references are removed and
   const orphan = `${'o'.repeat(22)}.webp`
   for (const name of [kept, orphan, 'README.txt']) writeFileSync(join(avatars, name), 'x')
   const db = new Database(join(dir, 'p.db'))
-  // The search index's triggers lower-case with the app's own function (src/users/search-index.ts).
-  db.function('unicode_lower', (value) => (typeof value === 'string' ? value.toLowerCase() : value))
+  // The search index's triggers call the app's own functions (src/users/search-index.ts).
+  registerSqliteFunctions(db)
   db.prepare(
     `insert into users (username, username_lower, email, email_lower, password_hash, avatar, date_joined, is_active, is_staff, is_superuser)
      values ('a', 'a', 'a@x.io', 'a@x.io', 'h', ?, '2026-01-01T00:00:00.000Z', 1, 0, 0)`,

@@ -101,9 +101,16 @@ function configureSqlite(sqlite: SQLite.Database): void {
   sqlite.pragma('synchronous = NORMAL')
   sqlite.pragma('foreign_keys = ON')
   sqlite.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`)
+  registerSqliteFunctions(sqlite)
+}
+
+/**
+ * The functions the search-index triggers call on every write of users (search-index.ts): any connection that
+ * writes users, the app's or another program's, must register them first.
+ */
+export function registerSqliteFunctions(sqlite: SQLite.Database): void {
   // SQLite's lower() folds ASCII only; searches must match "Ünal" when asked for "ünal", as PostgreSQL does.
   sqlite.function('unicode_lower', { deterministic: true }, (value) => (typeof value === 'string' ? value.toLowerCase() : value))
-  // The search-index triggers call it on every write of users (search-index.ts).
   sqlite.function('search_grams', { deterministic: true, varargs: true }, searchGrams)
 }
 

@@ -8,7 +8,7 @@ import type { Config } from '../config.js'
 import { createDb } from '../db/database.js'
 import { migrateToLatest } from '../db/migrate.js'
 import { AppError } from '../errors.js'
-import { comparable } from '../users/field-rules.js'
+import { OperatorService } from '../users/operator.service.js'
 import { UsersRepository } from '../users/users.repository.js'
 import { createMail } from './mail-setup.js'
 import { maskAddress } from './mask.js'
@@ -46,15 +46,18 @@ export const sendResetCommand = {
 
 async function sendReset(config: Config, args: string[]): Promise<void> {
   if (args.length !== 1 || (args[0] as string).startsWith('-')) throw new SendResetError('users send-reset takes one USER (a username or an email)', true)
-  const login = comparable((args[0] as string).trim())
   const db = createDb(config)
   const log = cliLog()
   const mail = createMail(config, db, log)
   try {
     await migrateToLatest(db.kysely)
     const users = new UsersRepository(db.dialect)
-    const user = (await users.findByLogin(db.kysely, 'email_lower', login)) ?? (await users.findByLogin(db.kysely, 'username_lower', login))
-    if (!user) throw new SendResetError(`no user has the username or email ${JSON.stringify(args[0])}`)
+    // USER as every `portrait users` command reads it: a username, an email or id:N (one lookup for all of them).
+    const user = await new OperatorService({ db, users, sessions: new SessionsRepository(db), config })
+      .find(args[0] as string)
+      .catch((error: unknown) => {
+        throw error instanceof AppError ? new SendResetError(Object.values(error.errors ?? {}).flat().join(' ') || error.message) : error
+      })
     const store = new MemoryFailureStore()
     const accountMail = new AccountMail({
       db,
