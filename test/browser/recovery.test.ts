@@ -200,7 +200,8 @@ test('account recovery in the web page, with mail through a real SMTP server', {
     await page.keyboard.press('Enter')
 
     await page.locator('#auth-view').waitFor()
-    assert.match(await textOf(page, '#auth-notice'), /password has been changed/)
+    // The notice is announced a moment after the screen shows (forms.js announce): wait for its words.
+    await page.locator('#auth-notice', { hasText: /password has been changed/ }).waitFor()
     assert.equal(new URL(page.url()).pathname, '/')
     assert.equal(await activeId(page), 'auth-title')
     await screenshot(page, '5-password-changed')
