@@ -169,6 +169,13 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     ajv: { customOptions: { allErrors: true, coerceTypes: false, removeAdditional: false, useDefaults: true, keywords: ['example'] } },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
+  // The first preClose hook: later ones wait (for the mail sender's run, detached activity writes), and a
+  // request arriving meanwhile must already get the closing 503 rather than queue on a database that may hang.
+  let closing = false
+  app.addHook('preClose', (done) => {
+    closing = true
+    done()
+  })
   const db = createDb(config)
   app.addHook('onClose', () => db.destroy())
   await migrateToLatest(db.kysely)
@@ -282,11 +289,6 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   })
   app.addHook('onClose', async () => stopTemporaryFileSweep())
 
-  let closing = false
-  app.addHook('preClose', (done) => {
-    closing = true
-    done()
-  })
   // Callback hooks, not async ones: no promise and microtask per request for a header or a log line.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)

@@ -97,7 +97,7 @@ for (const dialect of DIALECTS) {
         assert.ok(document.paths[path] ?? document.paths[path.replace(/\/$/, '')], path)
       }
       const user = document.paths['/api/users/me'].get.responses['200'].content['application/json'].schema
-      assert.deepEqual(Object.keys(user.properties).sort(), ['avatar', 'date_joined', 'email', 'first_name', 'id', 'is_active', 'is_staff', 'is_superuser', 'last_login', 'last_name', 'number_phone', 'username'])
+      assert.deepEqual(Object.keys(user.properties).sort(), ['avatar', 'date_joined', 'email', 'email_verified', 'first_name', 'id', 'is_active', 'is_staff', 'is_superuser', 'last_login', 'last_name', 'number_phone', 'username'])
       // OpenAPI 3.0 spells "string or null" as a nullable string, whatever the route schema's JSON Schema form.
       assert.deepEqual(user.properties.last_login, { type: 'string', format: 'date-time', nullable: true })
       assert.equal(user.properties.avatar.nullable, true)

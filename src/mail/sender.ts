@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { MailSettings } from '../config.js'
 import type { Db } from '../db/database.js'
+import { isDatabaseUnavailable } from '../db/unavailable.js'
 import type { OutboxRow } from './mail.table.js'
 import { maskAddress } from './mask.js'
 import type { OutboxRepository } from './outbox.repository.js'
@@ -105,8 +106,10 @@ export class MailSender {
       try {
         await this.runOnce()
       } catch (error) {
-        // The database is down, say: the rows wait, the next interval tries again.
-        this.deps.log.warn({ err: error }, 'mail sender could not read the outbox')
+        // The rows wait, the next interval tries again. An unreachable database is the health check's to report
+        // (two lines per outage, health/outages.ts), not a warning per run.
+        if (isDatabaseUnavailable(error)) this.deps.log.debug({ err: error }, 'mail sender could not reach the database')
+        else this.deps.log.warn({ err: error }, 'mail sender could not read the outbox')
         return
       }
     } while (this.again && !this.stopped)
