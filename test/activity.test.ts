@@ -202,9 +202,9 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(ids, [...ids].sort((a, b) => b - a), 'newest first, by id')
       const byType = (type: string) => entries.filter((entry) => entry.type === type)
       const [bearerSignIn, provenSignIn, firstSignIn] = byType('sign_in') as [Entry, Entry, Entry]
-      assert.deepEqual(firstSignIn.details, { new_device: true }, 'no device proof: a new device')
-      assert.deepEqual(provenSignIn.details, {}, 'with the proof of the first sign-in: a known device')
-      assert.deepEqual(bearerSignIn.details, { new_device: true })
+      assert.deepEqual(firstSignIn.details, { amr: 'pwd', new_device: true }, 'no device proof: a new device')
+      assert.deepEqual(provenSignIn.details, { amr: 'pwd' }, 'with the proof of the first sign-in: a known device')
+      assert.deepEqual(bearerSignIn.details, { amr: 'pwd', new_device: true })
       assert.equal(firstSignIn.device, 'Firefox 131 on macOS')
       assert.equal(firstSignIn.address, '198.51.100.0/24')
       assert.equal(byType('sign_in_failed')[0]?.address, '198.51.100.0/24')
