@@ -10,6 +10,7 @@ import sharp from 'sharp'
 import { ActivityRepository } from './activity/activity.repository.js'
 import { activityRoutes } from './activity/activity.routes.js'
 import { ActivityLog } from './activity/activity.service.js'
+import { FactorNotices } from './activity/factor-notices.js'
 import { NewDeviceNotices } from './activity/new-device-notice.js'
 import { AccountSessions } from './activity/sessions.service.js'
 import { AccountMail } from './account-tokens/account-mail.service.js'
@@ -215,6 +216,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     mailLimiter: new MailRequestLimiter(failures, config.mailRequestLimits),
     linkBase: linkBase(config, app),
     log: app.log,
+    activity,
     config,
   })
   const stopMailSender = mail.sender.start(config.mail.pollIntervalMs)
@@ -232,7 +234,8 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   if (!(await checkTrigramIndexes(db.kysely))) {
     app.log.warn('pg_trgm is not available (this role may not CREATE EXTENSION pg_trgm): staff searches scan the users table; an operator can install it and restart')
   }
-  const passkeys = new PasskeysService({ db, passkeys: new PasskeysRepository(), users: usersRepository, limiter })
+  const factorNotices = new FactorNotices({ activity, outbox: mail.outbox, wake: () => mail.sender.wake() })
+  const passkeys = new PasskeysService({ db, passkeys: new PasskeysRepository(), users: usersRepository, limiter, notices: factorNotices })
   const relyingParty = relyingPartyResolver(config)
   const mfaRepository = new MfaRepository()
   const mfa = new MfaService({
@@ -242,6 +245,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     sessions,
     limiter,
     box: new TotpSecretBox(jwtSecret),
+    notices: factorNotices,
     onUnreadableSecret: (userId) =>
       app.log.warn({ userId }, 'a TOTP secret does not decrypt (was JWT_SECRET changed?): its codes are refused; recovery codes still work'),
   })

@@ -115,7 +115,11 @@ for (const dialect of DIALECTS) {
       assert.equal((await client.get('/api/users/me', user.access)).statusCode, 401)
       assert.equal((await client.send('POST', '/api/auth/refresh', { refresh: user.refresh })).statusCode, 401)
       assert.equal((await client.send('POST', '/api/auth/sign-in', { username: user.user.username, password: GOOD_PASSWORD })).statusCode, 401)
-      assert.equal((await client.send('POST', '/api/auth/sign-in', { username: user.user.username, password: NEW_PASSWORD })).statusCode, 200)
+      const signedIn = await client.send('POST', '/api/auth/sign-in', { username: user.user.username, password: NEW_PASSWORD })
+      assert.equal(signedIn.statusCode, 200)
+      // The refused attempts recorded nothing; the change is in the person's activity, by the operator.
+      const changes = (await client.get('/api/users/me/activity', signedIn.json().access)).json().results.filter((entry: { type: string }) => entry.type === 'password_changed')
+      assert.deepEqual(changes.map((entry: { details: unknown }) => entry.details), [{ by: 'operator' }])
     })
 
     test('when USER names nobody, or one user by username and another by email, then the command refuses and id:N decides', async (t) => {

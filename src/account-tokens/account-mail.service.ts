@@ -1,5 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Kysely } from 'kysely'
+import type { ActivityLog } from '../activity/activity.service.js'
+import type { ClientInfo } from '../activity/client.js'
 import { hashPassword, passwordProblems } from '../auth/passwords.js'
 import type { SessionsRepository } from '../auth/sessions.repository.js'
 import type { SignInLimiter } from '../auth/sign-in-limiter.js'
@@ -31,6 +33,8 @@ export interface AccountMailDeps {
   /** Where the links point: PUBLIC_URL, else http://HOST:PORT (the bound port when PORT=0). */
   linkBase: () => string
   log: FastifyBaseLogger
+  /** Records `password_reset` in the reset's transaction (absent in the CLI, which confirms no reset). */
+  activity?: ActivityLog
   config: Pick<Config, 'passwordHashCost' | 'passwordResetTtlSeconds' | 'emailVerificationTtlSeconds'>
 }
 
@@ -99,10 +103,10 @@ export class AccountMail {
    * POST /api/auth/password-reset/confirm: a live reset token for an active account whose password has not
    * changed since, and a new password that follows every rule. In one transaction: the token used up (and the
    * user's other reset links), the password replaced, every session ended, a notice recorded. Then the account's
-   * sign-in failures are cleared. Any refusal changes nothing.
+   * sign-in failures are cleared. Any refusal changes nothing. The activity entry is recorded with the change.
    */
-  async confirmReset(token: string, newPassword: string): Promise<void> {
-    const { db, users, tokens, sessions, outbox, config } = this.deps
+  async confirmReset(token: string, newPassword: string, client: ClientInfo): Promise<void> {
+    const { db, users, tokens, sessions, outbox, activity, config } = this.deps
     const now = new Date()
     const { row, user } = await this.liveToken(token, 'password_reset', now)
     if (!user.is_active || !sameHash(row.binding, passwordFingerprint(user.password_hash))) throw invalidToken()
@@ -116,6 +120,7 @@ export class AccountMail {
       await tokens.voidAllOfUser(trx, user.id, 'password_reset', now)
       await sessions.deleteAllOfUser(trx, user.id)
       await outbox.record(trx, passwordChangedMail(user.email, user.username, 'reset'))
+      await activity?.record(trx, { userId: user.id, type: 'password_reset', client })
     })
     this.deps.wake()
     await this.deps.limiter.forgetAccount(user.id).catch((error: unknown) => this.deps.log.warn({ err: error }, 'could not clear the sign-in failures after a reset'))

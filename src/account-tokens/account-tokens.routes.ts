@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
+import { clientOf } from '../activity/client.js'
 import { problemResponses } from '../http/problem.schema.js'
 import { usersPolicy } from '../users/users.policy.js'
 import { IdParamsSchema } from '../users/users.schemas.js'
@@ -65,7 +66,7 @@ export const accountTokensAuthRoutes: FastifyPluginAsyncTypebox<AccountTokensRou
       },
     },
     async (request, reply) => {
-      await accountMail.confirmReset(request.body.token, request.body.new_password)
+      await accountMail.confirmReset(request.body.token, request.body.new_password, clientOf(request))
       reply.code(204).send(null)
     },
   )

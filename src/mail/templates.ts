@@ -119,3 +119,29 @@ export function newDeviceSignInMail(to: string, username: string, sign: { device
     footer: 'a notice about your account’s security.',
   })
 }
+
+/** The changes of a second factor or passkey that a notice tells about (activity's types of the same names). */
+export type FactorChange = 'mfa_enabled' | 'mfa_disabled' | 'recovery_codes_regenerated' | 'passkey_added' | 'passkey_removed'
+
+const FACTOR_CHANGES: Record<FactorChange, { subject: string; what: string }> = {
+  mfa_enabled: { subject: 'two-step verification was turned on', what: 'Two-step verification with an authenticator app was turned on for your account.' },
+  mfa_disabled: { subject: 'two-step verification was turned off', what: 'Two-step verification with an authenticator app was turned off for your account.' },
+  recovery_codes_regenerated: {
+    subject: 'new recovery codes were made',
+    what: 'New recovery codes were made for your account; the earlier ones no longer work.',
+  },
+  passkey_added: { subject: 'a passkey was added', what: 'A passkey was added to your account: it can sign in to it from now on.' },
+  passkey_removed: { subject: 'a passkey was removed', what: 'A passkey was removed from your account: it signs nobody in any more.' },
+}
+
+/** A second factor or passkey added, removed or renewed (issue 18): what changed, from which device; no link. */
+export function factorChangedMail(to: string, username: string, change: FactorChange, from: { device: string; address: string | null }): Message {
+  const { subject, what } = FACTOR_CHANGES[change]
+  return compose({
+    to,
+    subject: `${PRODUCT}: ${subject}`,
+    greeting: `Hello ${username},`,
+    paragraphs: [`${what} The change came from ${from.device}${from.address ? `, from ${from.address}` : ''}.`, NOT_YOU],
+    footer: 'a notice about your account’s security.',
+  })
+}

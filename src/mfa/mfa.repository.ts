@@ -53,8 +53,10 @@ export class MfaRepository {
     return result.numUpdatedRows === 1n
   }
 
-  async deleteTotp(executor: Executor, userId: number): Promise<void> {
-    await executor.deleteFrom('mfa_totp').where('user_id', '=', userId).execute()
+  /** True when there was an active factor to delete (a pending enrolment goes too, and counts for nothing). */
+  async deleteTotp(executor: Executor, userId: number): Promise<boolean> {
+    const rows = await executor.deleteFrom('mfa_totp').where('user_id', '=', userId).returning('confirmed_at').execute()
+    return rows.some((row) => row.confirmed_at !== null)
   }
 
   /** Replaces every recovery code of the user with these hashes. */

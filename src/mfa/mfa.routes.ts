@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
+import { clientOf } from '../activity/client.js'
 import { validationError } from '../errors.js'
 import { problemResponses } from '../http/problem.schema.js'
 import { emptyBodyAsObject } from '../http/validation.js'
@@ -72,7 +73,7 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app
         response: { 200: RecoveryCodesSchema, ...problemResponses([400, 401, 409, 413, 415], bearer) },
       },
     },
-    async (request) => ({ recovery_codes: await mfa.confirm(request.actor, request.sessionId, request.body.code.trim()) }),
+    async (request) => ({ recovery_codes: await mfa.confirm(request.actor, request.sessionId, request.body.code.trim(), clientOf(request)) }),
   )
 
   app.delete(
@@ -91,7 +92,7 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app
       const { password, code, recovery_code } = request.body
       const proof = { otp_code: code?.trim(), recovery_code }
       await stepUp.require('disable_second_factor', { actor: request.actor, target: request.actor, sessionId: request.sessionId, proof, client: client(request) })
-      await mfa.disable(request.actor, password, client(request))
+      await mfa.disable(request.actor, password, clientOf(request))
       reply.code(204).send(null)
     },
   )
@@ -112,7 +113,7 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app
     async (request) => {
       const { actor, sessionId } = request
       await stepUp.require('regenerate_recovery_codes', { actor, target: actor, sessionId, proof: request.body, client: client(request) })
-      return { recovery_codes: await mfa.regenerateRecoveryCodes(actor) }
+      return { recovery_codes: await mfa.regenerateRecoveryCodes(actor, clientOf(request)) }
     },
   )
 

@@ -1,4 +1,6 @@
 import QRCode from 'qrcode'
+import type { ClientInfo } from '../activity/client.js'
+import type { FactorNotices } from '../activity/factor-notices.js'
 import { verifyPassword } from '../auth/passwords.js'
 import type { SessionsRepository } from '../auth/sessions.repository.js'
 import type { SignInLimiter } from '../auth/sign-in-limiter.js'
@@ -39,6 +41,8 @@ export interface MfaServiceDeps {
   onUnreadableSecret?: (userId: number) => void
   /** Passkeys: with an active second factor, a passkey is one more way to complete a sign-in or step up. */
   passkeys?: { hasPasskeys(userId: number): Promise<boolean> }
+  /** The activity entry and mail notice of each change, recorded in its transaction. */
+  notices: FactorNotices
 }
 
 export interface MfaStatus {
@@ -80,8 +84,8 @@ export class MfaService {
    * Activates the pending factor with its first code and returns the ten recovery codes, shown this once.
    * The confirming code is recorded as used, and the session counts as having just proven a second factor.
    */
-  async confirm(user: UserRow, sessionId: string, code: string): Promise<string[]> {
-    const { db, mfa, sessions } = this.deps
+  async confirm(user: UserRow, sessionId: string, code: string, client: ClientInfo): Promise<string[]> {
+    const { db, mfa, sessions, notices } = this.deps
     const pending = await mfa.findTotp(db.kysely, user.id)
     if (!pending || pending.confirmed_at !== null) {
       throw pending ? new AppError('mfa_already_enabled', { detail: 'The second factor is already active.' }) : notEnrolled()
@@ -95,26 +99,30 @@ export class MfaService {
       if (!(await mfa.acceptStep(trx, user.id, step, { at: now }))) throw validationError({ code: ['This code was used already; wait for the next one.'] })
       await mfa.replaceRecoveryCodes(trx, user.id, codes.map(hashOf), now)
       await sessions.markSecondFactor(trx, sessionId, now)
+      await notices.record(trx, user, 'mfa_enabled', client)
     })
+    notices.committed()
     return codes
   }
 
   /** Ten new recovery codes; the old ones stop working. The caller has passed the step-up check. */
-  async regenerateRecoveryCodes(user: UserRow): Promise<string[]> {
-    const { db, mfa } = this.deps
+  async regenerateRecoveryCodes(user: UserRow, client: ClientInfo): Promise<string[]> {
+    const { db, mfa, notices } = this.deps
     const codes = newRecoveryCodes()
     await db.kysely.transaction().execute(async (trx) => {
       if (!(await mfa.activeFactors(trx, user.id))) throw notEnrolled()
       await mfa.replaceRecoveryCodes(trx, user.id, codes.map(hashOf), new Date().toISOString())
+      await notices.record(trx, user, 'recovery_codes_regenerated', client)
     })
+    notices.committed()
     return codes
   }
 
   /** Turns the second factor off after the password (counted against the sign-in limit); the caller did the step-up. */
-  async disable(user: UserRow, password: string, client: AttemptClient): Promise<void> {
-    const { db, mfa, limiter } = this.deps
+  async disable(user: UserRow, password: string, client: ClientInfo): Promise<void> {
+    const { db, mfa, limiter, notices } = this.deps
     if (!(await mfa.activeFactors(db.kysely, user.id))) throw notEnrolled()
-    const ticket = await limiter.reserve({ account: { userId: user.id }, ...client })
+    const ticket = await limiter.reserve({ account: { userId: user.id }, address: client.address })
     let matches: boolean
     try {
       matches = await verifyPassword(user.password_hash, password)
@@ -125,9 +133,12 @@ export class MfaService {
     if (!matches) throw validationError({ password: ['Your password is incorrect.'] })
     await ticket.succeeded()
     await db.kysely.transaction().execute(async (trx) => {
-      await mfa.deleteTotp(trx, user.id)
+      // Counted only when this request removed the factor: of two racing disables, one entry and one notice.
+      const removed = await mfa.deleteTotp(trx, user.id)
       await mfa.replaceRecoveryCodes(trx, user.id, [], '')
+      if (removed) await notices.record(trx, user, 'mfa_disabled', client)
     })
+    notices.committed()
   }
 
   /**

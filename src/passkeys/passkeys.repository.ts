@@ -34,9 +34,9 @@ export class PasskeysRepository {
     return executor.updateTable('passkeys').set({ name }).where('id', '=', id).where('user_id', '=', userId).returningAll().executeTakeFirst()
   }
 
-  async delete(executor: Executor, userId: number, id: number): Promise<boolean> {
-    const result = await executor.deleteFrom('passkeys').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst()
-    return result.numDeletedRows === 1n
+  /** The deleted passkey's name, or undefined when the user has no passkey with this id. */
+  delete(executor: Executor, userId: number, id: number): Promise<{ name: string } | undefined> {
+    return executor.deleteFrom('passkeys').where('id', '=', id).where('user_id', '=', userId).returning('name').executeTakeFirst()
   }
 
   /**

@@ -129,7 +129,7 @@ export const passkeysRoutes: FastifyPluginAsyncTypebox<PasskeysRoutesOptions> = 
       },
     },
     async (request, reply) => {
-      const created = await passkeys.register(request.actor, request.body.name, request.body.response as never, rpOf(request), request.log)
+      const created = await passkeys.register(request.actor, request.body.name, request.body.response as never, rpOf(request), clientOf(request), request.log)
       reply.code(201)
       return created
     },
@@ -181,7 +181,7 @@ export const passkeysRoutes: FastifyPluginAsyncTypebox<PasskeysRoutesOptions> = 
       },
     },
     async (request, reply) => {
-      await passkeys.remove(request.actor.id, passkeyId(request))
+      await passkeys.remove(request.actor, passkeyId(request), clientOf(request))
       reply.code(204).send(null)
     },
   )

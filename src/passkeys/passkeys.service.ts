@@ -10,6 +10,8 @@ import {
   verifyRegistrationResponse,
 } from '@simplewebauthn/server'
 import type { FastifyBaseLogger } from 'fastify'
+import type { ClientInfo } from '../activity/client.js'
+import type { FactorNotices } from '../activity/factor-notices.js'
 import { violatedUniqueIndex } from '../db/constraints.js'
 import type { Db } from '../db/database.js'
 import { AppError, validationError } from '../errors.js'
@@ -47,6 +49,8 @@ export interface PasskeysServiceDeps {
   passkeys: PasskeysRepository
   users: UsersRepository
   limiter: SignInLimiter
+  /** The activity entry and mail notice of a passkey added or removed, recorded in its transaction. */
+  notices: FactorNotices
 }
 
 const rejected = () => new AppError('invalid_credentials', { detail: 'This passkey was not accepted. Ask for new options and try again.' })
@@ -113,8 +117,15 @@ export class PasskeysService {
   }
 
   /** Verifies a registration response against its challenge (used once) and stores the passkey under `name`. */
-  async register(user: UserRow, rawName: unknown, response: RegistrationResponseJSON, rp: RelyingParty, log: FastifyBaseLogger): Promise<Passkey> {
-    const { db, passkeys } = this.deps
+  async register(
+    user: UserRow,
+    rawName: unknown,
+    response: RegistrationResponseJSON,
+    rp: RelyingParty,
+    client: ClientInfo,
+    log: FastifyBaseLogger,
+  ): Promise<Passkey> {
+    const { db, passkeys, notices } = this.deps
     const name = cleanName(rawName)
     const now = new Date().toISOString()
     const challenge = challengeOf(response.response.clientDataJSON)
@@ -138,19 +149,24 @@ export class PasskeysService {
     const existing = await passkeys.listOfUser(db.kysely, user.id)
     if (existing.length >= MAX_PASSKEYS_PER_USER) throw tooMany()
     try {
-      const row = await passkeys.insert(db.kysely, {
-        user_id: user.id,
-        credential_id: info.credential.id,
-        public_key: Buffer.from(info.credential.publicKey).toString('base64url'),
-        counter: info.credential.counter,
-        transports: JSON.stringify(response.response.transports ?? info.credential.transports ?? []),
-        // The handle the options carried (kept with the challenge): the response does not repeat it.
-        user_handle: taken.user_handle ?? randomToken(16),
-        name,
-        backed_up: info.credentialBackedUp ? 1 : 0,
-        created_at: now,
-        last_used_at: null,
+      const row = await db.kysely.transaction().execute(async (trx) => {
+        const inserted = await passkeys.insert(trx, {
+          user_id: user.id,
+          credential_id: info.credential.id,
+          public_key: Buffer.from(info.credential.publicKey).toString('base64url'),
+          counter: info.credential.counter,
+          transports: JSON.stringify(response.response.transports ?? info.credential.transports ?? []),
+          // The handle the options carried (kept with the challenge): the response does not repeat it.
+          user_handle: taken.user_handle ?? randomToken(16),
+          name,
+          backed_up: info.credentialBackedUp ? 1 : 0,
+          created_at: now,
+          last_used_at: null,
+        })
+        await notices.record(trx, user, 'passkey_added', client, { passkey: inserted.name })
+        return inserted
       })
+      notices.committed()
       return toPasskey(row)
     } catch (error) {
       if (violatedUniqueIndex(error) !== undefined) throw validationError({ response: ['This passkey is already registered.'] })
@@ -170,8 +186,14 @@ export class PasskeysService {
     return toPasskey(row)
   }
 
-  async remove(userId: number, id: number): Promise<void> {
-    if (!(await this.deps.passkeys.delete(this.deps.db.kysely, userId, id))) throw notFound()
+  async remove(user: UserRow, id: number, client: ClientInfo): Promise<void> {
+    const { db, passkeys, notices } = this.deps
+    await db.kysely.transaction().execute(async (trx) => {
+      const removed = await passkeys.delete(trx, user.id, id)
+      if (!removed) throw notFound()
+      await notices.record(trx, user, 'passkey_removed', client, { passkey: removed.name })
+    })
+    notices.committed()
   }
 
   /**

@@ -1,3 +1,4 @@
+import type { ActivityLog } from '../activity/activity.service.js'
 import { hashPassword, passwordProblems } from '../auth/passwords.js'
 import type { SessionsRepository } from '../auth/sessions.repository.js'
 import type { Config } from '../config.js'
@@ -12,6 +13,8 @@ export interface OperatorServiceDeps {
   users: UsersRepository
   sessions: SessionsRepository
   config: Pick<Config, 'passwordHashCost'>
+  /** Records `password_changed` ({by: 'operator'}) in the change's transaction. */
+  activity: Pick<ActivityLog, 'record'>
 }
 
 // `id:42` names a user by id: neither a username nor an email may contain a colon (field-rules.ts).
@@ -55,12 +58,13 @@ export class OperatorService {
    * (hashed before the transaction opens); every session of the user ends with it. Returns how many ended.
    */
   async setPassword(user: UserRow, password: string): Promise<{ sessionsEnded: number }> {
-    const { db, users, sessions, config } = this.deps
+    const { db, users, sessions, config, activity } = this.deps
     const problems = passwordProblems(password, { username: user.username, email: user.email })
     if (problems.length) throw validationError({ password: problems })
     const hash = await hashPassword(password, config.passwordHashCost)
     return db.kysely.transaction().execute(async (trx) => {
       if (!(await users.update(trx, user.id, { password_hash: hash }))) throw new AppError('not_found', { detail: `user ${user.id} is gone` })
+      await activity.record(trx, { userId: user.id, type: 'password_changed', details: { by: 'operator' } })
       return { sessionsEnded: await sessions.deleteAllOfUser(trx, user.id) }
     })
   }

@@ -1,4 +1,7 @@
 import { parseArgs } from 'node:util'
+import pino from 'pino'
+import { ActivityRepository } from '../activity/activity.repository.js'
+import { ActivityLog } from '../activity/activity.service.js'
 import { createFailureStore } from '../auth/failure-store.js'
 import { SessionsRepository } from '../auth/sessions.repository.js'
 import { SignInLimiter } from '../auth/sign-in-limiter.js'
@@ -166,7 +169,9 @@ async function operate<T>(config: Config, login: string, work: (operator: Operat
   try {
     return await withDb(config, async (db: Db) => {
       await migrateToLatest(db.kysely)
-      const operator = new OperatorService({ db, users: new UsersRepository(db.dialect), sessions: new SessionsRepository(db), config })
+      // Only `record` is used (in the change's transaction): nothing detached, so nothing to log.
+      const activity = new ActivityLog({ db, repository: new ActivityRepository(db), retentionSeconds: config.activityRetentionSeconds, log: pino({ enabled: false }) })
+      const operator = new OperatorService({ db, users: new UsersRepository(db.dialect), sessions: new SessionsRepository(db), config, activity })
       return work(operator, await operator.find(login))
     })
   } catch (error) {

@@ -1,0 +1,27 @@
+import type { Db } from '../db/database.js'
+import type { OutboxRepository } from '../mail/outbox.repository.js'
+import { type FactorChange, factorChangedMail } from '../mail/templates.js'
+import type { UserRow } from '../users/users.table.js'
+import type { ActivityLog } from './activity.service.js'
+import { type ClientInfo, deviceLabel, maskAddress } from './client.js'
+
+/**
+ * A second factor or passkey added, removed or renewed: the activity entry and the mail notice to the account's
+ * address, both recorded in the change's transaction (so a refused change records neither); the sender
+ * delivers after the commit.
+ */
+export class FactorNotices {
+  constructor(private readonly deps: { activity: ActivityLog; outbox: OutboxRepository; wake: () => void }) {}
+
+  /** In the caller's transaction: the entry (with the client) and the notice (device and masked address only). */
+  async record(executor: Db['kysely'], user: UserRow, change: FactorChange, client: ClientInfo, details?: Record<string, string | number | boolean>): Promise<void> {
+    await this.deps.activity.record(executor, { userId: user.id, type: change, client, details })
+    const from = { device: deviceLabel(client.userAgent), address: maskAddress(client.address) }
+    await this.deps.outbox.record(executor, factorChangedMail(user.email, user.username, change, from))
+  }
+
+  /** After the commit: the sender delivers now rather than at its next poll. */
+  committed(): void {
+    this.deps.wake()
+  }
+}
