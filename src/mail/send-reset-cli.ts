@@ -8,7 +8,7 @@ import type { Config } from '../config.js'
 import { createDb } from '../db/database.js'
 import { migrateToLatest } from '../db/migrate.js'
 import { AppError } from '../errors.js'
-import { OperatorService } from '../users/operator.service.js'
+import { findUserByArgument } from '../users/operator.service.js'
 import { UsersRepository } from '../users/users.repository.js'
 import { createMail } from './mail-setup.js'
 import { maskAddress } from './mask.js'
@@ -53,9 +53,7 @@ async function sendReset(config: Config, args: string[]): Promise<void> {
     await migrateToLatest(db.kysely)
     const users = new UsersRepository(db.dialect)
     // USER as every `portrait users` command reads it: a username, an email or id:N (one lookup for all of them).
-    const user = await new OperatorService({ db, users, sessions: new SessionsRepository(db), config })
-      .find(args[0] as string)
-      .catch((error: unknown) => {
+    const user = await findUserByArgument(db, users, args[0] as string).catch((error: unknown) => {
         throw error instanceof AppError ? new SendResetError(Object.values(error.errors ?? {}).flat().join(' ') || error.message) : error
       })
     const store = new MemoryFailureStore()

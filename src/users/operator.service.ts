@@ -21,6 +21,30 @@ export interface OperatorServiceDeps {
 const BY_ID = /^id:(\d{1,16})$/
 
 /**
+ * The user a USER argument names: a username or an email, compared as sign-in compares them (NFKC, lower
+ * case, trimmed), or `id:N`. 404 when there is none; 400 when it is one user's username and another's email.
+ */
+export async function findUserByArgument(db: Db, users: UsersRepository, login: string): Promise<UserRow> {
+  const byId = BY_ID.exec(login.trim())
+  if (byId) {
+    const user = await users.findById(db.kysely, Number(byId[1]))
+    if (!user) throw new AppError('not_found', { detail: `no user has the id ${byId[1]}` })
+    return user
+  }
+  const text = comparable(login.trim())
+  const [byUsername, byEmail] = await Promise.all([users.findByLogin(db.kysely, 'username_lower', text), users.findByLogin(db.kysely, 'email_lower', text)])
+  if (byUsername && byEmail && byUsername.id !== byEmail.id) {
+    throw validationError(
+      { user: [`${JSON.stringify(login)} is the username of user ${byUsername.id} and the email of user ${byEmail.id}: name one as id:${byUsername.id} or id:${byEmail.id}`] },
+      'ambiguous user',
+    )
+  }
+  const user = byUsername ?? byEmail
+  if (!user) throw new AppError('not_found', { detail: `no user has the username or email ${JSON.stringify(login.trim())}` })
+  return user
+}
+
+/**
  * What an operator does to an account from the command line (`portrait users …`), outside any request: no
  * actor and no policy, the operator holds the database. The same rules as the API otherwise: the password rules,
  * the comparable() spelling of a login, and sessions that end in the transaction of the change that ends them.
@@ -28,29 +52,9 @@ const BY_ID = /^id:(\d{1,16})$/
 export class OperatorService {
   constructor(private readonly deps: OperatorServiceDeps) {}
 
-  /**
-   * The user a USER argument names: a username or an email, compared as sign-in compares them (NFKC, lower
-   * case, trimmed), or `id:N`. 404 when there is none; 400 when it is one user's username and another's email.
-   */
-  async find(login: string): Promise<UserRow> {
-    const { db, users } = this.deps
-    const byId = BY_ID.exec(login.trim())
-    if (byId) {
-      const user = await users.findById(db.kysely, Number(byId[1]))
-      if (!user) throw new AppError('not_found', { detail: `no user has the id ${byId[1]}` })
-      return user
-    }
-    const text = comparable(login.trim())
-    const [byUsername, byEmail] = await Promise.all([users.findByLogin(db.kysely, 'username_lower', text), users.findByLogin(db.kysely, 'email_lower', text)])
-    if (byUsername && byEmail && byUsername.id !== byEmail.id) {
-      throw validationError(
-        { user: [`${JSON.stringify(login)} is the username of user ${byUsername.id} and the email of user ${byEmail.id}: name one as id:${byUsername.id} or id:${byEmail.id}`] },
-        'ambiguous user',
-      )
-    }
-    const user = byUsername ?? byEmail
-    if (!user) throw new AppError('not_found', { detail: `no user has the username or email ${JSON.stringify(login.trim())}` })
-    return user
+  /** The user a USER argument names (see findUserByArgument). */
+  find(login: string): Promise<UserRow> {
+    return findUserByArgument(this.deps.db, this.deps.users, login)
   }
 
   /**
