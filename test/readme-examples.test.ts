@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import { testApp } from './helpers/app.js'
 
@@ -25,4 +28,32 @@ test("when the README's example session is run, then the answers have the keys i
   const out = await client.send('POST', '/api/auth/sign-out', { refresh: rotated.json().refresh })
   assert.equal(out.statusCode, 204)
   assert.equal((await client.send('POST', '/api/auth/refresh', { refresh: rotated.json().refresh })).statusCode, 401)
+})
+
+// The newcomer's way to a reset link without SMTP (README, "Resetting a forgotten password"): the README's own
+// command line, run on the newest .eml the server wrote, must print a link whose token resets the password.
+test("when the README's outbox recipe reads the newest .eml, then it prints a reset link that works", async (t) => {
+  const { client, config } = await testApp(t)
+  const email = 'ada@example.com'
+  assert.equal((await client.send('POST', '/api/auth/sign-up', { username: 'ada', email, password: 'analytical-Engine-1843' })).statusCode, 201)
+  assert.equal((await client.send('POST', '/api/auth/password-reset', { email })).statusCode, 202)
+  const outbox = join(config.dataDir, 'outbox')
+  const newest = async () => {
+    for (let tries = 0; tries < 100; tries++) {
+      const files = existsSync(outbox) ? readdirSync(outbox).filter((name) => name.endsWith('.eml')) : []
+      const reset = files.map((name) => join(outbox, name)).filter((file) => readFileSync(file, 'utf8').includes('reset your password'))
+      if (reset.length > 0) return reset[0] as string
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    throw new Error('no reset mail in the outbox')
+  }
+  const file = await newest()
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+  const recipe = /^node -e "(.*)" "\$\(ls -t data\/outbox\/\*\.eml \| head -1\)"$/m.exec(readme)
+  assert.ok(recipe, 'the README shows the node -e line')
+  // Inside double quotes the shell drops a backslash only before $, `, " and another backslash.
+  const link = execFileSync(process.execPath, ['-e', (recipe[1] as string).replace(/\\([$`"\\])/g, '$1'), file], { encoding: 'utf8' }).trim()
+  const token = new URL(link).hash.replace(/^#token=/, '')
+  const confirmed = await client.send('POST', '/api/auth/password-reset/confirm', { token, new_password: 'a-New-long-passphrase-7' })
+  assert.equal(confirmed.statusCode, 204, link)
 })
