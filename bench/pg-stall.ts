@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import type { TestContext } from 'node:test'
 import pg from 'pg'
 import { stallProxy } from '../test/helpers/stall-proxy.js'
 
@@ -19,7 +20,8 @@ await admin.query(`CREATE SCHEMA ${schema}`)
 const dir = mkdtempSync(join(tmpdir(), 'portrait-stall-'))
 let child: ChildProcess | undefined
 try {
-  const proxy = await stallProxy({ after: (fn) => cleanups.push(fn) }, target)
+  // stallProxy registers its close as a test's after hook would; here it is run at the end.
+  const proxy = await stallProxy({ after: (fn: () => Promise<void>) => cleanups.push(fn) } as unknown as TestContext, target)
   const env = {
     ...process.env,
     DATABASE_URL: proxy.url,

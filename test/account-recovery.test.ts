@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict'
-import { test, type TestContext } from 'node:test'
+import { type TestContext, test } from 'node:test'
 import { sql } from 'kysely'
+import { buildApp } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
 import { createDb } from '../src/db/database.js'
-import { buildApp } from '../src/app.js'
 import { DIALECTS, GOOD_PASSWORD, problemOf, type Session, TestClient, testApp, testConfig, uniqueName } from './helpers/app.js'
+import { deferCleanup } from './helpers/cleanup.js'
 import { setFlags } from './helpers/db.js'
 import { REDIS_SKIP, testRedisPrefix } from './helpers/redis.js'
 import { recipients, type SmtpSink, startSmtp, tokenIn } from './helpers/smtp.js'
@@ -25,7 +26,7 @@ async function appWithSmtp(t: TestContext, dialect: 'sqlite' | 'postgres', overr
 /** A statement on the app's database through a connection of the test's own. */
 async function onDb(t: TestContext, config: Config) {
   const db = createDb(config)
-  t.after(() => db.destroy())
+  deferCleanup(t, () => db.destroy())
   return db.kysely
 }
 
@@ -276,9 +277,9 @@ suite('mail limits and a reset shared through Redis', REDIS_SKIP, () => {
       signInLimits: { maxFailuresPerAccount: 2, maxFailuresPerAddress: 1000, windowSeconds: 900 },
     })
     const a = await buildApp(config)
-    t.after(() => a.close())
+    deferCleanup(t, () => a.close())
     const b = await buildApp(config)
-    t.after(() => b.close())
+    deferCleanup(t, () => b.close())
     const [first, second] = [new TestClient(a), new TestClient(b)]
     const me = await first.signUp()
     for (let i = 0; i < 2; i++) problemOf(await second.send('POST', '/api/auth/sign-in', { username: me.user.username, password: `wrong-guess-${i}` }), 401)

@@ -6,12 +6,13 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import sharp from 'sharp'
-import { ConcurrencyLimit } from '../src/concurrency.js'
 import { type SweepOptions, sweepUnreferencedAvatars } from '../src/avatars/media-sweep.js'
 import { createAvatarStorage } from '../src/avatars/storage-factory.js'
+import { ConcurrencyLimit } from '../src/concurrency.js'
 import { createDb } from '../src/db/database.js'
 import { UsersRepository } from '../src/users/users.repository.js'
 import { DIALECTS, problemOf, type Session, type TestClient, testApp } from './helpers/app.js'
+import { deferCleanup } from './helpers/cleanup.js'
 import { BOUNDARY, bigPng, EXIF_MARKER, type Format, GPS_MARKER, image, jpegWithExif, multipart, type Part, storedFiles } from './helpers/images.js'
 import { suite } from './helpers/suite.js'
 
@@ -276,7 +277,7 @@ for (const dialect of DIALECTS) {
       const head = multipart([avatarPart(Buffer.alloc(0))]).payload.subarray(0, -(`\r\n--${BOUNDARY}--\r\n`.length))
       const declared = 64 * 1024 * 1024
       const socket = connect(port, '127.0.0.1')
-      t.after(() => socket.destroy())
+      deferCleanup(t, () => socket.destroy())
       socket.write(
         `PUT /api/users/${me.user.id} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${me.access}\r\n` +
           `Content-Type: multipart/form-data; boundary=${BOUNDARY}\r\nContent-Length: ${head.length + declared}\r\n\r\n`,
@@ -325,7 +326,7 @@ for (const dialect of DIALECTS) {
       for (const name of Object.values(planted)) writeFileSync(join(dir, name), 'x')
       for (const name of [planted.oldOrphan, planted.oldTemp, kept]) utimesSync(join(dir, name), hourAgo, hourAgo)
       const db = createDb(config)
-      t.after(() => db.destroy())
+      deferCleanup(t, () => db.destroy())
       const sweep = async (options?: SweepOptions) =>
         sweepUnreferencedAvatars(db.kysely, new UsersRepository(db.dialect), await createAvatarStorage(config, db), options)
       assert.equal(await sweep({ minAgeMs: 600_000 }), 2)

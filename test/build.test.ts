@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import { TEST_JWT_SECRET } from './helpers/app.js'
+import { deferCleanup, removeWhenDone } from './helpers/cleanup.js'
 import { startServer } from './helpers/processes.js'
 import { freePort } from './helpers/throwaway-servers.js'
 
@@ -18,7 +19,7 @@ test('when the sources are built as npm start builds them, then the compiled ser
   // Inside the repository, so that the compiled modules resolve node_modules as dist/ does.
   mkdirSync(join(ROOT, 'node_modules', '.cache'), { recursive: true })
   const out = mkdtempSync(join(ROOT, 'node_modules', '.cache', 'portrait-build-'))
-  t.after(() => rmSync(out, { recursive: true, force: true }))
+  removeWhenDone(t, out)
   const built = spawnSync(process.execPath, [join(ROOT, 'scripts/build.mjs'), out], { encoding: 'utf8' })
   assert.equal(built.status, 0, built.stderr)
 
@@ -53,7 +54,7 @@ function npmStart(t: TestContext, cwd: string, env: Record<string, string>) {
   child.stdout.on('data', (chunk: Buffer) => { output += chunk })
   child.stderr.on('data', (chunk: Buffer) => { output += chunk })
   const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)))
-  t.after(async () => {
+  deferCleanup(t, async () => {
     if (child.exitCode === null && child.signalCode === null) {
       process.kill(-(child.pid as number), 'SIGTERM')
       const timer = setTimeout(() => process.kill(-(child.pid as number), 'SIGKILL'), 10_000)
@@ -84,7 +85,7 @@ async function servesThePage(url: string): Promise<void> {
 test('when two npm start run at once in one checkout and a third exits at once, then both servers come up and keep serving the page', { timeout: 180_000 }, async (t) => {
   // A copy of the checkout (what npm start reads), with the installed packages linked in.
   const copy = mkdtempSync(join(tmpdir(), 'portrait-checkout-'))
-  t.after(() => rmSync(copy, { recursive: true, force: true }))
+  removeWhenDone(t, copy)
   for (const entry of ['package.json', 'scripts', 'src']) cpSync(join(ROOT, entry), join(copy, entry), { recursive: true })
   symlinkSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'))
   const instance = (name: string, port: string) => ({

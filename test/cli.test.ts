@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import Database from 'better-sqlite3'
 import { registerSqliteFunctions } from '../src/db/database.js'
+import { deferCleanup } from './helpers/cleanup.js'
 
 const CLI = join(import.meta.dirname, '..', 'bin', 'portrait.js')
 
@@ -128,7 +129,7 @@ test('when a command refuses its input, then only the reason is printed; a usage
 function onTerminal(t: test.TestContext, env: Record<string, string>, answers: string[]): Promise<{ code: number | null; out: string }> {
   const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} create-superuser --username root --email root@example.com`
   const child = spawn('script', ['-qec', command, '/dev/null'], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
-  t.after(() => child.kill('SIGKILL'))
+  deferCleanup(t, () => child.kill('SIGKILL'))
   let out = ''
   let asked = 0
   child.stdout.on('data', (chunk: Buffer) => {

@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { GOOD_PASSWORD } from './helpers/app.js'
+import { removeWhenDone } from './helpers/cleanup.js'
 import { callServer, startServer, waitForHealth } from './helpers/processes.js'
-import { freePort, THROWAWAY_POSTGRES_SKIP, THROWAWAY_REDIS_SKIP, throwawayPostgres, throwawayRedis } from './helpers/throwaway-servers.js'
 import { suite } from './helpers/suite.js'
+import { freePort, THROWAWAY_POSTGRES_SKIP, THROWAWAY_REDIS_SKIP, throwawayPostgres, throwawayRedis } from './helpers/throwaway-servers.js'
 
 function assertUnavailable(response: Awaited<ReturnType<typeof callServer>>, dependency: string) {
   assert.equal(response.status, 503, JSON.stringify(response.json))
@@ -86,7 +87,7 @@ suite('when PostgreSQL goes away', THROWAWAY_POSTGRES_SKIP, () => {
 
 test('when the database does not answer at start, then the server exits 1 with one line naming the cause', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'portrait-nodb-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  removeWhenDone(t, dir)
   const port = await freePort()
   const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     cwd: join(import.meta.dirname, '..'),

@@ -14,6 +14,7 @@ import { type ImportSummary, importDjangoUsers, type RowReport } from '../src/im
 import { openDjangoSource } from '../src/import/django-source.js'
 import { UsersRepository } from '../src/users/users.repository.js'
 import { DIALECTS, GOOD_PASSWORD, type TestClient, testApp } from './helpers/app.js'
+import { removeWhenDone } from './helpers/cleanup.js'
 import { freshSchema, POSTGRES_SKIP, queryPostgres } from './helpers/postgres.js'
 import { suite } from './helpers/suite.js'
 
@@ -231,7 +232,7 @@ for (const dialect of DIALECTS) {
     test('when Django rows break Portrait rules, then repairable ones are trimmed, colliding and invalid ones reported with the reason and kept id', async (t) => {
       const { config, client } = await testApp(t, dialect.name)
       const dir = mkdtempSync(join(tmpdir(), 'portrait-django-'))
-      t.after(() => rmSync(dir, { recursive: true, force: true }))
+      removeWhenDone(t, dir)
       const source = join(dir, 'db.sqlite3')
       copyFileSync(FIXTURE_DB, source)
       cpSync(MEDIA, join(dir, 'media'), { recursive: true })
@@ -317,7 +318,7 @@ suite('Django import from a PostgreSQL source', POSTGRES_SKIP, () => {
     const schema = await freshSchema(t)
     await djangoOnPostgres(schema)
     const dir = mkdtempSync(join(tmpdir(), 'portrait-django-cli-'))
-    t.after(() => rmSync(dir, { recursive: true, force: true }))
+    removeWhenDone(t, dir)
     const env = { ...process.env, DATABASE_URL: `sqlite:${join(dir, 'p.db')}`, MEDIA_ROOT: join(dir, 'media'), DATA_DIR: dir }
     const report = join(dir, 'report.json')
     const args = ['import-django', '--from', process.env.TEST_DATABASE_URL as string, '--table', `${schema}.users_users`, '--media-root', MEDIA, '--report', report]

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { watch } from 'node:fs'
 import { test } from 'node:test'
 import { dataDir, startServer } from './hardening/server.js'
+import { deferCleanup } from './helpers/cleanup.js'
 
 // /api/health is public and the fs media check writes (and removes) a 64 KiB file: one per request let a
 // single client turn a flood of health checks into as many file writes on the avatars disk.
@@ -13,7 +14,7 @@ test('when 100 health checks arrive at once, then the media probe writes a few f
   const watcher = watch(data.avatarsDir, (_event, name) => {
     if (name?.startsWith('.probe.')) probes.add(name)
   })
-  t.after(() => watcher.close())
+  deferCleanup(t, () => watcher.close())
   const replies = await Promise.all(Array.from({ length: 100 }, () => fetch(`${server.url}/api/health`, { signal: AbortSignal.timeout(30_000) })))
   for (const reply of replies) assert.equal(reply.status, 200)
   await new Promise((resolve) => setTimeout(resolve, 200))

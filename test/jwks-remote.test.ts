@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { type TestContext, test } from 'node:test'
-import Database from 'better-sqlite3'
 import { promisify } from 'node:util'
+import Database from 'better-sqlite3'
 import { GOOD_PASSWORD } from './helpers/app.js'
+import { deferCleanup, removeWhenDone } from './helpers/cleanup.js'
 import { freshSchema, POSTGRES_SKIP } from './helpers/postgres.js'
 import { startServer } from './helpers/processes.js'
 import { suite } from './helpers/suite.js'
@@ -49,7 +50,7 @@ function remoteVerifier(t: TestContext, jwksUrl: string, issuer: string, cacheMa
     env: { PATH: process.env.PATH ?? '', JWKS_URL: jwksUrl, ISSUER: issuer, AUDIENCE, CACHE_MAX_AGE_MS: String(cacheMaxAgeMs) },
     stdio: ['pipe', 'pipe', 'inherit'],
   })
-  t.after(() => child.kill('SIGKILL'))
+  deferCleanup(t, () => child.kill('SIGKILL'))
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
   return async (token: string): Promise<{ ok: boolean; kid?: string; sub?: string; code?: string }> => {
     child.stdin.write(`${token}\n`)
@@ -63,7 +64,7 @@ function remoteVerifier(t: TestContext, jwksUrl: string, issuer: string, cacheMa
 
 test('when another service verifies with jose and the JWKS URL, then it follows rotation and revocation', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'portrait-jwks-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  removeWhenDone(t, dir)
   const env = { DATABASE_URL: `sqlite:${join(dir, 'portrait.db')}`, DATA_DIR: dir, JWT_SECRET: '', JWT_AUDIENCE: AUDIENCE }
   const server = await startServer(t, { env })
   // No JWT_ISSUER or PUBLIC_URL: the issuer is the configured HOST:PORT (PORT=0 here), the same on every instance.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { test, type TestContext } from 'node:test'
+import { type TestContext, test } from 'node:test'
 import { simpleParser } from 'mailparser'
 import { buildApp } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
@@ -9,6 +9,7 @@ import { createDb } from '../src/db/database.js'
 import { maskAddress } from '../src/mail/mask.js'
 import { backoffMs } from '../src/mail/sender.js'
 import { DIALECTS, GOOD_PASSWORD, TestClient, testApp, testConfig, uniqueName } from './helpers/app.js'
+import { deferCleanup } from './helpers/cleanup.js'
 import { POSTGRES_SKIP } from './helpers/postgres.js'
 import { callServer, startServer } from './helpers/processes.js'
 import { freePort, recipients, startSmtp, tokenIn } from './helpers/smtp.js'
@@ -29,7 +30,7 @@ async function until<T>(what: string, check: () => Promise<T | undefined | false
 
 async function outboxOf(t: TestContext, config: Config) {
   const db = createDb(config)
-  t.after(() => db.destroy())
+  deferCleanup(t, () => db.destroy())
   return () => db.kysely.selectFrom('mail_outbox').selectAll().orderBy('id').execute()
 }
 
@@ -113,9 +114,9 @@ suite('two app instances on one PostgreSQL schema', POSTGRES_SKIP, () => {
     // Polling often, so that the two senders really compete for the same rows.
     const config = await testConfig(t, 'postgres', smtpMail(smtp.url, { pollIntervalMs: 20 }))
     const a = await buildApp(config)
-    t.after(() => a.close())
+    deferCleanup(t, () => a.close())
     const b = await buildApp(config)
-    t.after(() => b.close())
+    deferCleanup(t, () => b.close())
     const clients = [new TestClient(a), new TestClient(b)]
     const count = 24
     const users = await Promise.all(Array.from({ length: count }, (_, i) => (clients[i % 2] as TestClient).signUp({ username: uniqueName('pair') })))

@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict'
-import { createServer, type AddressInfo } from 'node:net'
+import { type AddressInfo, createServer } from 'node:net'
 import { test } from 'node:test'
 import Database from 'better-sqlite3'
 import { ServiceKeys } from '../src/auth/service-keys.js'
-import { createDb } from '../src/db/database.js'
 import { loadConfig } from '../src/config.js'
+import { createDb } from '../src/db/database.js'
 import { GOOD_PASSWORD, testApp, uniqueName } from './helpers/app.js'
+import { deferCleanup } from './helpers/cleanup.js'
 import { image } from './helpers/images.js'
-import { recipients, startSmtp, tokenIn } from './helpers/smtp.js'
 import { awayFromStepEdge, codeAt } from './helpers/mfa.js'
-import { SoftAuthenticator } from './helpers/webauthn.js'
 import { Contract, conformanceProblems, type Exchange, schemaCompiler } from './helpers/openapi.js'
+import { recipients, startSmtp, tokenIn } from './helpers/smtp.js'
+import { SoftAuthenticator } from './helpers/webauthn.js'
 
 // The service held to its own document, over a real socket: every exchange below is checked against the live
 // /api/openapi.json (status documented for the operation, content type, body schema, documented headers). The
@@ -32,7 +33,7 @@ async function listening(t: import('node:test').TestContext) {
   const address = (await app.listen({ port: 0, host: '127.0.0.1' })).replace('//127.0.0.1:', '//localhost:')
   // A service credential for introspection, made as `portrait service-keys create` makes it.
   const db = createDb(config)
-  t.after(() => db.destroy())
+  deferCleanup(t, () => db.destroy())
   const serviceSecret = await new ServiceKeys(db).create('conformance')
   return { config, serviceSecret, smtp, contract: await Contract.load(address) }
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { createDb } from '../src/db/database.js'
 import { DIALECTS, GOOD_PASSWORD, problemOf, type TestClient, testApp } from './helpers/app.js'
+import { deferCleanup } from './helpers/cleanup.js'
 import { awayFromStepEdge, claimsOf, enrolTotp, sideDb } from './helpers/mfa.js'
 import { suite } from './helpers/suite.js'
 import { type CreationOptions, type Lies, type RequestOptions, SoftAuthenticator } from './helpers/webauthn.js'
@@ -158,7 +159,7 @@ for (const dialect of DIALECTS) {
       assert.deepEqual((await client.get('/api/users/me/passkeys', other.access)).json().results, [])
 
       const db = createDb(config)
-      t.after(() => db.destroy())
+      deferCleanup(t, () => db.destroy())
       await db.kysely.updateTable('users').set({ is_active: 0 }).where('id', '=', owner.user.id).execute()
       problemOf(await passkeySignIn(client, authenticator), 401)
     })

@@ -7,6 +7,7 @@ import { createDb } from '../src/db/database.js'
 import { MIGRATION_NAMES, migrateToLatest } from '../src/db/migrate.js'
 import { isDatabaseUnavailable } from '../src/db/unavailable.js'
 import { DIALECTS, problemOf, testApp } from './helpers/app.js'
+import { deferCleanup } from './helpers/cleanup.js'
 import { setFlags } from './helpers/db.js'
 import { POSTGRES_SKIP, queryPostgres } from './helpers/postgres.js'
 import { suite } from './helpers/suite.js'
@@ -114,11 +115,11 @@ suite('PostgreSQL storage types', POSTGRES_SKIP, () => {
 suite('PostgreSQL connections', POSTGRES_SKIP, () => {
   test('when a connection dies between two statements of a transaction, then the caller gets the error and the process lives on', async (t) => {
     const db = createDb({ databaseUrl: process.env.TEST_DATABASE_URL as string, databasePoolSize: 2 })
-    t.after(() => db.destroy())
+    deferCleanup(t, () => db.destroy())
     const uncaught: unknown[] = []
     const onUncaught = (error: unknown) => uncaught.push(error)
     process.on('uncaughtException', onUncaught)
-    t.after(() => process.off('uncaughtException', onUncaught))
+    deferCleanup(t, () => process.off('uncaughtException', onUncaught))
 
     const failure = await db.kysely
       .transaction()
@@ -154,7 +155,7 @@ suite('PostgreSQL migrations', POSTGRES_SKIP, () => {
         await queryPostgres(`DROP SCHEMA ${schema} CASCADE`)
       }
     })()
-    t.after(async () => {
+    deferCleanup(t, async () => {
       churning = false
       await churn
     })

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { DIALECTS, GOOD_PASSWORD, problemOf, type TestClient, testApp } from './helpers/app.js'
 import { setFlags } from './helpers/db.js'
 import { multipart } from './helpers/images.js'
-import { DIALECTS, GOOD_PASSWORD, problemOf, type TestClient, testApp } from './helpers/app.js'
 import { suite } from './helpers/suite.js'
 
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' }

@@ -5,6 +5,7 @@ import { buildApp } from '../src/app.js'
 import { RedisFailureStore } from '../src/auth/redis-failure-store.js'
 import type { Config } from '../src/config.js'
 import { DIALECTS, GOOD_PASSWORD, problemOf, TestClient, testApp } from './helpers/app.js'
+import { deferCleanup } from './helpers/cleanup.js'
 import { REDIS_SKIP, testRedisPrefix } from './helpers/redis.js'
 import { suite } from './helpers/suite.js'
 
@@ -14,11 +15,11 @@ suite('Redis failure store', REDIS_SKIP, () => {
   test('when attempts are reserved, then the window starts with the first one and later ones do not extend it', async (t) => {
     const keyPrefix = testRedisPrefix(t)
     const store = new RedisFailureStore({ url: REDIS_URL, keyPrefix })
-    t.after(() => store.close())
+    deferCleanup(t, () => store.close())
     await store.ready(3000)
     assert.deepEqual(await store.reserve([{ key: 'k', limit: 2 }], 60), { allowed: true })
     const raw = new Redis(REDIS_URL)
-    t.after(() => raw.disconnect())
+    deferCleanup(t, () => raw.disconnect())
     // Shorten the window by hand: a later reservation must keep it, not restart it at 60 s.
     await raw.expire(`${keyPrefix}k`, 5)
     assert.deepEqual(await store.reserve([{ key: 'k', limit: 2 }], 60), { allowed: true })
@@ -39,10 +40,10 @@ suite('Redis failure store', REDIS_SKIP, () => {
   test('when one counter of a decision is at its limit, then none of them is counted', async (t) => {
     const keyPrefix = testRedisPrefix(t)
     const store = new RedisFailureStore({ url: REDIS_URL, keyPrefix })
-    t.after(() => store.close())
+    deferCleanup(t, () => store.close())
     await store.ready(3000)
     const raw = new Redis(REDIS_URL)
-    t.after(() => raw.disconnect())
+    deferCleanup(t, () => raw.disconnect())
     // A count left without a TTL (by hand here) gets one when it blocks, so it cannot block for ever.
     await raw.set(`${keyPrefix}full`, '3')
     const refused = await store.reserve([{ key: 'open', limit: 10 }, { key: 'full', limit: 3 }], 60)
@@ -55,13 +56,13 @@ suite('Redis failure store', REDIS_SKIP, () => {
   test('when many reservations race from two instances, then exactly the limit are allowed', async (t) => {
     const keyPrefix = testRedisPrefix(t)
     const stores = [0, 1].map(() => new RedisFailureStore({ url: REDIS_URL, keyPrefix }))
-    t.after(() => Promise.all(stores.map((store) => store.close())))
+    deferCleanup(t, () => Promise.all(stores.map((store) => store.close())))
     await Promise.all(stores.map((store) => store.ready(3000)))
     const counters = [{ key: 'account', limit: 10 }, { key: 'address', limit: 100 }]
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => stores[i % 2]?.reserve(counters, 60)))
     assert.equal(results.filter((result) => result?.allowed).length, 10)
     const raw = new Redis(REDIS_URL)
-    t.after(() => raw.disconnect())
+    deferCleanup(t, () => raw.disconnect())
     assert.deepEqual(await raw.mget(`${keyPrefix}account`, `${keyPrefix}address`), ['10', '10'])
   })
 })
@@ -69,7 +70,7 @@ suite('Redis failure store', REDIS_SKIP, () => {
 /** Another app on the same config (database included), closed when the test ends. */
 async function secondInstance(t: TestContext, config: Config) {
   const app = await buildApp(config)
-  t.after(() => app.close())
+  deferCleanup(t, () => app.close())
   return { app, client: new TestClient(app) }
 }
 

@@ -5,13 +5,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { GOOD_PASSWORD } from './helpers/app.js'
+import { removeWhenDone } from './helpers/cleanup.js'
 import { startServer } from './helpers/processes.js'
 
 const ROOT = join(import.meta.dirname, '..')
 
 test('when the server runs as a process, then a whole session works over a real socket and secrets stay out of the log', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'portrait-socket-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  removeWhenDone(t, dir)
   // No JWT_SECRET: the server generates one, as on a newcomer's first start.
   const { url, child, output } = await startServer(t, { env: { DATA_DIR: dir, DATABASE_URL: `sqlite:${join(dir, 'portrait.db')}`, JWT_SECRET: '' } })
 

@@ -6,6 +6,7 @@ import { SessionsRepository } from '../src/auth/sessions.repository.js'
 import type { Config } from '../src/config.js'
 import { createDb } from '../src/db/database.js'
 import { DIALECTS, testApp } from './helpers/app.js'
+import { deferCleanup } from './helpers/cleanup.js'
 import { queryPostgres } from './helpers/postgres.js'
 import { suite } from './helpers/suite.js'
 
@@ -88,7 +89,7 @@ for (const dialect of DIALECTS) {
       }
 
       const db = createDb(config)
-      t.after(() => db.destroy())
+      deferCleanup(t, () => db.destroy())
       const removed = await purgeExpiredSessions(new SessionsRepository(db), new Date(), 500)
       assert.equal(removed, expired)
       assert.deepEqual(await sessionIds(config, owner.user.id), [...liveIds, 'live-1', 'live-2', 'live-3'].sort())

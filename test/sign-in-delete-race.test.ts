@@ -2,10 +2,10 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import SQLite from 'better-sqlite3'
 import pg from 'pg'
-import { DIALECTS, GOOD_PASSWORD } from './helpers/app.js'
-import { freshSchema } from './helpers/postgres.js'
 import { Api, assertProblem } from './hardening/client.js'
 import { dataDir, startServer } from './hardening/server.js'
+import { DIALECTS, GOOD_PASSWORD } from './helpers/app.js'
+import { freshSchema } from './helpers/postgres.js'
 
 // A sign-in whose password check is under way while the account is deleted: the account was there when it
 // was looked up and is gone when the session is written. Before: the session's foreign key failed, 500.

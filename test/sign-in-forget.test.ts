@@ -4,6 +4,7 @@ import { RedisFailureStore } from '../src/auth/redis-failure-store.js'
 import { type FailureStore, MemoryFailureStore, SignInLimiter } from '../src/auth/sign-in-limiter.js'
 import { loadConfig } from '../src/config.js'
 import type { AppError } from '../src/errors.js'
+import { deferCleanup } from './helpers/cleanup.js'
 import { REDIS_SKIP, testRedisPrefix } from './helpers/redis.js'
 
 const LIMITS = { maxFailuresPerAccount: 2, maxFailuresPerAddress: 100, windowSeconds: 600 }
@@ -46,14 +47,14 @@ test('when an account is forgotten in the memory store, then it and its devices 
 test('when an account is forgotten in Redis, then it and its devices may try again and nobody else may', { skip: REDIS_SKIP }, async (t) => {
   // Glob characters in the key prefix must not widen (or empty) the device pattern.
   const store = new RedisFailureStore({ url: process.env.TEST_REDIS_URL as string, keyPrefix: `${testRedisPrefix(t)}[glob*?]:` })
-  t.after(() => store.close())
+  deferCleanup(t, () => store.close())
   await store.ready(3000)
   await forgetsOneAccount(store)
 })
 
 test('when Redis does not answer, then forgetting is a 503 naming Redis, not a success', async (t) => {
   const store = new RedisFailureStore({ url: 'redis://127.0.0.1:1', keyPrefix: 'x:', commandTimeoutMs: 200 })
-  t.after(() => store.close())
+  deferCleanup(t, () => store.close())
   const limiter = new SignInLimiter(store, LIMITS, loadConfig({}).signUpLimits)
   await assert.rejects(limiter.forgetAccount(7), (error: AppError) => error.code === 'service_unavailable' && error.dependency === 'redis')
 })

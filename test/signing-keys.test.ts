@@ -5,7 +5,8 @@ import { ServiceKeys } from '../src/auth/service-keys.js'
 import { SigningKeyStore } from '../src/auth/signing-keys.js'
 import { createDb } from '../src/db/database.js'
 import { migrateToLatest } from '../src/db/migrate.js'
-import { type DialectName, DIALECTS, problemOf, testApp, testConfig } from './helpers/app.js'
+import { DIALECTS, type DialectName, problemOf, testApp, testConfig } from './helpers/app.js'
+import { deferCleanup } from './helpers/cleanup.js'
 import { suite } from './helpers/suite.js'
 
 // EdDSA (no JWT_SECRET, the default of `npm start`) and ES256, on both databases, through the real app.
@@ -16,7 +17,7 @@ const form = (fields: Record<string, string>) => new URLSearchParams(fields).toS
 async function keyApp(t: Parameters<typeof testApp>[0], dialect: DialectName, overrides: Parameters<typeof testApp>[2] = {}) {
   const built = await testApp(t, dialect, { jwtSecret: undefined, ...overrides })
   const db = createDb(built.config)
-  t.after(() => db.destroy())
+  deferCleanup(t, () => db.destroy())
   return { ...built, store: new SigningKeyStore(db), serviceKeys: new ServiceKeys(db) }
 }
 
@@ -47,7 +48,7 @@ for (const dialect of DIALECTS) {
       assert.deepEqual([key.kty, key.crv, key.alg, typeof key.y], ['EC', 'P-256', 'ES256', 'string'])
       // A second instance on the same database configured for EdDSA: a new EdDSA key signs, the ES256 one verifies on.
       const other = await buildApp({ ...config, jwtAlgorithm: 'EdDSA' })
-      t.after(() => other.close())
+      deferCleanup(t, () => other.close())
       const me = await other.inject({ method: 'GET', url: '/api/users/me', headers: { authorization: `Bearer ${session.access}` } })
       assert.equal(me.statusCode, 200)
       const jwks = await other.inject({ method: 'GET', url: '/.well-known/jwks.json' })
@@ -63,7 +64,7 @@ for (const dialect of DIALECTS) {
       await migrateToLatest(db.kysely)
       await db.destroy()
       const apps = await Promise.all([buildApp(config), buildApp(config), buildApp(config)])
-      t.after(() => Promise.all(apps.map((app) => app.close())))
+      deferCleanup(t, () => Promise.all(apps.map((app) => app.close())))
       const kids = await Promise.all(apps.map(async (app) => (await app.inject({ method: 'GET', url: '/.well-known/jwks.json' })).json().keys.map((key: { kid: string }) => key.kid)))
       assert.equal(kids[0].length, 1)
       assert.deepEqual(kids[1], kids[0])
@@ -114,7 +115,7 @@ for (const dialect of DIALECTS) {
       assert.ok(lifetime > 925_000 && lifetime <= 930_000, `retires in ${lifetime} ms`)
       // Standing in for 15 minutes passing: the same row as then, written now.
       const db = createDb(config)
-      t.after(() => db.destroy())
+      deferCleanup(t, () => db.destroy())
       await db.kysely.updateTable('signing_keys').set({ retires_at: new Date(Date.now() - 1000).toISOString() }).where('kid', '=', oldKid).execute()
       await new Promise((resolve) => setTimeout(resolve, 1100))
       const jwks = (await client.get('/.well-known/jwks.json')).json()

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { TEST_JWT_SECRET } from './helpers/app.js'
+import { deferCleanup, removeWhenDone } from './helpers/cleanup.js'
 
 const ROOT = join(import.meta.dirname, '..')
 const PG = process.env.TEST_DATABASE_URL
@@ -13,7 +14,7 @@ const PG = process.env.TEST_DATABASE_URL
 /** Runs the real server with `env` and returns how it ended; it is expected to exit at once. */
 function start(t: test.TestContext, env: Record<string, string>): Promise<{ status: number | null; stderr: string; stdout: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'portrait-startup-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  removeWhenDone(t, dir)
   const base = { PATH: process.env.PATH ?? '', DATA_DIR: dir, DATABASE_URL: `sqlite:${join(dir, 'portrait.db')}`, MEDIA_ROOT: join(dir, 'media'), JWT_SECRET: TEST_JWT_SECRET, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn' }
   return new Promise((resolveRun) => {
     execFile(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env: { ...base, ...env, ...(env.DATABASE_URL === 'dir' ? { DATABASE_URL: `sqlite:${dir}` } : {}) }, timeout: 60_000 }, (error, stdout, stderr) => {
@@ -31,7 +32,7 @@ function assertOneLine(result: { status: number | null; stderr: string }, patter
 test('when the port is taken, then the server exits 1 with one line saying so', async (t) => {
   const holder = createServer()
   await new Promise<void>((listening) => holder.listen(0, '127.0.0.1', listening))
-  t.after(() => holder.close())
+  deferCleanup(t, () => holder.close())
   const { port } = holder.address() as { port: number }
   assertOneLine(await start(t, { PORT: String(port) }), new RegExp(`^portrait: 127\\.0\\.0\\.1:${port} is already in use \\(EADDRINUSE\\); stop the other server or set PORT`))
 })

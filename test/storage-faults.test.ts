@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import { GOOD_PASSWORD, problemOf, type Session, type TestClient, testApp } from './helpers/app.js'
+import { deferCleanup, removeWhenDone } from './helpers/cleanup.js'
 import { image, multipart } from './helpers/images.js'
 import { callServer, startServer, waitForHealth } from './helpers/processes.js'
 import { suite } from './helpers/suite.js'
@@ -39,7 +40,7 @@ interface Tmpfs {
 function tmpfs(t: TestContext, size: string): Tmpfs {
   const dir = mkdtempSync(join(tmpdir(), 'portrait-tmpfs-'))
   execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir])
-  t.after(() => {
+  deferCleanup(t, () => {
     // Lazy: a server or app of this test may still hold a file open; the mount goes once it lets go.
     execFileSync('umount', ['-l', dir])
     rmSync(dir, { recursive: true, force: true })
@@ -209,7 +210,7 @@ suite('SQLite storage faults (real tmpfs)', MOUNT_SKIP, () => {
     // A clean stop removes the WAL index; read-only, SQLite cannot make a new one, so the file cannot be opened.
     disk.remount('ro')
     const dir = mkdtempSync(join(tmpdir(), 'portrait-rodb-'))
-    t.after(() => rmSync(dir, { recursive: true, force: true }))
+    removeWhenDone(t, dir)
     const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
       cwd: join(import.meta.dirname, '..'),
       env: { PATH: process.env.PATH, DATA_DIR: dir, MEDIA_ROOT: join(dir, 'media'), PORT: '0', ...env },

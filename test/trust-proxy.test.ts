@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { Config } from '../src/config.js'
-import { testApp } from './helpers/app.js'
 import { Api } from './hardening/client.js'
 import { startServer } from './hardening/server.js'
+import { testApp } from './helpers/app.js'
 
 // Behind a reverse proxy the client address (per-address sign-in limits) is the rightmost X-Forwarded-For
 // entry that no trusted proxy wrote: everything left of it was written by the client and proves nothing.

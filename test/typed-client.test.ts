@@ -5,6 +5,7 @@ import { test } from 'node:test'
 import openapiTS, { astToString } from 'openapi-typescript'
 import ts from 'typescript'
 import { GOOD_PASSWORD, testApp, uniqueName } from './helpers/app.js'
+import { removeWhenDone } from './helpers/cleanup.js'
 import { image } from './helpers/images.js'
 
 // A client generated from the live document (openapi-typescript + openapi-fetch, as README shows) compiles
@@ -100,7 +101,7 @@ test('when a client is generated from the live document, then it type-checks wit
   // Inside node_modules so that `openapi-fetch` resolves as it would in a client's project.
   mkdirSync(join(ROOT, 'node_modules/.cache'), { recursive: true })
   const dir = mkdtempSync(join(ROOT, 'node_modules/.cache/portrait-typed-client-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  removeWhenDone(t, dir)
   writeFileSync(join(dir, 'package.json'), '{"type":"module"}')
   writeFileSync(join(dir, 'portrait.ts'), types)
   writeFileSync(join(dir, 'client.ts'), CLIENT)

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
 import SQLite from 'better-sqlite3'
-import pg from 'pg'
 import { type Kysely, sql } from 'kysely'
+import pg from 'pg'
 import type { Config } from '../src/config.js'
 import { createDb } from '../src/db/database.js'
 import { migrateToLatest } from '../src/db/migrate.js'
@@ -11,6 +11,7 @@ import * as userSearchGrams from '../src/db/migrations/0011_user_search_grams.js
 import { GRAM_INDEX, gramToken, PG_GRAMS_EXPRESSION, searchGrams } from '../src/users/search-index.js'
 import { SHORT_SEARCH_WINDOW, UsersRepository } from '../src/users/users.repository.js'
 import { DIALECTS, type DialectName, GOOD_PASSWORD, problemOf, type Session, type TestClient, testApp } from './helpers/app.js'
+import { deferCleanup } from './helpers/cleanup.js'
 import { setFlags } from './helpers/db.js'
 import { queryPostgres } from './helpers/postgres.js'
 import { startServer } from './helpers/processes.js'
@@ -235,7 +236,7 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(await ids('yr'), [ada.user.id])
 
       const db = createDb(config)
-      t.after(() => db.destroy())
+      deferCleanup(t, () => db.destroy())
       const users = new UsersRepository(db.dialect)
       // A transaction that rolls back after its update leaves the index as it was.
       await assert.rejects(
@@ -318,7 +319,7 @@ for (const dialect of DIALECTS) {
       const { client, config, staff } = await staffApp(t, dialect.name)
       // Back to the schema before 0011 (its down, and its row gone from Kysely's table), a user written meanwhile, then up again.
       const db = createDb(config)
-      t.after(() => db.destroy())
+      deferCleanup(t, () => db.destroy())
       const kysely = db.kysely as unknown as Kysely<any>
       await userSearchGrams.down(kysely)
       await kysely.deleteFrom('kysely_migration').where('name', '=', '0011_user_search_grams').execute()
@@ -348,7 +349,7 @@ suite('user search without pg_trgm (postgres)', DIALECTS[1]?.skip ?? 'no postgre
     const url = new URL(base)
     url.pathname = `/${name}`
     await queryPostgres(`create schema app authorization ${name}`, [], { url: url.toString() })
-    t.after(async () => {
+    deferCleanup(t, async () => {
       await queryPostgres(`drop database if exists ${name} with (force)`)
       await queryPostgres(`drop role if exists ${name}`)
     })

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { type Kysely, Migrator, sql } from 'kysely'
-import { hashPassword } from '../src/auth/passwords.js'
 import { buildApp } from '../src/app.js'
+import { hashPassword } from '../src/auth/passwords.js'
 import { createDb } from '../src/db/database.js'
 import * as initial from '../src/db/migrations/0001_initial.js'
 import { skeleton } from '../src/users/lookalikes.js'
 import { CHEAP_HASH, DIALECTS, GOOD_PASSWORD, problemOf, TestClient, testConfig } from './helpers/app.js'
+import { deferCleanup } from './helpers/cleanup.js'
 import { suite } from './helpers/suite.js'
 
 // Migration 0004 on a database that already holds lookalike accounts (as every deployment before it may):
@@ -49,9 +50,9 @@ for (const dialect of DIALECTS) {
       }
 
       const app = await buildApp(config) // migrates to the latest version
-      t.after(() => app.close())
+      deferCleanup(t, () => app.close())
       const after = createDb(config)
-      t.after(() => after.destroy())
+      deferCleanup(t, () => after.destroy())
       const rows = await after.kysely.selectFrom('users').select(['username', 'username_skeleton']).orderBy('id').execute()
       assert.deepEqual(
         rows.map((row) => [row.username, row.username_skeleton]),

@@ -7,6 +7,7 @@ import { type TestContext, test } from 'node:test'
 import type { Config } from '../src/config.js'
 import { createDb } from '../src/db/database.js'
 import { DIALECTS, type DialectName, GOOD_PASSWORD, testApp, uniqueName } from './helpers/app.js'
+import { deferCleanup, removeWhenDone } from './helpers/cleanup.js'
 import { freshSchema } from './helpers/postgres.js'
 import { callServer, startServer } from './helpers/processes.js'
 import { REDIS_SKIP, testRedisPrefix } from './helpers/redis.js'
@@ -242,7 +243,7 @@ for (const dialect of DIALECTS) {
 async function databaseEnv(t: TestContext, dialect: DialectName): Promise<Record<string, string>> {
   if (dialect === 'postgres') return { DATABASE_URL: process.env.TEST_DATABASE_URL as string, DATABASE_SCHEMA: await freshSchema(t) }
   const dir = mkdtempSync(join(tmpdir(), 'portrait-users-cli-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  removeWhenDone(t, dir)
   return { DATABASE_URL: `sqlite:${join(dir, 'p.db')}`, DATA_DIR: dir, MEDIA_ROOT: join(dir, 'media') }
 }
 
@@ -306,7 +307,7 @@ test('when unlock runs without REDIS_URL, or with a Redis that does not answer, 
 function onTerminal(t: TestContext, env: Record<string, string>, args: string[], answers: string[]): Promise<{ code: number | null; out: string }> {
   const command = [process.execPath, CLI, ...args].map((word) => JSON.stringify(word)).join(' ')
   const child = spawn('script', ['-qec', command, '/dev/null'], { env: { ...process.env, REDIS_URL: '', ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
-  t.after(() => child.kill('SIGKILL'))
+  deferCleanup(t, () => child.kill('SIGKILL'))
   let out = ''
   let asked = 0
   child.stdout.on('data', (chunk: Buffer) => {

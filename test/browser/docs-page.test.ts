@@ -5,6 +5,7 @@ import { test } from 'node:test'
 import { type Browser, chromium } from 'playwright-core'
 import { buildApp } from '../../src/app.js'
 import { testConfig } from '../helpers/app.js'
+import { deferCleanup } from '../helpers/cleanup.js'
 
 // /api/docs under its Content-Security-Policy: the page must still render and work, with nothing blocked.
 
@@ -13,12 +14,12 @@ const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-ne
 
 test('the API docs page, in headless Chromium under its CSP', { skip: existsSync(CHROMIUM) ? false : 'Chromium not installed' }, async (t) => {
   const app = await buildApp(await testConfig(t))
-  t.after(() => app.close())
+  deferCleanup(t, () => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
 
   const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
-  t.after(() => browser.close())
+  deferCleanup(t, () => browser.close())
   const context = await browser.newContext()
   context.setDefaultTimeout(30_000)
   const requested: string[] = []

@@ -5,6 +5,7 @@ import { test } from 'node:test'
 import { chromium, type Page } from 'playwright-core'
 import { buildApp } from '../../src/app.js'
 import { GOOD_PASSWORD, testConfig, uniqueName } from '../helpers/app.js'
+import { deferCleanup } from '../helpers/cleanup.js'
 import { awayFromStepEdge, codeAt } from '../helpers/mfa.js'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -12,11 +13,11 @@ const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-ne
 
 test('two-step sign-in on the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ? false : 'Chromium not installed' }, async (t) => {
   const app = await buildApp(await testConfig(t, 'sqlite'))
-  t.after(() => app.close())
+  deferCleanup(t, () => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
-  t.after(() => browser.close())
+  deferCleanup(t, () => browser.close())
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
   context.setDefaultTimeout(30_000)
   const problems: string[] = []

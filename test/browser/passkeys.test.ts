@@ -5,6 +5,7 @@ import { test } from 'node:test'
 import { chromium } from 'playwright-core'
 import { buildApp } from '../../src/app.js'
 import { GOOD_PASSWORD, testConfig, uniqueName } from '../helpers/app.js'
+import { deferCleanup } from '../helpers/cleanup.js'
 import { awayFromStepEdge, codeAt } from '../helpers/mfa.js'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -26,7 +27,7 @@ test('passkeys on the web page, with Chromium\'s virtual authenticator', { skip:
   // http://localhost is the one plain-http origin browsers offer WebAuthn on; PUBLIC_URL makes it the RP.
   const origin = `http://localhost:${port}`
   const app = await buildApp(await testConfig(t, 'sqlite', { publicUrl: origin }))
-  t.after(() => app.close())
+  deferCleanup(t, () => app.close())
   await app.listen({ port, host: '127.0.0.1' })
 
   const username = uniqueName('pk')
@@ -38,7 +39,7 @@ test('passkeys on the web page, with Chromium\'s virtual authenticator', { skip:
   assert.equal(signUp.status, 201)
 
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
-  t.after(() => browser.close())
+  deferCleanup(t, () => browser.close())
   const context = await browser.newContext()
   context.setDefaultTimeout(30_000)
   const page = await context.newPage()

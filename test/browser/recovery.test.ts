@@ -5,6 +5,7 @@ import { type TestContext, test } from 'node:test'
 import type { ParsedMail } from 'mailparser'
 import { type Browser, chromium, type Page } from 'playwright-core'
 import { GOOD_PASSWORD, uniqueName } from '../helpers/app.js'
+import { deferCleanup } from '../helpers/cleanup.js'
 import { startServer } from '../helpers/processes.js'
 import { recipients, type SmtpSink, startSmtp } from '../helpers/smtp.js'
 
@@ -68,14 +69,14 @@ test('account recovery in the web page, with mail through a real SMTP server', {
   if (SCREENSHOTS) mkdirSync(SCREENSHOTS, { recursive: true })
 
   const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
-  t.after(() => browser.close())
+  deferCleanup(t, () => browser.close())
   const urls = new Set<string>()
   const pageErrors: string[] = []
   const cspViolations: string[] = []
 
   async function openPage(st: TestContext, path = '/', viewport = { width: 1280, height: 900 }): Promise<Page> {
     const context = await browser.newContext({ viewport })
-    st.after(() => context.close())
+    deferCleanup(st, () => context.close())
     context.setDefaultTimeout(30_000)
     context.on('request', (request) => urls.add(request.url()))
     context.on('page', (page) => {

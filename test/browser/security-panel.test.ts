@@ -5,6 +5,7 @@ import { test } from 'node:test'
 import { type Browser, chromium, type Page } from 'playwright-core'
 import { buildApp } from '../../src/app.js'
 import { GOOD_PASSWORD, testConfig, uniqueName } from '../helpers/app.js'
+import { deferCleanup } from '../helpers/cleanup.js'
 
 // The "Sessions" list and "Recent security activity" of the signed-in page (security-panel.js), in Chromium.
 
@@ -13,17 +14,17 @@ const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-ne
 
 test('the sessions and activity panels, driven in headless Chromium', { skip: existsSync(CHROMIUM) ? false : 'Chromium not installed' }, async (t) => {
   const app = await buildApp(await testConfig(t, 'sqlite'))
-  t.after(() => app.close())
+  deferCleanup(t, () => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
   const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
-  t.after(() => browser.close())
+  deferCleanup(t, () => browser.close())
   const problems: string[] = []
 
   /** A browser profile of its own (its own cookies), with the page open. */
   async function openPage(): Promise<Page> {
     const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } })
-    t.after(() => context.close())
+    deferCleanup(t, () => context.close())
     context.setDefaultTimeout(30_000)
     const page = await context.newPage()
     page.on('pageerror', (error) => problems.push(String(error)))

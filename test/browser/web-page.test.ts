@@ -6,6 +6,7 @@ import { type Browser, chromium, type Page } from 'playwright-core'
 import sharp from 'sharp'
 import { buildApp } from '../../src/app.js'
 import { GOOD_PASSWORD, testConfig, uniqueName } from '../helpers/app.js'
+import { deferCleanup } from '../helpers/cleanup.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const CHROMIUM_ARGS = [
@@ -57,18 +58,18 @@ async function largeJpeg(): Promise<Buffer> {
 test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ? false : 'Chromium not installed' }, async (t) => {
   // A small avatar limit so that a too-large photo is quick to make.
   const app = await buildApp(await testConfig(t, 'sqlite', { avatarMaxBytes: AVATAR_MAX_BYTES }))
-  t.after(() => app.close())
+  deferCleanup(t, () => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
 
   const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
-  t.after(() => browser.close())
+  deferCleanup(t, () => browser.close())
   const seen = new Observations()
 
   /** A fresh browser profile (its own cookies) with the page open. */
   async function openPage(st: TestContext, viewport = { width: 1280, height: 900 }): Promise<Page> {
     const context = await browser.newContext({ viewport })
-    st.after(() => context.close())
+    deferCleanup(st, () => context.close())
     // Generous: CI machines run other suites beside this one.
     context.setDefaultTimeout(30_000)
     context.on('request', (request) => seen.urls.add(request.url()))
@@ -442,7 +443,7 @@ test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ?
 
   await t.test('when nobody is signed in, then loading the page logs no error in the console', async (st) => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
-    st.after(() => context.close())
+    deferCleanup(st, () => context.close())
     const page = await context.newPage()
     const errors: string[] = []
     page.on('console', (message) => {

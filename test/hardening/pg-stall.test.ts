@@ -5,6 +5,7 @@ import { sql } from 'kysely'
 import { loadConfig } from '../../src/config.js'
 import { createDb } from '../../src/db/database.js'
 import { GOOD_PASSWORD, problemOf, testApp } from '../helpers/app.js'
+import { deferCleanup } from '../helpers/cleanup.js'
 import { freshSchema, POSTGRES_SKIP, queryPostgres } from '../helpers/postgres.js'
 import { type StallProxy, stallProxy } from '../helpers/stall-proxy.js'
 import { suite } from '../helpers/suite.js'
@@ -61,7 +62,7 @@ suite('when PostgreSQL stops answering', POSTGRES_SKIP, () => {
   test('the pool destroys a connection that failed inside a transaction or timed out, keeps one after a clean error, and sets server-side timeouts', async (t) => {
     const schema = await freshSchema(t)
     const db = createDb({ databaseUrl: URL_, databaseSchema: schema, databasePoolSize: 1, databaseStatementTimeoutMs: 1500 })
-    t.after(() => db.destroy())
+    deferCleanup(t, () => db.destroy())
     const pid = async () => (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(db.kysely)).rows[0]?.pid
     const settings = await sql<{ statement: string; idle: string }>`
       select current_setting('statement_timeout') as statement, current_setting('idle_in_transaction_session_timeout') as idle`.execute(db.kysely)

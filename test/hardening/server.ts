@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path'
 import type { TestContext } from 'node:test'
 import { promisify } from 'node:util'
 import { TEST_JWT_SECRET } from '../helpers/app.js'
+import { deferCleanup, removeWhenDone } from '../helpers/cleanup.js'
 
 // Why not test/helpers/processes.ts: the hardening suite restarts a server on the SAME data directory
 // (crash safety), runs the CLI against it before the server starts, and reads the server's RSS, so the
@@ -24,7 +25,7 @@ export interface DataDir {
 
 export function dataDir(t: TestContext): DataDir {
   const dir = mkdtempSync(join(tmpdir(), 'portrait-hardening-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  removeWhenDone(t, dir)
   const mediaRoot = join(dir, 'media')
   return {
     dir,
@@ -85,7 +86,7 @@ export async function startServer(t: TestContext, options: { data?: DataDir; env
     clearTimeout(timer)
     return result
   }
-  t.after(() => signalAndWait('SIGKILL'))
+  deferCleanup(t, () => signalAndWait('SIGKILL'))
 
   const url = await new Promise<string>((resolveUrl, reject) => {
     const deadline = Date.now() + 60_000

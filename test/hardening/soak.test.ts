@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { test } from 'node:test'
+import { deferCleanup } from '../helpers/cleanup.js'
 import { ROOT, startServer } from './server.js'
 
 // The bounded soak (`npm run test:soak`, run by .ci/run after `npm test`): SOAK_SECONDS of mixed traffic from a
@@ -22,7 +23,7 @@ test(`when ${SOAK_SECONDS} s of mixed traffic and a sign-in storm hit the server
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
   })
-  t.after(() => load.kill('SIGKILL'))
+  deferCleanup(t, () => load.kill('SIGKILL'))
   let rssStart = 0
   let summary: Record<string, any> | undefined
   for await (const line of createInterface({ input: load.stdout })) {

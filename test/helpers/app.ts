@@ -5,6 +5,7 @@ import type { TestContext } from 'node:test'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import { buildApp } from '../../src/app.js'
 import { type Config, loadConfig } from '../../src/config.js'
+import { deferCleanup, removeWhenDone } from './cleanup.js'
 import { freshSchema, POSTGRES_SKIP } from './postgres.js'
 
 export type DialectName = 'sqlite' | 'postgres'
@@ -23,7 +24,7 @@ export const CHEAP_HASH = { memoryCost: 1024, timeCost: 1, parallelism: 1 }
 /** A fresh data directory and, for PostgreSQL, a fresh schema; both removed when the test ends. */
 export async function testConfig(t: TestContext, dialect: DialectName = 'sqlite', overrides: Partial<Config> = {}): Promise<Config> {
   const dir = mkdtempSync(join(tmpdir(), 'portrait-test-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  removeWhenDone(t, dir)
   const base = {
     ...loadConfig({}),
     dataDir: dir,
@@ -43,7 +44,7 @@ export async function testConfig(t: TestContext, dialect: DialectName = 'sqlite'
 export async function testApp(t: TestContext, dialect: DialectName = 'sqlite', overrides: Partial<Config> = {}) {
   const config = await testConfig(t, dialect, overrides)
   const app = await buildApp(config)
-  t.after(() => app.close())
+  deferCleanup(t, () => app.close())
   return { app, config, client: new TestClient(app) }
 }
 

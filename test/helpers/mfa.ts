@@ -3,6 +3,7 @@ import { Secret, TOTP } from 'otpauth'
 import type { Config } from '../../src/config.js'
 import { createDb } from '../../src/db/database.js'
 import type { Session, TestClient } from './app.js'
+import { deferCleanup } from './cleanup.js'
 
 /** The code an authenticator app shows for `secret`, `steps` time steps from now (RFC 6238, as the server). */
 export function codeAt(secret: string, steps = 0): string {
@@ -36,6 +37,6 @@ export function claimsOf(access: string): Record<string, unknown> {
 /** A second connection to the test's database, for what no API does (ageing a row, reading a stored secret). */
 export function sideDb(t: TestContext, config: Config) {
   const db = createDb(config)
-  t.after(() => db.destroy())
+  deferCleanup(t, () => db.destroy())
   return db.kysely
 }

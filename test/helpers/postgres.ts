@@ -1,5 +1,6 @@
 import type { TestContext } from 'node:test'
 import pg from 'pg'
+import { deferCleanup } from './cleanup.js'
 
 export const POSTGRES_SKIP: string | false = process.env.TEST_DATABASE_URL ? false : 'TEST_DATABASE_URL is not set'
 
@@ -22,6 +23,6 @@ export async function queryPostgres<R extends pg.QueryResultRow = pg.QueryResult
 export async function freshSchema(t: TestContext): Promise<string> {
   const schema = `portrait_it_${process.pid}_${Math.random().toString(36).slice(2, 10)}`
   await queryPostgres(`CREATE SCHEMA ${schema}`)
-  t.after(() => queryPostgres(`DROP SCHEMA ${schema} CASCADE`))
+  deferCleanup(t, () => queryPostgres(`DROP SCHEMA ${schema} CASCADE`))
   return schema
 }

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { TestContext } from 'node:test'
 import { TEST_JWT_SECRET } from './app.js'
+import { deferCleanup } from './cleanup.js'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const LISTENING = /Server listening at (http:\/\/[^\s"]+)/
@@ -75,10 +76,10 @@ export async function startServer(t: TestContext, options: StartServerOptions = 
   }
   const stop = () => stopWith('SIGTERM')
   const kill = () => stopWith('SIGKILL')
-  t.after(async () => {
+  deferCleanup(t, async () => {
     await stop()
     running.delete(child)
-    rmSync(dir, { recursive: true, force: true })
+    rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 })
   })
 
   const deadline = Date.now() + (options.timeoutMs ?? 60_000)

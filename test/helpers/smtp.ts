@@ -1,6 +1,7 @@
 import type { TestContext } from 'node:test'
 import { type ParsedMail, simpleParser } from 'mailparser'
 import { SMTPServer } from 'smtp-server'
+import { deferCleanup } from './cleanup.js'
 
 export interface SmtpSink {
   port: number
@@ -42,7 +43,7 @@ export async function startSmtp(t: TestContext, port = 0): Promise<SmtpSink> {
           closed = true
           server.close(() => resolve())
         })
-  t.after(close)
+  deferCleanup(t, close)
   return {
     port: bound,
     url: `smtp://127.0.0.1:${bound}`,

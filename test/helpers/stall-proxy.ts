@@ -1,5 +1,7 @@
 import { once } from 'node:events'
-import { createServer, type Socket, connect } from 'node:net'
+import { connect, createServer, type Socket } from 'node:net'
+import type { TestContext } from 'node:test'
+import { deferCleanup } from './cleanup.js'
 
 /**
  * A TCP proxy on a loopback port of its own in front of a real server, which can stop forwarding — both
@@ -47,7 +49,7 @@ class Direction {
 }
 
 /** `owner` is a test context (or anything with `after`): the proxy closes, every connection with it, when it ends. */
-export async function stallProxy(owner: { after(fn: () => Promise<void>): void }, targetUrl: string): Promise<StallProxy> {
+export async function stallProxy(owner: TestContext, targetUrl: string): Promise<StallProxy> {
   const target = new URL(targetUrl)
   const targetPort = Number(target.port || 5432)
   let stalled = false
@@ -86,7 +88,7 @@ export async function stallProxy(owner: { after(fn: () => Promise<void>): void }
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   const { port } = server.address() as { port: number }
-  owner.after(async () => {
+  deferCleanup(owner, async () => {
     for (const socket of sockets) socket.destroy()
     server.close()
     await once(server, 'close')

@@ -5,6 +5,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
+import { deferCleanup } from './cleanup.js'
 
 // Servers of the test's own, on ports of its own: stopping them never touches the machine's shared ones.
 
@@ -66,7 +67,7 @@ export async function throwawayRedis(t: TestContext): Promise<ThrowawayServer> {
       await new Promise((wait) => setTimeout(wait, 20))
     }
   }
-  t.after(stop)
+  deferCleanup(t, stop)
   await start()
   return { url: `redis://127.0.0.1:${port}`, start, stop }
 }
@@ -86,11 +87,11 @@ export async function throwawayPostgres(t: TestContext): Promise<ThrowawayServer
     const [file, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', join(PG_BIN as string, command), ...args]] : [join(PG_BIN as string, command), args]
     execFileSync(file as string, argv as string[], { stdio: 'pipe', cwd: dir })
   }
-  t.after(() => {
+  deferCleanup(t, () => {
     try {
       run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop'])
     } catch {}
-    rmSync(dir, { recursive: true, force: true })
+    rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 })
   })
   run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync'])
   const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`
