@@ -368,7 +368,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   await app.register(activityRoutes, { prefix: '/api/users', activity, sessions: new AccountSessions({ db, sessions, activity }), users, authenticate })
   await app.register(accountTokensUserRoutes, { prefix: '/api/users', accountMail, users, authenticate })
   await app.register(mfaRoutes, { prefix: '/api/users/me/mfa', mfa, stepUp, authenticate })
-  await app.register(passkeysRoutes, { prefix: '/api/users/me/passkeys', passkeys, mfa, authenticate, relyingParty })
+  await app.register(passkeysRoutes, { prefix: '/api/users/me/passkeys', passkeys, mfa, authenticate, stepUp, relyingParty })
   await app.register(mediaRoutes, { prefix: '/media', storage })
   await app.register(healthRoutes, { prefix: '/api', checks: healthChecks })
   await app.register(webRoutes, { avatarMaxBytes: config.avatarMaxBytes })

@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import { createDb } from '../src/db/database.js'
 import { DIALECTS, GOOD_PASSWORD, problemOf, type TestClient, testApp } from './helpers/app.js'
 import { deferCleanup } from './helpers/cleanup.js'
-import { awayFromStepEdge, claimsOf, enrolTotp, sideDb } from './helpers/mfa.js'
+import { awayFromStepEdge, claimsOf, codeAt, enrolTotp, sideDb } from './helpers/mfa.js'
 import { suite } from './helpers/suite.js'
 import { type CreationOptions, type Lies, type RequestOptions, SoftAuthenticator } from './helpers/webauthn.js'
 
@@ -215,6 +215,34 @@ for (const dialect of DIALECTS) {
       // A fresh passwordless sign-in counts as the second factor by itself.
       const next = (await passkeySignIn(client, authenticator)).json()
       assert.equal((await change(next.access, 'third-Horse-battery-5', 'another-Horse-battery-7')).statusCode, 204, 'a passkey sign-in is a recent second factor')
+    })
+
+    test('when an account with a second factor adds or deletes a passkey, then only a session that proved one recently may', async (t) => {
+      await awayFromStepEdge()
+      const { client, config } = await testApp(t, dialect.name, PUBLIC)
+      const me = await client.signUp()
+      const { secret } = await enrolTotp(client, me)
+      const own = new SoftAuthenticator(ORIGIN)
+      assert.equal((await register(client, me.access, own)).statusCode, 201, 'confirming the app just now counts as a recent second factor')
+      const [passkey] = (await client.get('/api/users/me/passkeys', me.access)).json().results
+      const intruder = new SoftAuthenticator(ORIGIN)
+      const fetchedWhileFresh = (await client.send('POST', '/api/users/me/passkeys/registration-options', undefined, me.access)).json() as CreationOptions
+
+      // A session whose second factor is an hour old: what a stolen access token is.
+      await sideDb(t, config).updateTable('sessions').set({ second_factor_at: new Date(Date.now() - 3600_000).toISOString() }).where('user_id', '=', me.user.id).execute()
+      const refused = problemOf(await client.send('POST', '/api/users/me/passkeys/registration-options', undefined, me.access), 403)
+      assert.equal(refused.type, '/problems/step_up_required')
+      assert.match(refused.detail, /passkeys\/verify/)
+      const late = await client.send('POST', '/api/users/me/passkeys', { name: 'Intruder', response: intruder.create(fetchedWhileFresh) }, me.access)
+      assert.equal(problemOf(late, 403).type, '/problems/step_up_required', 'options fetched while fresh do not carry over')
+      assert.equal(problemOf(await client.send('DELETE', `/api/users/me/passkeys/${passkey.id}`, undefined, me.access), 403).type, '/problems/step_up_required')
+      assert.equal((await client.get('/api/users/me/passkeys', me.access)).json().results.length, 1, 'nothing added, nothing deleted')
+      problemOf(await passkeySignIn(client, intruder), 401)
+
+      const proved = await client.send('POST', '/api/users/me/mfa/verify', { code: codeAt(secret) }, me.access)
+      assert.equal(proved.statusCode, 204, proved.body)
+      assert.equal((await client.send('DELETE', `/api/users/me/passkeys/${passkey.id}`, undefined, me.access)).statusCode, 204)
+      assert.equal((await register(client, me.access, new SoftAuthenticator(ORIGIN), 'Phone')).statusCode, 201)
     })
 
     test('when passkey sign-ins keep failing from one address, then that address gets 429', async (t) => {

@@ -7,8 +7,22 @@ import type { AttemptClient, MfaService } from './mfa.service.js'
 /** A second factor proven in the session this recently counts for a sensitive operation. */
 export const STEP_UP_WINDOW_SECONDS = 300
 
-/** The operations that need a recent second factor from a caller who has one. */
-export type SensitiveOperation = 'change_password' | 'change_email' | 'delete_account' | 'disable_second_factor' | 'regenerate_recovery_codes'
+/**
+ * The operations that need a recent second factor from a caller who has one. Adding or deleting a passkey is
+ * among them: a passkey signs in with no password and no code, so one added with a stolen access token alone
+ * would outlive every password change and bypass the second factor for good.
+ */
+export type SensitiveOperation =
+  | 'change_password'
+  | 'change_email'
+  | 'delete_account'
+  | 'disable_second_factor'
+  | 'regenerate_recovery_codes'
+  | 'add_passkey'
+  | 'delete_passkey'
+
+/** Operations whose request has no body to carry otp_code: the session steps up first (mfa/verify, passkeys/verify). */
+const PROVEN_BEFOREHAND: ReadonlySet<SensitiveOperation> = new Set(['add_passkey', 'delete_passkey'])
 
 /** A second factor sent with the operation itself: the field names of the user routes' bodies. */
 export interface StepUpProof {
@@ -60,7 +74,9 @@ export class StepUp {
     throw new AppError('step_up_required', {
       detail: sent
         ? 'That code is not right or was used already.'
-        : 'This needs a fresh second factor: send otp_code (or recovery_code), or verify at POST /api/users/me/mfa/verify first.',
+        : PROVEN_BEFOREHAND.has(operation)
+          ? 'This needs a fresh second factor: verify at POST /api/users/me/mfa/verify (a code) or /api/users/me/passkeys/verify (a passkey) first.'
+          : 'This needs a fresh second factor: send otp_code (or recovery_code), or verify at POST /api/users/me/mfa/verify first.',
       errors: { otp_code: [sent ? 'The code is not right or was used already.' : 'Enter a code from your authenticator app.'] },
     })
   }

@@ -8,6 +8,7 @@ import { SessionResponseSchema } from '../auth/auth.schemas.js'
 import { isWebClient, type RefreshCookieSettings, setRefreshCookie } from '../auth/refresh-cookie.js'
 import { AppError, validationError } from '../errors.js'
 import type { MfaService } from '../mfa/mfa.service.js'
+import type { SensitiveOperation, StepUp } from '../mfa/step-up.js'
 import { problemResponses } from '../http/problem.schema.js'
 import type { UsersService } from '../users/users.service.js'
 import {
@@ -32,6 +33,8 @@ export interface PasskeysRoutesOptions {
   /** The second factors: a passkey assertion is counted and recorded as one (step-up, sign-in's second step). */
   mfa: MfaService
   authenticate: (request: FastifyRequest) => Promise<void>
+  /** Adding and deleting a passkey need a recent second factor from an account that has one. */
+  stepUp: StepUp
   /** RP ID and origin for a request's Host header (see relying-party.ts). */
   relyingParty: (hostHeader: string | undefined) => RelyingPartyAnswer
 }
@@ -50,8 +53,10 @@ function passkeyId(request: FastifyRequest): number {
 
 /** The signed-in user's passkeys: /api/users/me/passkeys. */
 export const passkeysRoutes: FastifyPluginAsyncTypebox<PasskeysRoutesOptions> = async (app, options) => {
-  const { passkeys, mfa, authenticate, relyingParty } = options
+  const { passkeys, mfa, authenticate, stepUp, relyingParty } = options
   const tags = ['users']
+  const steppedUp = (operation: SensitiveOperation, request: FastifyRequest) =>
+    stepUp.require(operation, { actor: request.actor, target: request.actor, sessionId: request.sessionId, proof: {}, client: { address: request.ip } })
   const rpOf = (request: FastifyRequest) => availableRp(relyingParty(request.headers.host))
   /** onRequest hook: 401, then 404 for a passkey that is not the caller's, before the body is read (SPEC §3). */
   const ownPasskey = async (request: FastifyRequest) => {
@@ -68,11 +73,16 @@ export const passkeysRoutes: FastifyPluginAsyncTypebox<PasskeysRoutesOptions> = 
         security,
         operationId: 'passkeyRegistrationOptions',
         summary: 'Options for navigator.credentials.create: register a passkey',
-        description: 'A discoverable credential with user verification; the challenge works once, for five minutes.',
-        response: { 200: RegistrationOptionsSchema, ...problemResponses([400, 401, 404], bearer) },
+        description:
+          'A discoverable credential with user verification; the challenge works once, for five minutes. An account with a second factor verifies one first (403 `step_up_required`), here and when registering.',
+        response: { 200: RegistrationOptionsSchema, ...problemResponses([400, 401, 403, 404], bearer) },
       },
     },
-    async (request) => passkeys.registrationOptions(request.actor, rpOf(request)),
+    async (request) => {
+      // Checked before the ceremony too, so nobody touches an authenticator for a registration that will be refused.
+      await steppedUp('add_passkey', request)
+      return passkeys.registrationOptions(request.actor, rpOf(request))
+    },
   )
 
   app.post(
@@ -125,10 +135,11 @@ export const passkeysRoutes: FastifyPluginAsyncTypebox<PasskeysRoutesOptions> = 
         operationId: 'createPasskey',
         summary: 'Register a passkey: the navigator.credentials.create response, and a name',
         body: CreatePasskeyBodySchema,
-        response: { 201: { ...PasskeySchema, description: 'Registered' }, ...problemResponses([400, 401, 404, 413, 415], bearer) },
+        response: { 201: { ...PasskeySchema, description: 'Registered' }, ...problemResponses([400, 401, 403, 404, 413, 415], bearer) },
       },
     },
     async (request, reply) => {
+      await steppedUp('add_passkey', request)
       const created = await passkeys.register(request.actor, request.body.name, request.body.response as never, rpOf(request), clientOf(request), request.log)
       reply.code(201)
       return created
@@ -175,19 +186,20 @@ export const passkeysRoutes: FastifyPluginAsyncTypebox<PasskeysRoutesOptions> = 
         tags,
         security,
         operationId: 'deletePasskey',
-        summary: 'Delete one of your passkeys; it signs nobody in any more',
+        summary: 'Delete one of your passkeys; it signs nobody in any more (needs a recent second factor)',
         params: PasskeyIdParamsSchema,
-        response: { 204: NoContent, ...problemResponses([401, 404, 414], bearer) },
+        response: { 204: NoContent, ...problemResponses([401, 403, 404, 414], bearer) },
       },
     },
     async (request, reply) => {
+      await steppedUp('delete_passkey', request)
       await passkeys.remove(request.actor, passkeyId(request), clientOf(request))
       reply.code(204).send(null)
     },
   )
 }
 
-export interface PasskeyAuthRoutesOptions extends Omit<PasskeysRoutesOptions, 'authenticate'> {
+export interface PasskeyAuthRoutesOptions extends Omit<PasskeysRoutesOptions, 'authenticate' | 'stepUp'> {
   auth: AuthService
   users: UsersService
   refreshTokenTtlSeconds: number

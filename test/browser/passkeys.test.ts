@@ -6,7 +6,7 @@ import { chromium } from 'playwright-core'
 import { buildApp } from '../../src/app.js'
 import { GOOD_PASSWORD, testConfig, uniqueName } from '../helpers/app.js'
 import { deferCleanup } from '../helpers/cleanup.js'
-import { awayFromStepEdge, codeAt } from '../helpers/mfa.js'
+import { awayFromStepEdge, codeAt, sideDb } from '../helpers/mfa.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
@@ -26,7 +26,8 @@ test('passkeys on the web page, with Chromium\'s virtual authenticator', { skip:
   const port = await freePort()
   // http://localhost is the one plain-http origin browsers offer WebAuthn on; PUBLIC_URL makes it the RP.
   const origin = `http://localhost:${port}`
-  const app = await buildApp(await testConfig(t, 'sqlite', { publicUrl: origin }))
+  const config = await testConfig(t, 'sqlite', { publicUrl: origin })
+  const app = await buildApp(config)
   deferCleanup(t, () => app.close())
   await app.listen({ port, host: '127.0.0.1' })
 
@@ -104,13 +105,14 @@ test('passkeys on the web page, with Chromium\'s virtual authenticator', { skip:
     assert.ok(await page.locator('#auth-view').isVisible())
   })
 
+  let secret = ''
   await t.test('when the account has a second factor, then a passkey completes the password sign-in', async () => {
     await awayFromStepEdge()
     const session = await (
       await fetch(`${origin}/api/auth/sign-in`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password: GOOD_PASSWORD }) })
     ).json()
     const auth = { authorization: `Bearer ${session.access}`, 'content-type': 'application/json' }
-    const { secret } = await (await fetch(`${origin}/api/users/me/mfa/totp`, { method: 'POST', headers: { authorization: auth.authorization } })).json()
+    ;({ secret } = await (await fetch(`${origin}/api/users/me/mfa/totp`, { method: 'POST', headers: { authorization: auth.authorization } })).json())
     const confirmed = await fetch(`${origin}/api/users/me/mfa/totp/confirm`, { method: 'POST', headers: auth, body: JSON.stringify({ code: codeAt(secret, -1) }) })
     assert.equal(confirmed.status, 200)
     await page.fill('#si-login', username)
@@ -132,6 +134,30 @@ test('passkeys on the web page, with Chromium\'s virtual authenticator', { skip:
     await page.click('#sign-in-form button[type=submit]')
     await page.getByRole('button', { name: 'Use a passkey instead' }).click()
     await page.locator('#profile-view').waitFor()
+  })
+
+  await t.test('when the second factor was proven long ago, then deleting a passkey asks for one and adding one asks for a code first', async () => {
+    const ageSessions = () => sideDb(t, config).updateTable('sessions').set({ second_factor_at: new Date(Date.now() - 3600_000).toISOString() }).execute()
+    await ageSessions()
+    const signCounts = async () => (await credentials()).map((credential) => credential.signCount).reduce((sum, count) => sum + count, 0)
+    const signedBefore = await signCounts()
+    page.once('dialog', (dialog) => dialog.accept())
+    await page.getByRole('button', { name: 'Delete passkey Phone' }).click()
+    // The page steps up with the passkey itself (the virtual authenticator answers), then deletes it.
+    await page.locator('#passkey-empty').waitFor()
+    assert.equal(await signCounts(), signedBefore + 1, 'the passkey signed the step-up')
+
+    await ageSessions()
+    await page.getByLabel('Name for a new passkey').fill('Tablet')
+    await page.getByRole('button', { name: 'Add a passkey' }).click()
+    const error = page.locator('#passkey-form [data-form-error]')
+    await error.waitFor()
+    assert.match((await error.textContent()) ?? '', /code under “Two-step sign-in”/)
+    await page.fill('#mfa-verify-code', codeAt(secret, 1))
+    await page.click('#mfa-verify-form button[type=submit]')
+    await page.locator('#mfa-verify-form [data-form-status]', { hasText: 'Confirmed' }).waitFor()
+    await page.getByRole('button', { name: 'Add a passkey' }).click()
+    await page.locator('#passkey-list .passkey__name', { hasText: 'Tablet' }).waitFor()
   })
 
   assert.deepEqual(pageErrors, [])

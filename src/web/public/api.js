@@ -249,6 +249,13 @@ export async function registerPasskey(name, browser) {
   return (await call('POST', '/api/users/me/passkeys', { json: { name, response } })).data
 }
 
+/** Steps this session up with one of the caller's passkeys (adding or deleting a passkey needs a recent second factor). */
+export async function verifyWithPasskey(browser) {
+  const { data: options } = await call('POST', '/api/users/me/passkeys/step-up-options')
+  const response = await browser(options)
+  await call('POST', '/api/users/me/passkeys/verify', { json: { response } })
+}
+
 export async function listPasskeys() {
   return (await call('GET', '/api/users/me/passkeys')).data.results
 }

@@ -144,7 +144,7 @@ function showOn(state) {
   const verify = form(
     'mfa-verify-form',
     h('h3', {}, 'Confirm it’s you'),
-    h('p', { class: 'muted' }, 'Changing your password or email, deleting the account and turning this off ask for a code. Confirm once here and they will not ask again for 5 minutes.'),
+    h('p', { class: 'muted' }, 'Changing your password or email, adding or deleting a passkey, deleting the account and turning this off ask for a code. Confirm once here and they will not ask again for 5 minutes.'),
     field('mfa-verify-code', 'code', 'Code from your app, or a recovery code', { required: true, maxlength: '40', autocomplete: 'one-time-code' }),
     h('div', { class: 'form__actions' }, h('button', { type: 'submit', class: 'button button--secondary' }, 'Confirm'), h('p', { class: 'status', role: 'status', 'data-form-status': true })),
   )

@@ -73,6 +73,30 @@ const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', tim
 const when = (iso) => dateFormat.format(new Date(iso))
 
 let available = false
+/** How many passkeys the list shows: with one, a step-up can use it instead of a code. */
+let shownCount = 0
+
+const needsStepUp = (error) => error instanceof api.ApiError && error.problem?.type === '/problems/step_up_required'
+
+/**
+ * Runs `action`; when the server asks for a recent second factor (an account with two-step sign-in adding or
+ * deleting a passkey), confirms with one of the person's passkeys and runs it once more. Without a passkey to
+ * use, the person confirms with a code in the two-step panel.
+ */
+async function withStepUp(action) {
+  try {
+    return await action()
+  } catch (error) {
+    if (!needsStepUp(error)) throw error
+    if (shownCount === 0) throw new Error('First confirm it’s you with a code under “Two-step sign-in”, then try again.')
+  }
+  try {
+    await api.verifyWithPasskey(getAssertion)
+  } catch (error) {
+    throw browserFailure(error)
+  }
+  return action()
+}
 
 /** Whether passkeys work here: the browser has WebAuthn and the server knows its RP ID for this origin. */
 async function checkAvailable() {
@@ -85,6 +109,7 @@ async function checkAvailable() {
 }
 
 function renderList(passkeys) {
+  shownCount = passkeys.length
   const list = $('passkey-list')
   list.replaceChildren()
   $('passkey-empty').hidden = passkeys.length > 0
@@ -111,7 +136,7 @@ function renderItem(passkey) {
   remove.addEventListener('click', async () => {
     if (!window.confirm(`Delete the passkey “${passkey.name}”? It will no longer sign you in.`)) return
     try {
-      await whileBusy(remove, 'Deleting…', () => api.deletePasskey(passkey.id))
+      await whileBusy(remove, 'Deleting…', () => withStepUp(() => api.deletePasskey(passkey.id)))
       announce($('passkey-status'), `Passkey “${passkey.name}” deleted.`)
       await refresh()
       $('passkey-name').focus()
@@ -217,13 +242,15 @@ export function startPasskeys({ onSignedIn }) {
     if (!checkRequired(form)) return
     const name = $('passkey-name').value.trim()
     try {
-      await whileBusy(form.querySelector('[type=submit]'), 'Waiting for your device…', async () => {
-        try {
-          return await api.registerPasskey(name, createCredential)
-        } catch (error) {
-          throw browserFailure(error)
-        }
-      })
+      await whileBusy(form.querySelector('[type=submit]'), 'Waiting for your device…', () =>
+        withStepUp(async () => {
+          try {
+            return await api.registerPasskey(name, createCredential)
+          } catch (error) {
+            throw browserFailure(error)
+          }
+        }),
+      )
       form.reset()
       announce($('passkey-status'), `Passkey “${name}” added. You can sign in with it now.`)
       await refresh()
