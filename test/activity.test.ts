@@ -244,6 +244,23 @@ for (const dialect of DIALECTS) {
       assert.equal((await notices()).length, 1, 'a known device and a wrong password mail nothing')
     })
 
+    test('when a client that keeps no device proof signs in again from the same address and browser, then it is no new device; another browser is', async (t) => {
+      const { client, config } = await testApp(t, dialect.name)
+      const owner = await client.signUp()
+      const notices = async () => (await query<{ subject: string }>(config, 'SELECT subject FROM mail_outbox ORDER BY id')).filter((mail) => mail.subject.includes('new sign-in'))
+      const script = { userAgent: 'backup-script/1.0', address: '203.0.113.8' }
+      for (let i = 0; i < 3; i++) assert.equal((await signIn(client, owner.user.username, script)).statusCode, 200)
+      assert.equal((await notices()).length, 1, 'one notice, for the first of three sign-ins')
+      assert.equal((await signIn(client, owner.user.username, { ...script, address: '203.0.113.9' })).statusCode, 200)
+      assert.equal((await signIn(client, owner.user.username, { ...script, userAgent: FIREFOX_MAC })).statusCode, 200)
+      assert.equal((await notices()).length, 3, 'a new address and a new browser each get one')
+      const signIns = (await activityOf(client, owner.access)).filter((entry) => entry.type === 'sign_in')
+      assert.deepEqual(
+        signIns.map((entry) => entry.details.new_device ?? false),
+        [true, true, false, false, true],
+      )
+    })
+
     test('when a rotated-out refresh token comes back after the grace, then the session it ends is recorded as revoked', async (t) => {
       const { client } = await testApp(t, dialect.name, { refreshReuseGraceSeconds: 0 })
       const owner = await client.signUp()

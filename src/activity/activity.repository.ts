@@ -44,6 +44,20 @@ export class ActivityRepository {
     return Number(result.numAffectedRows ?? 0) === 1
   }
 
+  /** Whether the user has a recorded sign-in from exactly this address and user agent (by the (user_id, id) index). */
+  async signedInFrom(executor: Executor, userId: number, address: string | null, userAgent: string | null): Promise<boolean> {
+    const row = await executor
+      .selectFrom('security_activity')
+      .select('id')
+      .where('user_id', '=', userId)
+      .where('type', '=', 'sign_in')
+      .where('address', address === null ? 'is' : '=', address)
+      .where('user_agent', userAgent === null ? 'is' : '=', userAgent)
+      .limit(1)
+      .executeTakeFirst()
+    return row !== undefined
+  }
+
   /** Up to `limit` entries of the user, newest first, older than the entry `before` when given. */
   page(executor: Executor, userId: number, limit: number, before?: number): Promise<ActivityRow[]> {
     let query = executor.selectFrom('security_activity').selectAll().where('user_id', '=', userId)

@@ -67,6 +67,14 @@ export class ActivityLog {
   }
 
   /**
+   * Whether this client signed in to the account before, by its address and user agent as recorded: a client
+   * that keeps no device proof (a script, a browser that drops cookies) is not a new device each time.
+   */
+  signedInBefore(executor: Executor, userId: number, client: ClientInfo): Promise<boolean> {
+    return this.deps.repository.signedInFrom(executor, userId, client.address ?? null, client.userAgent ?? null)
+  }
+
+  /**
    * Records an entry once the current response has gone out (setImmediate), on its own connection. For what
    * must not change the answer or its timing — a failed sign-in on an existing account answers exactly as one
    * on an unknown login. A failure to record is logged, never reported to the client.

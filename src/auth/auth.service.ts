@@ -174,7 +174,8 @@ export class AuthService {
    * The attempt is reserved before the hash is checked (429 without a hash once the limit is used up).
    * `deviceProof`: proof of an earlier sign-in from this client (SECURITY.md); the reply carries one for next time.
    * A wrong password on an existing account is recorded on it after the answer has gone out, so the answer and
-   * its timing stay those of an unknown login; a sign-in without a valid proof is flagged `new_device`.
+   * its timing stay those of an unknown login; a sign-in with neither a valid proof nor an earlier sign-in from
+   * the same address and browser is flagged `new_device`.
    */
   async signIn(
     login: { field: 'email' | 'username'; value: string },
@@ -261,13 +262,15 @@ export class AuthService {
       if (!signedIn) throw invalidCredentials()
       const passwordHash =
         upgradedHash && (await users.upgradePasswordHash(trx, user.id, user.password_hash, upgradedHash)) ? upgradedHash : signedIn.password_hash
-      await activity.record(trx, { userId: user.id, type: 'sign_in', client, at: now, details: { amr: how.amr.join(' '), ...(device ? {} : { new_device: true }) } })
-      if (!device) await newDevices.record(trx, signedIn, client, now)
-      return { user: signedIn, passwordHash, ...(await this.startSession(trx, user.id, now, how, client)) }
+      // New: neither a device proof nor an earlier sign-in from this address and browser.
+      const newDevice = !device && !(await activity.signedInBefore(trx, user.id, client))
+      await activity.record(trx, { userId: user.id, type: 'sign_in', client, at: now, details: { amr: how.amr.join(' '), ...(newDevice ? { new_device: true } : {}) } })
+      if (newDevice) await newDevices.record(trx, signedIn, client, now)
+      return { user: signedIn, passwordHash, newDevice, ...(await this.startSession(trx, user.id, now, how, client)) }
     })
-    if (!device) newDevices.committed()
+    if (session.newDevice) newDevices.committed()
     // The proof is bound to the password hash, so one issued right after an upgrade must carry the new hash.
-    const { passwordHash, ...signedIn } = session
+    const { passwordHash, newDevice: _, ...signedIn } = session
     return { ...signedIn, deviceProof: devices.issue({ ...user, password_hash: passwordHash }, device) }
   }
 
