@@ -161,6 +161,7 @@ for (const dialect of DIALECTS) {
         iat: claims.iat,
         iss: 'https://id.example.com',
         aud: 'https://api.example.com',
+        amr: ['pwd'],
       })
       const asJson = await introspect(JSON.stringify({ token: session.access }), 'application/json')
       assert.deepEqual(asJson.json(), live.json())

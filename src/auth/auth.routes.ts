@@ -2,8 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { clientOf } from '../activity/client.js'
 import { AppError, validationError } from '../errors.js'
-import { bodyFields, emptyBodyAsObject } from '../http/validation.js'
 import { problemResponses } from '../http/problem.schema.js'
+import { bodyFields, emptyBodyAsObject } from '../http/validation.js'
 import type { UsersService } from '../users/users.service.js'
 import {
   MfaRequiredResponseSchema,

@@ -52,6 +52,7 @@ const IntrospectionSchema = Type.Object(
     iat: Type.Optional(Type.Integer()),
     iss: Type.Optional(Type.String()),
     aud: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])),
+    amr: Type.Optional(Type.Array(Type.String(), { description: 'RFC 8176: how the session signed in (pwd, otp, hwk, user)' })),
   },
   { additionalProperties: false, description: 'RFC 7662: only {active: false} for a token that is not live' },
 )
@@ -120,6 +121,7 @@ export const introspectRoute: FastifyPluginAsyncTypebox<KeysRoutesOptions> = asy
         iat: claims.iat,
         iss: issuer(),
         ...(audience.length === 0 ? {} : { aud: audience.length === 1 ? (audience[0] as string) : [...audience] }),
+        ...(claims.amr ? { amr: [...claims.amr] } : {}),
       }
     },
   )

@@ -1,7 +1,7 @@
-import { createHash, createHmac, sign, timingSafeEqual, verify, randomBytes, type KeyObject, createSecretKey } from 'node:crypto'
+import { createHash, createHmac, createSecretKey, type KeyObject, randomBytes, sign, timingSafeEqual, verify } from 'node:crypto'
 import type { Kysely } from 'kysely'
 import type { Database } from '../db/database.js'
-import { CLOCK_SKEW_SECONDS, KID, type Keyset, type LoadedKey } from './signing-keys.js'
+import { CLOCK_SKEW_SECONDS, type Keyset, KID, type LoadedKey } from './signing-keys.js'
 
 export { CLOCK_SKEW_SECONDS }
 /** The header `typ` we issue, and the only one accepted (RFC 9068 §2.1). */
@@ -10,7 +10,7 @@ export const JWT_TYPE = 'at+jwt'
 export interface AccessClaims {
   userId: number
   sessionId: string
-  /** RFC 8176 authentication methods of the session (`pwd`, `otp`, `hwk`, …); absent from a verified token's claims. */
+  /** RFC 8176 authentication methods of the session (`pwd`, `otp`, `hwk`, …). */
   amr?: readonly string[]
 }
 
@@ -136,14 +136,16 @@ export class AccessTokens {
     if (signature.length !== SIGNATURE_LENGTH[key.alg] || !signatureMatches(key, token.slice(0, payloadEnd), signature)) return undefined
     const payload = decodeJsonObject(token.slice(headerEnd + 1, payloadEnd))
     if (!payload) return undefined
-    const { exp, nbf, iat, typ, sub, sid, iss, aud } = payload
+    const { exp, nbf, iat, typ, sub, sid, iss, aud, amr } = payload
     // Both bounds only loosen as time passes, so a token in the verified cache stays valid until its exp.
     if (typeof exp !== 'number' || !(exp > now) || !(exp <= now + this.options.ttlSeconds + CLOCK_SKEW_SECONDS)) return undefined
     if (typeof iat !== 'number' || !(iat <= now + CLOCK_SKEW_SECONDS)) return undefined
     if (nbf !== undefined && (typeof nbf !== 'number' || !(nbf <= now))) return undefined
     if (typ !== 'access' || typeof sid !== 'string' || typeof sub !== 'string' || !USER_ID.test(sub)) return undefined
     if (iss !== this.options.issuer() || !this.audienceMatches(aud)) return undefined
-    return { userId: Number(sub), sessionId: sid, kid: key.kid, iat, exp }
+    // Signed by us, so only its shape is checked; introspection passes it on.
+    const methods = Array.isArray(amr) && amr.every((method) => typeof method === 'string') ? { amr: amr as string[] } : {}
+    return { userId: Number(sub), sessionId: sid, kid: key.kid, iat, exp, ...methods }
   }
 
   private audienceMatches(aud: unknown): boolean {
