@@ -1,10 +1,10 @@
+import { legacyJwtSecret } from './auth/jwt-secret.js'
 import { signingAlgorithm } from './auth/keyset-setup.js'
 import { SERVICE_KEY_NAME, ServiceKeys } from './auth/service-keys.js'
 import { type AsymmetricAlgorithm, SigningKeyStore } from './auth/signing-keys.js'
 import type { Config } from './config.js'
 import { createDb, type Db } from './db/database.js'
 import { migrateToLatest } from './db/migrate.js'
-import { legacyJwtSecret } from './auth/jwt-secret.js'
 
 /** `portrait keys …` and `portrait service-keys …`: the lines cli.ts shows in its usage. */
 /** A mistake in the command line; cli.ts prints it with the usage. */

@@ -1,6 +1,6 @@
+import { addressBucket, type FailureStore } from '../auth/sign-in-limiter.js'
 import type { MailRequestLimits } from '../config.js'
 import { AppError } from '../errors.js'
-import { addressBucket, type FailureStore } from '../auth/sign-in-limiter.js'
 
 /**
  * How many mails a client may cause (password resets, new verification links) per email address and per client

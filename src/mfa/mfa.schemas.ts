@@ -3,13 +3,29 @@ import { Type } from 'typebox'
 const Code = Type.String({ maxLength: 20, description: 'the 6 digits the authenticator app shows now' })
 const RecoveryCode = Type.String({ maxLength: 40, description: 'one of the recovery codes (`xxxxx-xxxxx`; case, spaces and hyphens do not matter); used up' })
 
-/** The step-up fields a sensitive operation's body may carry (see src/mfa/step-up.ts); they are not profile fields. */
-export const stepUpFields = {
-  otp_code: Type.Optional(
-    Type.String({ maxLength: 20, description: 'Step-up: a current TOTP code, needed by an account with a second factor unless this session proved one within 5 minutes' }),
-  ),
-  recovery_code: Type.Optional(Type.String({ maxLength: 40, description: 'Step-up: a recovery code instead of otp_code (used up)' })),
+/** Longest otp_code / recovery_code a body may carry (a recovery code with spaces fits; anything longer is no code). */
+export const STEP_UP_CODE_MAX_LENGTH = 40
+
+/**
+ * The step-up fields a sensitive operation's body may carry (see src/mfa/step-up.ts): `otp_code` and
+ * `recovery_code`, never profile fields. `purpose` opens their descriptions ("for a new email").
+ */
+export function stepUpFieldsFor(purpose?: string) {
+  const opening = purpose ? `Not a profile field. Step-up ${purpose}` : 'Step-up'
+  return {
+    otp_code: Type.Optional(
+      Type.String({
+        maxLength: STEP_UP_CODE_MAX_LENGTH,
+        description: `${opening}: a current TOTP code, needed by an account with a second factor unless this session proved one within 5 minutes`,
+      }),
+    ),
+    recovery_code: Type.Optional(
+      Type.String({ maxLength: STEP_UP_CODE_MAX_LENGTH, description: `${opening}: a recovery code instead of otp_code (used up)` }),
+    ),
+  }
 }
+
+export const stepUpFields = stepUpFieldsFor()
 
 const RECOVERY_CODES_EXAMPLE = ['k7pqa-m3xwz', 'r2hfn-c8tve', '9bdsy-u4gjk', 'w6znq-e5rma', 'h3xpt-y7ckd', 'f8ujb-s2nwq', 'a4mvr-z9teh', 'p5dky-g3xcn', 'c2wsf-j7qbu', 'n9eht-v4rpm']
 

@@ -1,26 +1,26 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import type { AuthService } from '../auth/auth.service.js'
 import { clientOf } from '../activity/client.js'
-import { deliverDeviceProof, presentedDeviceProof } from '../auth/device-proof.js'
 import { SessionResponseSchema } from '../auth/auth.schemas.js'
+import type { AuthService } from '../auth/auth.service.js'
+import { deliverDeviceProof, presentedDeviceProof } from '../auth/device-proof.js'
 import { isWebClient, type RefreshCookieSettings, setRefreshCookie } from '../auth/refresh-cookie.js'
 import { AppError, validationError } from '../errors.js'
+import { problemResponses } from '../http/problem.schema.js'
 import type { MfaService } from '../mfa/mfa.service.js'
 import type { SensitiveOperation, StepUp } from '../mfa/step-up.js'
-import { problemResponses } from '../http/problem.schema.js'
 import type { UsersService } from '../users/users.service.js'
 import {
   AuthenticationOptionsSchema,
   CreatePasskeyBodySchema,
   MfaPasskeyOptionsBodySchema,
-  PasskeyVerifyBodySchema,
   PasskeyIdParamsSchema,
   PasskeyListSchema,
   PasskeySchema,
   PasskeySignInBodySchema,
   PasskeySupportSchema,
+  PasskeyVerifyBodySchema,
   RegistrationOptionsSchema,
   RenamePasskeyBodySchema,
   SignInOptionsSchema,

@@ -1,6 +1,7 @@
 import type { FieldErrorList } from '../errors.js'
-import { ACCOUNT_FLAGS, type AccountFlag } from './users.policy.js'
+import { STEP_UP_CODE_MAX_LENGTH } from '../mfa/mfa.schemas.js'
 import { cleanText, TEXT_FIELDS, type TextField } from './field-rules.js'
+import { ACCOUNT_FLAGS, type AccountFlag } from './users.policy.js'
 
 /** A profile update as it arrived, whatever the content type. */
 export interface ProfileUpdateInput {
@@ -54,7 +55,7 @@ export function parseProfileUpdate(
       if ('error' in result) errors.add(field, result.error)
       else changes.text[field as TextField] = result.value
     } else if (STEP_UP_FIELDS.has(field)) {
-      if (typeof raw === 'string' && raw.length <= 40) changes.stepUp[field as 'otp_code' | 'recovery_code'] = raw.trim()
+      if (typeof raw === 'string' && raw.length <= STEP_UP_CODE_MAX_LENGTH) changes.stepUp[field as 'otp_code' | 'recovery_code'] = raw.trim()
       else errors.add(field, 'Not a valid code.')
     } else if (field === 'avatar') {
       parseAvatarField(raw, input, context.currentAvatarUrl, changes, errors)

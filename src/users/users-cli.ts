@@ -12,8 +12,8 @@ import { migrateToLatest } from '../db/migrate.js'
 import { AppError } from '../errors.js'
 import { OperatorService } from './operator.service.js'
 import { createSearchReader } from './search-reader.js'
-import { toIso } from './users.schemas.js'
 import { UsersRepository } from './users.repository.js'
+import { toIso } from './users.schemas.js'
 import type { UserRow } from './users.table.js'
 
 /** `portrait users …`: an operator's tools for accounts (README "Command line"; exit codes there). */

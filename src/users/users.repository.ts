@@ -2,8 +2,8 @@ import { CompiledQuery, type Kysely, sql } from 'kysely'
 import type { Database, Dialect } from '../db/database.js'
 import { comparable } from './field-rules.js'
 import { skeleton } from './lookalikes.js'
-import type { SearchReader } from './search-reader.js'
 import { GRAM_INDEX, gramToken, PG_GRAMS_EXPRESSION, SEARCH_COLUMNS, TRIGRAM_LENGTH } from './search-index.js'
+import type { SearchReader } from './search-reader.js'
 import type { NewUserRow, UserRow, UserRowUpdate } from './users.table.js'
 
 export interface SearchOptions {

@@ -1,4 +1,5 @@
 import { type Static, Type } from 'typebox'
+import { stepUpFieldsFor } from '../mfa/mfa.schemas.js'
 import { fieldSchemas } from './field-rules.js'
 import type { UserRow } from './users.table.js'
 
@@ -83,15 +84,7 @@ const textFields = {
 }
 
 /** Not profile fields: a second factor for the step-up a new email needs (src/mfa/step-up.ts). */
-const stepUpFields = {
-  otp_code: Type.Optional(
-    Type.String({
-      maxLength: 40,
-      description: 'Not a profile field. Step-up for a new email on an account with a second factor: a current TOTP code (unless this session proved one within 5 minutes)',
-    }),
-  ),
-  recovery_code: Type.Optional(Type.String({ maxLength: 40, description: 'Not a profile field. Step-up: a recovery code instead of otp_code (used up)' })),
-}
+const stepUpFields = stepUpFieldsFor('for a new email on an account with a second factor')
 
 /** A profile update as JSON (SPEC §4): every field optional, unknown fields refused. */
 export const ProfileUpdateJsonSchema = Type.Object(
