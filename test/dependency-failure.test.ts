@@ -72,6 +72,8 @@ suite('when PostgreSQL goes away', THROWAWAY_POSTGRES_SKIP, () => {
     assertUnavailable(await callServer(server, 'GET', '/api/users/me', undefined, access), 'database')
     assertUnavailable(await callServer(server, 'POST', '/api/auth/sign-in', signInBody), 'database')
     assertUnavailable(await callServer(server, 'PATCH', '/api/users/me', { first_name: 'Ivan' }, access), 'database')
+    // Not a 202 for a reset mail that could not be recorded: the client is told to try again.
+    assertUnavailable(await callServer(server, 'POST', '/api/auth/password-reset', { email: signUpBody.email }), 'database')
     const health = await callServer(server, 'GET', '/api/health')
     assert.equal(health.status, 503)
     assert.deepEqual(health.json, { status: 'unavailable', checks: { database: 'down', media: 'ok' } })

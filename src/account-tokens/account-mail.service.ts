@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Kysely } from 'kysely'
+import { type Kysely, sql } from 'kysely'
 import type { ActivityLog } from '../activity/activity.service.js'
 import type { ClientInfo } from '../activity/client.js'
 import { hashPassword, passwordProblems } from '../auth/passwords.js'
@@ -58,9 +58,12 @@ export class AccountMail {
    * POST /api/auth/password-reset: counts the request against the limits (429), and that is all the reply waits
    * for. Finding the account and recording the token and its mail start once `replied` settles (the response
    * has been handed to the socket), so a known and an unknown address answer the same thing after the same work.
+   * The database is asked to answer first (the same statement for every address): while it is down the client
+   * gets 503 and asks again later, rather than a 202 for a mail that could never be recorded.
    */
   async requestReset(email: string, address: string, replied: Promise<unknown>): Promise<void> {
     const login = comparable(email.trim())
+    await sql`SELECT 1`.execute(this.deps.db.kysely)
     await this.deps.mailLimiter.reserve(login, address)
     const work = replied
       .then(() => this.recordResetFor(login))
