@@ -73,6 +73,8 @@ export interface Config {
   refreshTokenTtlSeconds: number
   /** A rotated refresh token presented again within this many seconds gets the same successor (0: never). */
   refreshReuseGraceSeconds: number
+  /** SESSION_MAX_AGE: how long a session may live from its sign-in, however often it is refreshed. */
+  sessionMaxAgeSeconds: number
   avatarMaxBytes: number
   avatarSize: number
   /** How many images are decoded and encoded at once: at most one per CPU, and two libuv threads fewer than the pool has. */
@@ -354,6 +356,7 @@ function readConfig(env: Env): Readonly<Config> {
     accessTokenTtlSeconds: duration(env, 'ACCESS_TOKEN_TTL', '15m'),
     refreshTokenTtlSeconds: duration(env, 'REFRESH_TOKEN_TTL', '7d'),
     refreshReuseGraceSeconds: shortDuration(env, 'REFRESH_REUSE_GRACE', '10s', 300),
+    sessionMaxAgeSeconds: duration(env, 'SESSION_MAX_AGE', '90d'),
     avatarMaxBytes: integer(env, 'AVATAR_MAX_BYTES', 5 * 1024 * 1024, 1024, 100 * 1024 * 1024),
     avatarSize: integer(env, 'AVATAR_SIZE', 512, 16, 4096),
     imageConcurrency: imageConcurrencyFor(availableParallelism(), threadPoolSize),

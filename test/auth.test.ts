@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { SignJWT } from 'jose'
 import { DIALECTS, GOOD_PASSWORD, problemOf, TEST_JWT_SECRET, testApp } from './helpers/app.js'
+import { sideDb } from './helpers/mfa.js'
 import { suite } from './helpers/suite.js'
 
 const key = new TextEncoder().encode(TEST_JWT_SECRET)
@@ -204,6 +205,24 @@ for (const dialect of DIALECTS) {
       assert.equal((await client.get('/api/users/me', session.access)).statusCode, 200)
       const refreshed = await client.send('POST', '/api/auth/refresh', { refresh: session.refresh })
       assert.equal(refreshed.statusCode, 200, refreshed.body)
+    })
+
+    test('when a session nears SESSION_MAX_AGE, then a refresh renews it only up to that age, and past it the refresh token is refused', async (t) => {
+      const day = 86_400
+      const { client, config } = await testApp(t, dialect.name, { refreshTokenTtlSeconds: 7 * day, sessionMaxAgeSeconds: 30 * day })
+      const session = await client.signUp()
+      const db = sideDb(t, config)
+      const sid = tokenParts(session.access).payload.sid as string
+      const signedIn = Date.now() - 28 * day * 1000
+      // Signed in 28 days ago and refreshed ever since: two days of its thirty are left.
+      await db.updateTable('sessions').set({ created_at: new Date(signedIn).toISOString() }).where('id', '=', sid).execute()
+      const refreshed = await client.send('POST', '/api/auth/refresh', { refresh: session.refresh })
+      assert.equal(refreshed.statusCode, 200, refreshed.body)
+      const row = await db.selectFrom('sessions').select('expires_at').where('id', '=', sid).executeTakeFirstOrThrow()
+      assert.equal(new Date(row.expires_at).getTime(), signedIn + 30 * day * 1000, 'renewed to the end of its thirty days, not for seven more')
+
+      await db.updateTable('sessions').set({ created_at: new Date(Date.now() - 31 * day * 1000).toISOString() }).where('id', '=', sid).execute()
+      problemOf(await client.send('POST', '/api/auth/refresh', { refresh: refreshed.json().refresh }), 401)
     })
 
     test('when a client signs out with the refresh token another tab just rotated, then the session ends', async (t) => {

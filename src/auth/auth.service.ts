@@ -80,7 +80,7 @@ export interface AuthServiceDeps {
   notices: { signedUp(executor: Db['kysely'], user: UserRow): Promise<void>; committed(): void }
   /** The second factors (src/mfa): consulted once a password is right, and to complete a challenged sign-in. */
   secondFactors: SecondFactors
-  config: Pick<Config, 'passwordHashCost' | 'refreshTokenTtlSeconds' | 'refreshReuseGraceSeconds'>
+  config: Pick<Config, 'passwordHashCost' | 'refreshTokenTtlSeconds' | 'refreshReuseGraceSeconds' | 'sessionMaxAgeSeconds'>
 }
 
 /**
@@ -292,6 +292,8 @@ export class AuthService {
     const now = new Date()
     let session = await sessions.findById(db.kysely, presented.sessionId)
     if (!session || new Date(session.expires_at) <= now) throw invalidRefresh()
+    const endOfLife = new Date(session.created_at).getTime() + config.sessionMaxAgeSeconds * 1000
+    if (endOfLife <= now.getTime()) throw invalidRefresh()
     const user = await users.findById(db.kysely, session.user_id)
     if (!user?.is_active) throw invalidRefresh()
     // The session keeps how it signed in: every access token it gets says the same.
@@ -299,7 +301,8 @@ export class AuthService {
     const issue = async (refresh: string) => ({ access: await tokens.issue({ userId: user.id, sessionId: presented.sessionId, amr }, db.kysely), refresh })
     const next = successors.of(presented)
     if (sameHash(presented.hash, session.refresh_hash)) {
-      const expiresAt = new Date(now.getTime() + config.refreshTokenTtlSeconds * 1000).toISOString()
+      // Renewed for REFRESH_TOKEN_TTL, but never past SESSION_MAX_AGE from the sign-in.
+      const expiresAt = new Date(Math.min(now.getTime() + config.refreshTokenTtlSeconds * 1000, endOfLife)).toISOString()
       if (await sessions.rotate(db.kysely, session.id, presented.hash, next.hash, expiresAt, now.toISOString())) {
         return issue(next.token)
       }
@@ -355,7 +358,7 @@ export class AuthService {
     const { sessions, tokens, config } = this.deps
     const sessionId = newSessionId()
     const refresh = newRefreshToken(sessionId)
-    const expiresAt = new Date(Date.parse(now) + config.refreshTokenTtlSeconds * 1000).toISOString()
+    const expiresAt = new Date(Date.parse(now) + Math.min(config.refreshTokenTtlSeconds, config.sessionMaxAgeSeconds) * 1000).toISOString()
     await sessions.create(executor, {
       id: sessionId,
       user_id: userId,
