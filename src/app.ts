@@ -225,6 +225,12 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     await accountMail.settled()
     await stopMailSender()
   })
+  // Rows of no further use, deleted on the activity purge's interval (ACTIVITY_PURGE_INTERVAL): tokens a day after
+  // they were used or expired, sent mail after 7 days, given-up mail after 30; each stopped before the database closes.
+  const stopTokenPurge = startPeriodicPurge('used or expired account tokens', () => accountMail.purgeTokens(), config.activityPurgeIntervalMs, app.log)
+  app.addHook('preClose', stopTokenPurge)
+  const stopOutboxPurge = startPeriodicPurge('sent and given-up mail', () => mail.sender.purge(), config.activityPurgeIntervalMs, app.log)
+  app.addHook('preClose', stopOutboxPurge)
   // One libvips thread per image; parallelism comes from running up to one image per CPU.
   sharp.concurrency(1)
   app.log.info({ threadPoolSize: config.threadPoolSize, imageConcurrency: config.imageConcurrency }, 'libuv thread pool sized')
@@ -249,6 +255,11 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     onUnreadableSecret: (userId) =>
       app.log.warn({ userId }, 'a TOTP secret does not decrypt (was JWT_SECRET changed?): its codes are refused; recovery codes still work'),
   })
+  // Challenges once expired (a used one is deleted when used), on the same interval.
+  const stopPasskeyChallengePurge = startPeriodicPurge('expired passkey challenges', () => passkeys.purgeExpiredChallenges(), config.activityPurgeIntervalMs, app.log)
+  app.addHook('preClose', stopPasskeyChallengePurge)
+  const stopMfaChallengePurge = startPeriodicPurge('expired second-factor challenges', () => mfa.purgeExpiredChallenges(), config.activityPurgeIntervalMs, app.log)
+  app.addHook('preClose', stopMfaChallengePurge)
   const stepUp = new StepUp(db, sessions, mfa)
   const users = new UsersService({
     db,

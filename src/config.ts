@@ -113,7 +113,10 @@ export interface Config {
   sessionPurgeIntervalMs: number
   /** Security activity older than this is deleted (ACTIVITY_RETENTION, default 90 days). */
   activityRetentionSeconds: number
-  /** How often activity past the retention is deleted (ACTIVITY_PURGE_INTERVAL, default 1 hour). */
+  /**
+   * How often activity past the retention is deleted (ACTIVITY_PURGE_INTERVAL, default 1 hour); also how often
+   * used or expired account tokens, sent and given-up mail and expired challenges are.
+   */
   activityPurgeIntervalMs: number
   /** While serving, look for leftover temporary avatar files this often, and remove those older than mediaTempMaxAgeMs. */
   mediaTempSweepIntervalMs: number

@@ -9,6 +9,7 @@ import { hashSecret, randomToken, sameHash } from '../auth/tokens.js'
 import type { Config } from '../config.js'
 import type { Database, Db } from '../db/database.js'
 import { validationError } from '../errors.js'
+import { PURGE_BATCH_SIZE, purgeInBatches } from '../jobs/batched-purge.js'
 import type { OutboxRepository } from '../mail/outbox.repository.js'
 import { emailChangedMail, emailVerificationMail, passwordChangedMail, passwordResetMail } from '../mail/templates.js'
 import { comparable } from '../users/field-rules.js'
@@ -37,6 +38,9 @@ export interface AccountMailDeps {
   activity?: ActivityLog
   config: Pick<Config, 'passwordHashCost' | 'passwordResetTtlSeconds' | 'emailVerificationTtlSeconds'>
 }
+
+/** A used or expired token is kept this long after, so an operator can still see what happened to a link. */
+export const TOKEN_KEPT_MS = 86_400_000
 
 /** What binds a reset token to the password it was issued for: any change of the password voids the token. */
 const passwordFingerprint = (passwordHash: string) => hashSecret(`portrait-reset:${passwordHash}`)
@@ -75,6 +79,17 @@ export class AccountMail {
   /** Waits for reset requests still being recorded (app close, before the sender stops). */
   async settled(): Promise<void> {
     while (this.pending.size > 0) await Promise.all([...this.pending])
+  }
+
+  /**
+   * Deletes the tokens that expired, or were used (or voided), more than TOKEN_KEPT_MS before `now`, in batches;
+   * returns how many. Neither kind is accepted again, and a live token is never touched.
+   */
+  async purgeTokens(now = new Date(), batchSize = PURGE_BATCH_SIZE): Promise<number> {
+    const { db, tokens } = this.deps
+    const before = new Date(now.getTime() - TOKEN_KEPT_MS).toISOString()
+    const expired = await purgeInBatches((limit) => tokens.deleteExpiredBatch(db.kysely, before, limit), batchSize)
+    return expired + (await purgeInBatches((limit) => tokens.deleteUsedBatch(db.kysely, before, limit), batchSize))
   }
 
   private async recordResetFor(login: string): Promise<void> {

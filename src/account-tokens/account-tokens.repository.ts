@@ -57,4 +57,22 @@ export class AccountTokensRepository {
       .where('used_at', 'is', null)
       .execute()
   }
+
+  /** Deletes up to `limit` tokens that expired before `before`; returns how many. One short statement, by the expires_at index. */
+  async deleteExpiredBatch(executor: Executor, before: string, limit: number): Promise<number> {
+    const result = await executor
+      .deleteFrom('account_tokens')
+      .where('token_hash', 'in', (query) => query.selectFrom('account_tokens').select('token_hash').where('expires_at', '<', before).limit(limit))
+      .executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
+
+  /** Deletes up to `limit` tokens used (or voided) before `before`; returns how many. One short statement, by the used_at index. */
+  async deleteUsedBatch(executor: Executor, before: string, limit: number): Promise<number> {
+    const result = await executor
+      .deleteFrom('account_tokens')
+      .where('token_hash', 'in', (query) => query.selectFrom('account_tokens').select('token_hash').where('used_at', '<', before).limit(limit))
+      .executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
 }

@@ -10,6 +10,7 @@ import * as mfa from './migrations/0008_mfa.js'
 import * as passkeys from './migrations/0009_passkeys.js'
 import * as sessionActivity from './migrations/0010_session_activity.js'
 import * as userSearchGrams from './migrations/0011_user_search_grams.js'
+import * as purgeIndexes from './migrations/0012_purge_indexes.js'
 
 // Listed statically so migrations work the same from source, from a bundle and in tests.
 const migrations: Record<string, Migration> = {
@@ -24,6 +25,7 @@ const migrations: Record<string, Migration> = {
   '0009_passkeys': passkeys,
   '0010_session_activity': sessionActivity,
   '0011_user_search_grams': userSearchGrams,
+  '0012_purge_indexes': purgeIndexes,
 }
 
 /** Every migration's name, in the order they apply. */

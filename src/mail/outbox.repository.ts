@@ -88,4 +88,22 @@ export class OutboxRepository {
       .where('id', '=', id)
       .execute()
   }
+
+  /** Deletes up to `limit` rows sent before `before`; returns how many. One short statement, by mail_outbox_sent_at_idx. */
+  async deleteSentBatch(executor: Executor, before: string, limit: number): Promise<number> {
+    const result = await executor
+      .deleteFrom('mail_outbox')
+      .where('id', 'in', (query) => query.selectFrom('mail_outbox').select('id').where('sent_at', '<', before).limit(limit))
+      .executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
+
+  /** Deletes up to `limit` rows given up before `before`; returns how many. One short statement, by mail_outbox_gave_up_at_idx. */
+  async deleteGivenUpBatch(executor: Executor, before: string, limit: number): Promise<number> {
+    const result = await executor
+      .deleteFrom('mail_outbox')
+      .where('id', 'in', (query) => query.selectFrom('mail_outbox').select('id').where('gave_up_at', '<', before).limit(limit))
+      .executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
 }

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { MailSettings } from '../config.js'
 import type { Db } from '../db/database.js'
 import { isDatabaseUnavailable } from '../db/unavailable.js'
+import { PURGE_BATCH_SIZE, purgeInBatches } from '../jobs/batched-purge.js'
 import type { OutboxRow } from './mail.table.js'
 import { maskAddress } from './mask.js'
 import type { OutboxRepository } from './outbox.repository.js'
@@ -11,6 +12,10 @@ import type { MailTransport } from './transports.js'
 export const LEASE_MS = 2 * 60_000
 const BATCH_SIZE = 20
 const MAX_BACKOFF_MS = 60 * 60_000
+/** A sent row (recipient, subject, no bodies) is kept this long: enough to answer "did my mail go out?". */
+export const SENT_KEPT_MS = 7 * 86_400_000
+/** A given-up row (with its last_error) is kept longer, for an operator to see why and to resend. */
+export const GIVEN_UP_KEPT_MS = 30 * 86_400_000
 
 export interface MailSenderDeps {
   db: Db
@@ -78,6 +83,18 @@ export class MailSender {
       }
       if (rows.length < BATCH_SIZE || this.stopped) return sent
     }
+  }
+
+  /**
+   * Deletes the rows sent more than SENT_KEPT_MS and given up more than GIVEN_UP_KEPT_MS before `now`, in
+   * batches; returns how many. Pending rows are never touched.
+   */
+  async purge(now = new Date(), batchSize = PURGE_BATCH_SIZE): Promise<number> {
+    const { db, outbox } = this.deps
+    const sentBefore = new Date(now.getTime() - SENT_KEPT_MS).toISOString()
+    const gaveUpBefore = new Date(now.getTime() - GIVEN_UP_KEPT_MS).toISOString()
+    const sent = await purgeInBatches((limit) => outbox.deleteSentBatch(db.kysely, sentBefore, limit), batchSize)
+    return sent + (await purgeInBatches((limit) => outbox.deleteGivenUpBatch(db.kysely, gaveUpBefore, limit), batchSize))
   }
 
   async stop(): Promise<void> {

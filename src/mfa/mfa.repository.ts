@@ -106,4 +106,13 @@ export class MfaRepository {
       )
       .execute()
   }
+
+  /** Deletes up to `limit` challenges expired at `now`; returns how many. One short statement, by mfa_challenges_expires_at_idx. */
+  async deleteExpiredChallengesBatch(executor: Executor, now: string, limit: number): Promise<number> {
+    const result = await executor
+      .deleteFrom('mfa_challenges')
+      .where('id_hash', 'in', (query) => query.selectFrom('mfa_challenges').select('id_hash').where('expires_at', '<=', now).limit(limit))
+      .executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
 }

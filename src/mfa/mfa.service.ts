@@ -7,6 +7,7 @@ import type { SignInLimiter } from '../auth/sign-in-limiter.js'
 import { hashSecret, randomToken } from '../auth/tokens.js'
 import type { Db } from '../db/database.js'
 import { AppError, validationError } from '../errors.js'
+import { PURGE_BATCH_SIZE, purgeInBatches } from '../jobs/batched-purge.js'
 import type { UserRow } from '../users/users.table.js'
 import type { MfaRepository } from './mfa.repository.js'
 import { newRecoveryCodes, recoveryCodeHash } from './recovery-codes.js'
@@ -217,6 +218,15 @@ export class MfaService {
   /** Uses up the challenge inside the caller's transaction: false when another request did first, or it expired. */
   consumeChallenge(executor: Db['kysely'], idHash: string): Promise<boolean> {
     return this.deps.mfa.consumeChallenge(executor, idHash, new Date().toISOString())
+  }
+
+  /**
+   * Deletes the challenges expired at `now`, in batches; returns how many. A sign-in prunes only its own user's,
+   * so those of accounts that never sign in again would stay for ever; a used one is deleted when used.
+   */
+  purgeExpiredChallenges(now = new Date(), batchSize = PURGE_BATCH_SIZE): Promise<number> {
+    const at = now.toISOString()
+    return purgeInBatches((limit) => this.deps.mfa.deleteExpiredChallengesBatch(this.deps.db.kysely, at, limit), batchSize)
   }
 
   private open(sealed: string, userId: number): string | undefined {

@@ -85,4 +85,13 @@ export class PasskeysRepository {
     if (!row || row.purpose !== purpose || row.user_id !== userId) return undefined
     return new Date(row.expires_at).getTime() > Date.parse(now) ? row : undefined
   }
+
+  /** Deletes up to `limit` challenges expired at `now`; returns how many. One short statement, by passkey_challenges_expires_at_idx. */
+  async deleteExpiredChallengesBatch(executor: Executor, now: string, limit: number): Promise<number> {
+    const result = await executor
+      .deleteFrom('passkey_challenges')
+      .where('id', 'in', (query) => query.selectFrom('passkey_challenges').select('id').where('expires_at', '<=', now).limit(limit))
+      .executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
 }

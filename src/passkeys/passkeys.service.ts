@@ -16,6 +16,7 @@ import type { SignInLimiter } from '../auth/sign-in-limiter.js'
 import { hashSecret, randomToken, sameHash } from '../auth/tokens.js'
 import { violatedUniqueIndex } from '../db/constraints.js'
 import type { Db } from '../db/database.js'
+import { PURGE_BATCH_SIZE, purgeInBatches } from '../jobs/batched-purge.js'
 import { AppError, validationError } from '../errors.js'
 import { rules } from '../users/field-rules.js'
 import type { UsersRepository } from '../users/users.repository.js'
@@ -227,6 +228,15 @@ export class PasskeysService {
     }
     await ticket.succeeded()
     return user
+  }
+
+  /**
+   * Deletes the challenges expired at `now`, in batches; returns how many. Each new challenge clears a few
+   * expired ones, but after a burst of options nobody used, a quiet service would keep the rest for ever.
+   */
+  purgeExpiredChallenges(now = new Date(), batchSize = PURGE_BATCH_SIZE): Promise<number> {
+    const at = now.toISOString()
+    return purgeInBatches((limit) => this.deps.passkeys.deleteExpiredChallengesBatch(this.deps.db.kysely, at, limit), batchSize)
   }
 
   /** Whether the user has at least one passkey (one indexed lookup): it is then a second-factor method too. */
