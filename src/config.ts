@@ -397,7 +397,7 @@ function readConfig(env: Env): Readonly<Config> {
     requestTimeoutMs: duration(env, 'REQUEST_TIMEOUT', '30s') * 1000,
     shutdownTimeoutMs: timeoutMs(env, 'SHUTDOWN_TIMEOUT', '8s'),
     sweepMediaOnStart: true,
-    sessionPurgeIntervalMs: duration(env, 'SESSION_PURGE_INTERVAL', '10m') * 1000,
+    sessionPurgeIntervalMs: timeoutMs(env, 'SESSION_PURGE_INTERVAL', '10m'),
     activityRetentionSeconds: duration(env, 'ACTIVITY_RETENTION', '90d'),
     activityPurgeIntervalMs: timeoutMs(env, 'ACTIVITY_PURGE_INTERVAL', '1h'),
     mediaTempSweepIntervalMs: 60_000,
