@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
+import { sql } from 'kysely'
 import { simpleParser } from 'mailparser'
 import { type Config, loadConfig } from '../src/config.js'
 import { createDb } from '../src/db/database.js'
@@ -274,6 +275,33 @@ for (const dialect of DIALECTS) {
       const { challenge_id, options: request } = (await client.send('POST', '/api/auth/passkey/options', undefined)).json()
       const byPasskey = await client.send('POST', '/api/auth/sign-in/passkey', { challenge_id, response: authenticator.get(request) })
       assert.equal(byPasskey.statusCode, 401, 'the deleted passkey signs nobody in')
+    })
+
+    test('when reset-mfa cannot record its notice, then nothing of the reset is committed', async (t) => {
+      await awayFromStepEdge()
+      const { config, client } = await testApp(t, dialect.name)
+      const env = cliEnv(config)
+      const me = await client.signUp()
+      await enrolTotp(client, me)
+      await query(config, async (db) => {
+        if (dialect.name === 'sqlite') {
+          await sql.raw(`create trigger fail_notice before insert on mail_outbox when new.subject like '%turned off%' begin select raise(abort, 'notice refused'); end`).execute(db.kysely)
+        } else {
+          await sql
+            .raw(`create function fail_notice() returns trigger language plpgsql as $$ begin if new.subject like '%turned off%' then raise exception 'notice refused'; end if; return new; end $$`)
+            .execute(db.kysely)
+          await sql.raw('create trigger fail_notice before insert on mail_outbox for each row execute function fail_notice()').execute(db.kysely)
+        }
+      })
+      const failed = portrait(['users', 'reset-mfa', me.user.username], env)
+      assert.equal(failed.code, 1, failed.out)
+      assert.match(failed.err, /notice refused/)
+      // The factor, its codes and the session are all there still; no entry was recorded.
+      assert.equal(await sessionsOf(config, me.user.id), 1)
+      const status = (await client.get('/api/users/me/mfa', me.access)).json()
+      assert.deepEqual([status.totp, status.recovery_codes_left], [true, 10])
+      const entries = (await client.get('/api/users/me/activity?limit=100', me.access)).json().results as { type: string }[]
+      assert.equal(entries.filter((entry) => entry.type === 'mfa_disabled').length, 0)
     })
 
     test('when reset-mfa names an account without a second factor, then it refuses with exit code 2 and changes nothing', async (t) => {
