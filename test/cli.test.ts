@@ -100,7 +100,7 @@ test('when help is asked for, in any of its spellings, then the usage goes to st
     assert.equal(help.code, 0, args.join(' '))
     assert.equal(help.err, '')
     assert.match(help.out, /^usage: portrait <command>/)
-    for (const command of ['migrate', 'create-superuser', 'media gc']) assert.match(help.out, new RegExp(`^  ${command}\\b`, 'm'))
+    for (const command of ['migrate', 'create-superuser', 'users reset-mfa', 'media gc']) assert.match(help.out, new RegExp(`^  ${command}\\b`, 'm'))
   }
   for (const args of [['create-superuser', '--help'], ['media', 'gc', '-h'], ['help', 'migrate']]) {
     const help = portrait(args, env)

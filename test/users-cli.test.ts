@@ -1,19 +1,25 @@
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
-import type { Config } from '../src/config.js'
+import { sql } from 'kysely'
+import { simpleParser } from 'mailparser'
+import { type Config, loadConfig } from '../src/config.js'
 import { createDb } from '../src/db/database.js'
-import { DIALECTS, type DialectName, GOOD_PASSWORD, testApp, uniqueName } from './helpers/app.js'
+import { maskAddress } from '../src/mail/mask.js'
+import { DIALECTS, type DialectName, GOOD_PASSWORD, type Session, testApp, uniqueName } from './helpers/app.js'
 import { deferCleanup, removeWhenDone } from './helpers/cleanup.js'
+import { awayFromStepEdge, enrolTotp } from './helpers/mfa.js'
 import { freshSchema } from './helpers/postgres.js'
 import { callServer, startServer } from './helpers/processes.js'
 import { REDIS_SKIP, testRedisPrefix } from './helpers/redis.js'
 import { suite } from './helpers/suite.js'
+import { SoftAuthenticator } from './helpers/webauthn.js'
 
 const CLI = join(import.meta.dirname, '..', 'bin', 'portrait.js')
+const ORIGIN = 'https://portrait.example'
 const NEW_PASSWORD = 'Quartz-lantern-4f9c2e'
 
 /** The real CLI as a process, with stdin closed (no terminal). */
@@ -44,6 +50,25 @@ async function query<R>(config: Config, run: (db: ReturnType<typeof createDb>) =
 
 const sessionsOf = (config: Config, userId: number) =>
   query(config, (db) => db.kysely.selectFrom('sessions').select('id').where('user_id', '=', userId).execute()).then((rows) => rows.length)
+
+/**
+ * The notices of what reset-mfa removes mailed to `address`, oldest first, as delivered (an .eml in DATA_DIR/outbox
+ * without SMTP_URL, read back whole). The API's own notices (sign-up, enrolment) are left out: the app's sender
+ * delivers those in its own time.
+ */
+async function noticesTo(config: Config, address: string): Promise<{ subject: string; text: string }[]> {
+  const rows = await query(config, (db) => db.kysely.selectFrom('mail_outbox').select(['message_id', 'subject', 'sent_at']).where('to_address', '=', address).orderBy('id').execute())
+  const notices = rows.filter((row) => /turned off|passkey was removed/.test(row.subject))
+  assert.ok(notices.every((row) => row.sent_at !== null), 'delivered')
+  const directory = join(config.dataDir, 'outbox')
+  const files = existsSync(directory) ? readdirSync(directory) : []
+  const mails = await Promise.all(files.map((file) => simpleParser(readFileSync(join(directory, file)))))
+  return notices.map((row) => {
+    const mail = mails.find((candidate) => candidate.messageId === row.message_id)
+    assert.ok(mail, `the .eml of ${row.message_id}`)
+    return { subject: mail.subject ?? '', text: mail.text ?? '' }
+  })
+}
 
 /** The ids the table lists, in order. */
 const listedIds = (out: string) => [...out.matchAll(/^(\d+) +\S+ +\S+ +(?:yes|no) /gm)].map((match) => Number(match[1]))
@@ -180,6 +205,123 @@ for (const dialect of DIALECTS) {
       assert.equal((await client.send('POST', '/api/auth/sign-in', { username: user.user.username, password: GOOD_PASSWORD })).statusCode, 401)
     })
 
+    test('when reset-mfa runs on an account with TOTP, then the password alone signs in, old sessions end, and it is recorded and mailed', async (t) => {
+      await awayFromStepEdge()
+      const { config, client } = await testApp(t, dialect.name, { publicUrl: ORIGIN, mail: { ...loadConfig({}).mail, pollIntervalMs: 3_600_000 } })
+      const env = cliEnv(config)
+      const me = await client.signUp()
+      // The passkey first: before a second factor, adding one needs no step-up.
+      const authenticator = new SoftAuthenticator(ORIGIN)
+      const options = (await client.send('POST', '/api/users/me/passkeys/registration-options', undefined, me.access)).json()
+      assert.equal((await client.send('POST', '/api/users/me/passkeys', { name: 'Laptop', response: authenticator.create(options) }, me.access)).statusCode, 201)
+      await enrolTotp(client, me)
+      const signIn = () => client.send('POST', '/api/auth/sign-in', { username: me.user.username, password: GOOD_PASSWORD })
+      assert.equal((await signIn()).json().mfa_required, true)
+
+      const reset = portrait(['users', 'reset-mfa', me.user.email.toUpperCase()], env)
+      assert.equal(reset.code, 0, reset.err)
+      assert.equal(
+        reset.out,
+        `second factor of ${me.user.username} (id ${me.user.id}) turned off, its recovery codes deleted; 1 session(s) ended; its 1 passkey(s) stay (--passkeys deletes them)\nnotice sent to ${maskAddress(me.user.email)}\n`,
+      )
+      assert.match(reset.err, /mail written to file.*\.eml/)
+      assert.equal((await client.send('POST', '/api/auth/refresh', { refresh: me.refresh })).statusCode, 401)
+      assert.equal((await client.get('/api/users/me', me.access)).statusCode, 401)
+      const signedIn = await signIn()
+      assert.equal(signedIn.statusCode, 200, signedIn.body)
+      assert.equal(signedIn.json().mfa_required, undefined)
+      const after = signedIn.json() as { access: string; refresh: string }
+      assert.ok(after.access && after.refresh, 'tokens at once')
+      assert.deepEqual((await client.get('/api/users/me/mfa', after.access)).json(), { totp: false, recovery_codes_left: 0, methods: [] })
+      const rows = await query(config, async (db) => ({
+        codes: await db.kysely.selectFrom('mfa_recovery_codes').select('user_id').where('user_id', '=', me.user.id).execute(),
+        passkeys: await db.kysely.selectFrom('passkeys').select('name').where('user_id', '=', me.user.id).execute(),
+      }))
+      assert.deepEqual(rows, { codes: [], passkeys: [{ name: 'Laptop' }] })
+      const activity = async (access: string) =>
+        ((await client.get('/api/users/me/activity?limit=100', access)).json().results as { type: string; details: unknown }[]).filter((entry) => /^(mfa_disabled|passkey_removed)$/.test(entry.type))
+      assert.deepEqual((await activity(after.access)).map(({ type, details }) => ({ type, details })), [{ type: 'mfa_disabled', details: { by: 'operator' } }])
+      // The API's "turned off" notice, in the outbox and delivered (an .eml without SMTP_URL), naming no device.
+      const notices = await noticesTo(config, me.user.email)
+      assert.deepEqual(notices.map((mail) => mail.subject), ['Portrait: two-step verification was turned off'])
+      assert.match(notices[0]?.text ?? '', /Two-step verification with an authenticator app was turned off for your account\. An administrator made the change\./)
+
+      // Nothing left to reset: refused in one line, nothing changes (the new session stays).
+      const again = portrait(['users', 'reset-mfa', me.user.username], env)
+      assert.equal(again.code, 2)
+      assert.equal(again.err, `portrait: ${me.user.username} (id ${me.user.id}) has no second factor (no authenticator app is set up): nothing to reset, nothing was changed\n`)
+      assert.equal(await sessionsOf(config, me.user.id), 1)
+      assert.equal((await noticesTo(config, me.user.email)).length, 1)
+
+      // With --passkeys the passkey goes too, recorded and mailed as the person deleting it would be.
+      await enrolTotp(client, after as Session)
+      const all = portrait(['users', 'reset-mfa', `id:${me.user.id}`, '--passkeys'], env)
+      assert.equal(all.code, 0, all.err)
+      assert.match(all.out, /turned off, its recovery codes deleted; 1 session\(s\) ended; 1 passkey\(s\) deleted\nnotice sent to /)
+      assert.equal(await query(config, (db) => db.kysely.selectFrom('passkeys').select('id').where('user_id', '=', me.user.id).execute()).then((found) => found.length), 0)
+      const last = (await signIn()).json().access as string
+      assert.deepEqual(
+        (await activity(last)).map(({ type, details }) => ({ type, details })),
+        [
+          { type: 'passkey_removed', details: { by: 'operator', passkey: 'Laptop' } },
+          { type: 'mfa_disabled', details: { by: 'operator' } },
+          { type: 'mfa_disabled', details: { by: 'operator' } },
+        ],
+      )
+      assert.deepEqual((await noticesTo(config, me.user.email)).map((mail) => mail.subject).slice(1).sort(), [
+        'Portrait: a passkey was removed',
+        'Portrait: two-step verification was turned off',
+      ])
+      const { challenge_id, options: request } = (await client.send('POST', '/api/auth/passkey/options', undefined)).json()
+      const byPasskey = await client.send('POST', '/api/auth/sign-in/passkey', { challenge_id, response: authenticator.get(request) })
+      assert.equal(byPasskey.statusCode, 401, 'the deleted passkey signs nobody in')
+    })
+
+    test('when reset-mfa cannot record its notice, then nothing of the reset is committed', async (t) => {
+      await awayFromStepEdge()
+      const { config, client } = await testApp(t, dialect.name)
+      const env = cliEnv(config)
+      const me = await client.signUp()
+      await enrolTotp(client, me)
+      await query(config, async (db) => {
+        if (dialect.name === 'sqlite') {
+          await sql.raw(`create trigger fail_notice before insert on mail_outbox when new.subject like '%turned off%' begin select raise(abort, 'notice refused'); end`).execute(db.kysely)
+        } else {
+          await sql
+            .raw(`create function fail_notice() returns trigger language plpgsql as $$ begin if new.subject like '%turned off%' then raise exception 'notice refused'; end if; return new; end $$`)
+            .execute(db.kysely)
+          await sql.raw('create trigger fail_notice before insert on mail_outbox for each row execute function fail_notice()').execute(db.kysely)
+        }
+      })
+      const failed = portrait(['users', 'reset-mfa', me.user.username], env)
+      assert.equal(failed.code, 1, failed.out)
+      assert.match(failed.err, /notice refused/)
+      // The factor, its codes and the session are all there still; no entry was recorded.
+      assert.equal(await sessionsOf(config, me.user.id), 1)
+      const status = (await client.get('/api/users/me/mfa', me.access)).json()
+      assert.deepEqual([status.totp, status.recovery_codes_left], [true, 10])
+      const entries = (await client.get('/api/users/me/activity?limit=100', me.access)).json().results as { type: string }[]
+      assert.equal(entries.filter((entry) => entry.type === 'mfa_disabled').length, 0)
+    })
+
+    test('when reset-mfa names an account without a second factor, then it refuses with exit code 2 and changes nothing', async (t) => {
+      const { config, client } = await testApp(t, dialect.name)
+      const env = cliEnv(config)
+      const user = await client.signUp()
+      const refused = portrait(['users', 'reset-mfa', user.user.username, '--passkeys'], env)
+      assert.equal(refused.code, 2)
+      assert.equal(refused.err, `portrait: ${user.user.username} (id ${user.user.id}) has no second factor (no authenticator app is set up): nothing to reset, nothing was changed\n`)
+      assert.equal(refused.out, '')
+      assert.equal(await sessionsOf(config, user.user.id), 1)
+      assert.equal((await client.get('/api/users/me', user.access)).statusCode, 200)
+      assert.deepEqual(await noticesTo(config, user.user.email), [])
+      for (const args of [['users', 'reset-mfa'], ['users', 'reset-mfa', user.user.username, '--all']]) {
+        const wrong = portrait(args, env)
+        assert.equal(wrong.code, 2, args.join(' '))
+        assert.match(wrong.err, /\n\nusage: portrait users reset-mfa USER \[--passkeys\]/, args.join(' '))
+      }
+    })
+
     test('when a user is deactivated beside a running server, then an access token issued before stops working at its next request', async (t) => {
       const cli = await databaseEnv(t, dialect.name)
       const server = await startServer(t, { env: cli })
@@ -259,7 +401,7 @@ test('when help is asked of users, then the group and each command answer on std
     const help = portrait(args, { DATABASE_URL: 'mysql://not-even-read' })
     assert.equal(help.code, 0, args.join(' '))
     assert.match(help.out, /^usage: portrait users <command>/)
-    for (const command of ['list', 'set-password', 'unlock', 'deactivate', 'activate']) assert.match(help.out, new RegExp(`^  users ${command}\\b`, 'm'))
+    for (const command of ['list', 'set-password', 'unlock', 'deactivate', 'activate', 'reset-mfa']) assert.match(help.out, new RegExp(`^  users ${command}\\b`, 'm'))
     assert.doesNotMatch(help.out, /^ {2}migrate/m, 'the group only')
   }
   for (const command of ['list', 'deactivate']) {

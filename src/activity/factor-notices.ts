@@ -13,10 +13,21 @@ import { type ClientInfo, deviceLabel, maskAddress } from './client.js'
 export class FactorNotices {
   constructor(private readonly deps: { activity: ActivityLog; outbox: OutboxRepository; wake: () => void }) {}
 
-  /** In the caller's transaction: the entry (with the client) and the notice (device and masked address only). */
-  async record(executor: Db['kysely'], user: UserRow, change: FactorChange, client: ClientInfo, details?: Record<string, string | number | boolean>): Promise<void> {
-    await this.deps.activity.record(executor, { userId: user.id, type: change, client, details })
-    const from = { device: deviceLabel(client.userAgent), address: maskAddress(client.address) }
+  /**
+   * In the caller's transaction: the entry (with the client) and the notice (device and masked address only).
+   * `'operator'` is a change made from the command line: no client to record, and the notice says who did it
+   * rather than "Unknown device".
+   */
+  async record(
+    executor: Db['kysely'],
+    user: UserRow,
+    change: FactorChange,
+    client: ClientInfo | 'operator',
+    details?: Record<string, string | number | boolean>,
+  ): Promise<void> {
+    const request = client === 'operator' ? undefined : client
+    await this.deps.activity.record(executor, { userId: user.id, type: change, client: request, details })
+    const from = request ? { device: deviceLabel(request.userAgent), address: maskAddress(request.address) } : 'operator'
     await this.deps.outbox.record(executor, factorChangedMail(user.email, user.username, change, from))
   }
 

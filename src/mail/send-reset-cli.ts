@@ -23,8 +23,8 @@ export class SendResetError extends Error {
   }
 }
 
-/** The sender's log lines, as short human sentences on stderr. */
-function cliLog() {
+/** The sender's log lines, as short human sentences on stderr (every command that delivers mail). */
+export function cliLog() {
   return pino(
     { level: 'info', base: null, timestamp: false },
     {

@@ -134,14 +134,23 @@ const FACTOR_CHANGES: Record<FactorChange, { subject: string; what: string }> = 
   passkey_removed: { subject: 'a passkey was removed', what: 'A passkey was removed from your account: it signs nobody in any more.' },
 }
 
-/** A second factor or passkey added, removed or renewed (issue 18): what changed, from which device; no link. */
-export function factorChangedMail(to: string, username: string, change: FactorChange, from: { device: string; address: string | null }): Message {
+/**
+ * A second factor or passkey added, removed or renewed (issue 18): what changed, from which device; no link.
+ * `'operator'`: an administrator made the change from the command line (`portrait users reset-mfa`).
+ */
+export function factorChangedMail(
+  to: string,
+  username: string,
+  change: FactorChange,
+  from: { device: string; address: string | null } | 'operator',
+): Message {
   const { subject, what } = FACTOR_CHANGES[change]
+  const source = from === 'operator' ? 'An administrator made the change.' : `The change came from ${from.device}${from.address ? `, from ${from.address}` : ''}.`
   return compose({
     to,
     subject: `${PRODUCT}: ${subject}`,
     greeting: `Hello ${username},`,
-    paragraphs: [`${what} The change came from ${from.device}${from.address ? `, from ${from.address}` : ''}.`, NOT_YOU],
+    paragraphs: [`${what} ${source}`, NOT_YOU],
     footer: 'a notice about your account’s security.',
   })
 }

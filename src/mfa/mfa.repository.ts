@@ -59,6 +59,16 @@ export class MfaRepository {
     return rows.some((row) => row.confirmed_at !== null)
   }
 
+  /**
+   * Removes the user's second factor: the TOTP factor (or a pending enrolment) and every recovery code. True when
+   * an active factor was removed — of two racing removals only one sees it, so only one records the change.
+   */
+  async removeFactor(executor: Executor, userId: number): Promise<boolean> {
+    const removed = await this.deleteTotp(executor, userId)
+    await this.replaceRecoveryCodes(executor, userId, [], '')
+    return removed
+  }
+
   /** Replaces every recovery code of the user with these hashes. */
   async replaceRecoveryCodes(executor: Executor, userId: number, hashes: readonly string[], now: string): Promise<void> {
     await executor.deleteFrom('mfa_recovery_codes').where('user_id', '=', userId).execute()

@@ -135,8 +135,7 @@ export class MfaService {
     await ticket.succeeded()
     await db.kysely.transaction().execute(async (trx) => {
       // Counted only when this request removed the factor: of two racing disables, one entry and one notice.
-      const removed = await mfa.deleteTotp(trx, user.id)
-      await mfa.replaceRecoveryCodes(trx, user.id, [], '')
+      const removed = await mfa.removeFactor(trx, user.id)
       if (removed) await notices.record(trx, user, 'mfa_disabled', client)
     })
     notices.committed()

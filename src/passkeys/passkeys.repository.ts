@@ -39,6 +39,12 @@ export class PasskeysRepository {
     return executor.deleteFrom('passkeys').where('id', '=', id).where('user_id', '=', userId).returning('name').executeTakeFirst()
   }
 
+  /** Deletes every passkey of the user; their names, oldest first (an operator's reset, `--passkeys`). */
+  async deleteAllOfUser(executor: Executor, userId: number): Promise<{ name: string }[]> {
+    const rows = await executor.deleteFrom('passkeys').where('user_id', '=', userId).returning(['id', 'name']).execute()
+    return rows.sort((a, b) => Number(a.id) - Number(b.id)).map(({ name }) => ({ name }))
+  }
+
   /**
    * Records a verified use: the counter moves only forwards (or stays 0 for an authenticator that keeps none), in
    * one conditional statement, so of two assertions racing with the same counter only one counts.

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { ActivityRepository } from '../activity/activity.repository.js'
 import { ActivityLog } from '../activity/activity.service.js'
+import { FactorNotices } from '../activity/factor-notices.js'
 import { createFailureStore } from '../auth/failure-store.js'
 import { SessionsRepository } from '../auth/sessions.repository.js'
 import { SignInLimiter } from '../auth/sign-in-limiter.js'
@@ -10,6 +11,12 @@ import type { Config } from '../config.js'
 import type { Db } from '../db/database.js'
 import { migrateToLatest } from '../db/migrate.js'
 import { AppError } from '../errors.js'
+import { createMail } from '../mail/mail-setup.js'
+import { maskAddress } from '../mail/mask.js'
+import { cliLog } from '../mail/send-reset-cli.js'
+import { MfaRepository } from '../mfa/mfa.repository.js'
+import { MfaReset } from '../mfa/mfa-reset.js'
+import { PasskeysRepository } from '../passkeys/passkeys.repository.js'
 import { OperatorService } from './operator.service.js'
 import { createSearchReader } from './search-reader.js'
 import { UsersRepository } from './users.repository.js'
@@ -64,6 +71,19 @@ registerCommand({
   about: 'the account may sign in again',
   details: USER_HELP,
   run: (config, args) => setActive(config, args, true),
+})
+
+registerCommand({
+  name: 'users reset-mfa',
+  args: 'USER [--passkeys]',
+  about: 'turns off the authenticator app (TOTP) and deletes its recovery codes; every session of the user ends',
+  details: `for a person who lost both the app and the recovery codes; the password stays, so it signs in with that alone;
+recorded as mfa_disabled (by: operator) and mailed to the account as the API's "turn off" is, delivered now
+(SMTP_URL, else an .eml file in DATA_DIR/outbox/; if delivery fails, a running server retries it);
+--passkeys: its passkeys are deleted too (each recorded and mailed as passkey_removed); else they stay
+refused (exit code 2) for an account without a second factor
+${USER_HELP}`,
+  run: (config, args) => resetMfa(config, args),
 })
 
 async function listUsers(config: Config, args: string[]): Promise<void> {
@@ -158,6 +178,46 @@ async function setActive(config: Config, args: string[], active: boolean): Promi
   })
 }
 
+async function resetMfa(config: Config, args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, options: { passkeys: { type: 'boolean', default: false } }, allowPositionals: true, strict: true })
+  await operate(config, oneUser(positionals), async (_operator, user, db, activity) => {
+    const mail = createMail(config, db, cliLog())
+    try {
+      const reset = new MfaReset({
+        db,
+        mfa: new MfaRepository(),
+        sessions: new SessionsRepository(db),
+        passkeys: new PasskeysRepository(),
+        notices: new FactorNotices({ activity, outbox: mail.outbox, wake: () => {} }),
+      })
+      const done = await reset.reset(user, { passkeys: values.passkeys }).catch((error: unknown) => {
+        if (error instanceof AppError && error.code === 'mfa_not_enrolled') {
+          throw new Refused(`${describe(user)} has no second factor (no authenticator app is set up): nothing to reset, nothing was changed`)
+        }
+        throw error
+      })
+      const passkeys = values.passkeys
+        ? `; ${done.passkeysRemoved.length} passkey(s) deleted`
+        : done.passkeysKept
+          ? `; its ${done.passkeysKept} passkey(s) stay (--passkeys deletes them)`
+          : ''
+      console.log(`second factor of ${describe(user)} turned off, its recovery codes deleted; ${done.sessionsEnded} session(s) ended${passkeys}`)
+      // Delivered now, as send-reset does; this reset's notices are the newest rows to the address.
+      await mail.sender.runOnce()
+      const notices = 1 + done.passkeysRemoved.length
+      const rows = await db.kysely.selectFrom('mail_outbox').select('sent_at').where('to_address', '=', user.email).orderBy('id', 'desc').limit(notices).execute()
+      const address = maskAddress(user.email)
+      console.log(
+        rows.every((row) => row.sent_at)
+          ? `notice sent to ${address}`
+          : `notice to ${address} recorded, not delivered yet: a running server retries it`,
+      )
+    } finally {
+      await mail.sender.stop()
+    }
+  })
+}
+
 /** The one USER argument. */
 function oneUser(positionals: string[]): string {
   if (positionals.length !== 1 || (positionals[0] as string).startsWith('-')) throw new UsageError(positionals.length ? 'give one USER (a username, an email or id:N)' : 'USER is missing')
@@ -165,14 +225,18 @@ function oneUser(positionals: string[]): string {
 }
 
 /** Opens the database, finds the user and runs `work`; the service's refusals become the command's. */
-async function operate<T>(config: Config, login: string, work: (operator: OperatorService, user: UserRow) => Promise<T>): Promise<T> {
+async function operate<T>(
+  config: Config,
+  login: string,
+  work: (operator: OperatorService, user: UserRow, db: Db, activity: ActivityLog) => Promise<T>,
+): Promise<T> {
   try {
     return await withDb(config, async (db: Db) => {
       await migrateToLatest(db.kysely)
       // Only `record` is used (in the change's transaction): nothing detached, so nothing to log.
       const activity = new ActivityLog({ db, repository: new ActivityRepository(db), retentionSeconds: config.activityRetentionSeconds, log: pino({ enabled: false }) })
       const operator = new OperatorService({ db, users: new UsersRepository(db.dialect), sessions: new SessionsRepository(db), config, activity })
-      return work(operator, await operator.find(login))
+      return await work(operator, await operator.find(login), db, activity)
     })
   } catch (error) {
     if (!(error instanceof AppError) || !['not_found', 'validation_failed', 'forbidden'].includes(error.code)) throw error
