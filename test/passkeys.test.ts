@@ -66,6 +66,12 @@ for (const dialect of DIALECTS) {
       const renamed = await client.send('PATCH', `/api/users/me/passkeys/${passkey.id}`, { name: 'Work laptop' }, alice.access)
       assert.equal(renamed.json().name, 'Work laptop')
       problemOf(await client.send('PATCH', `/api/users/me/passkeys/${passkey.id}`, { name: '   ' }, alice.access), 400)
+      // Control characters, a lone surrogate, a line separator: 400 on both dialects (PostgreSQL refused the NUL with a 500).
+      for (const name of ['evil\u0000\r\nBcc: x@evil.example\u001b[31m', 'half \ud800', 'two\u2028lines']) {
+        const refused = problemOf(await client.send('PATCH', `/api/users/me/passkeys/${passkey.id}`, { name }, alice.access), 400)
+        assert.ok(refused.errors.name, JSON.stringify(name))
+      }
+      assert.equal((await client.get('/api/users/me/passkeys', alice.access)).json().results[0].name, 'Work laptop')
 
       assert.equal((await client.send('DELETE', `/api/users/me/passkeys/${passkey.id}`, undefined, alice.access)).statusCode, 204)
       assert.deepEqual((await client.get('/api/users/me/passkeys', alice.access)).json().results, [])

@@ -67,5 +67,9 @@ test('when text holds invisible or direction characters, then usernames refuse a
     assert.match(rules.last_name(`${char}Lee`) ?? '', /Text-direction control characters/)
   }
   for (const name of ['Zo\u200Be', '\u200DLee', 'Ann \uFE0F', 'A\u2060nn', 'A\u00ADnn']) assert.match(rules.first_name(name) ?? '', /Invisible characters/, name)
+  // Nothing the walk above names, refused all the same: the rule never lets through what its pattern refuses.
+  for (const name of ['Ann\u0000Lee', 'Ann\r\nBcc: x@evil.example', 'Ann\u001b[31m', 'Ann\uD800', 'Ann\u2028Lee', 'Ann\u2029']) {
+    assert.match(rules.first_name(name) ?? '', /Control characters and line breaks/, JSON.stringify(name))
+  }
   for (const name of ['Ann Lee', 'مهر\u200Cآفرین', 'ജ്\u200D', '❤\uFE0F', '\u{1F468}\u200D\u{1F469}\u200D\u{1F467}', '葛\u{E0100}']) assert.equal(rules.first_name(name), undefined, name)
 })

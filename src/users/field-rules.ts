@@ -13,9 +13,10 @@ const EMAIL_DOMAIN = '(?:[\\p{L}\\p{N}](?:[\\p{L}\\p{N}-]{0,61}[\\p{L}\\p{N}])?\
 // The local part is at most 64 characters (the lookahead), the domain ends in a label of letters.
 const EMAIL_PATTERN = `^(?=[^@]{1,64}@)${EMAIL_LOCAL}@${EMAIL_DOMAIN}$`
 const PHONE_PATTERN = '^(?:\\+?[0-9]+)?$'
-// A name shown to others: no control, format or default-ignorable character, except a joiner or variation
-// selector right after a visible character (lookalikes.ts invisibleCharacter with allowShaping, as a pattern).
-const HIDDEN = '\\p{Cc}\\p{Cs}\\p{Cf}\\p{Default_Ignorable_Code_Point}'
+// A name shown to others: no control, format or default-ignorable character, no lone surrogate and no line or
+// paragraph separator, except a joiner or variation selector right after a visible character (lookalikes.ts
+// invisibleCharacter with allowShaping, as a pattern).
+const HIDDEN = '\\p{Cc}\\p{Cs}\\p{Cf}\\p{Zl}\\p{Zp}\\p{Default_Ignorable_Code_Point}'
 const NAME_PATTERN = `^(?:[^${HIDDEN}]|(?<=[^\\s${HIDDEN}])[\\u200c\\u200d\\p{Variation_Selector}])*$`
 const LIMITS = { username: 150, email: 200, first_name: 200, last_name: 200, number_phone: 10 } as const
 // Patterns are written for JSON Schema (ECMA-262 with the `u` flag, as Ajv and Redocly read them) and
@@ -50,6 +51,8 @@ function displayName(limit: number): FieldRule {
     const found = invisibleCharacter(value, { allowShaping: true })
     if (found?.bidi) return `Text-direction control characters (${codePointName(found.char)}) are not allowed.`
     if (found) return `Invisible characters (${codePointName(found.char)}) are not allowed.`
+    // What the walk does not name (a control character, a lone surrogate, a line separator) is refused all the same.
+    return 'Control characters and line breaks are not allowed.'
   }
 }
 
