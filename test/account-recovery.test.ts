@@ -168,6 +168,26 @@ for (const dialect of DIALECTS) {
       assert.equal(elsewhere.statusCode, 202)
     })
 
+    test('when the email changes and changes back, then no link mailed before a change works after it', async (t) => {
+      const { client, smtp } = await appWithSmtp(t, dialect.name)
+      const me = await client.signUp()
+      const original = me.user.email
+      const verifyOriginal = tokenIn(await smtp.waitFor(to(original, /confirm/)), 'verify-email')
+      const resetOriginal = await resetMailFor(client, smtp, original)
+      const moved = `${uniqueName('moved')}@example.org`
+      assert.equal((await client.send('PATCH', '/api/users/me', { email: moved }, me.access)).statusCode, 200)
+      await smtp.waitFor(to(moved, /confirm your email/))
+      const back = await client.send('PATCH', '/api/users/me', { email: original }, me.access)
+      assert.equal(back.statusCode, 200, back.body)
+      await smtp.waitFor((mail) => to(original, /confirm your email/)(mail) && tokenIn(mail, 'verify-email') !== verifyOriginal)
+
+      // The address is the same string again, but both links were mailed before it changed.
+      problemOf(await client.send('POST', VERIFY, { token: verifyOriginal }), 400)
+      problemOf(await client.send('POST', CONFIRM, { token: resetOriginal, new_password: 'another-Horse-battery-7' }), 400)
+      assert.equal((await client.get('/api/users/me', me.access)).json().email_verified, false)
+      assert.equal((await client.send('POST', '/api/auth/sign-in', { username: me.user.username, password: GOOD_PASSWORD })).statusCode, 200)
+    })
+
     test('when the email changes, then it is unverified, a link goes to the new address and a notice to the old one; the old link is void', async (t) => {
       const { client, smtp } = await appWithSmtp(t, dialect.name)
       const me = await client.signUp()

@@ -165,8 +165,15 @@ export class AccountMail {
     await this.issueVerification(executor, user)
   }
 
-  /** A changed address: a verification link to the new one, a notice to the old one. */
+  /**
+   * A changed address: a verification link to the new one, a notice to the old one. Every link mailed before
+   * goes void, reset links included: they were sent to an address the account no longer has (and a
+   * verification link for it would come back to life if the address were changed back).
+   */
   async emailChanged(executor: Executor, before: UserRow, after: UserRow): Promise<void> {
+    const now = new Date()
+    await this.deps.tokens.voidAllOfUser(executor, after.id, 'email_verification', now)
+    await this.deps.tokens.voidAllOfUser(executor, after.id, 'password_reset', now)
     await this.issueVerification(executor, after)
     await this.deps.outbox.record(executor, emailChangedMail(before.email, after.username, after.email))
   }
