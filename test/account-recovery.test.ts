@@ -168,6 +168,17 @@ for (const dialect of DIALECTS) {
       assert.equal(elsewhere.statusCode, 202)
     })
 
+    test('when strangers use up an address\'s reset requests, then its owner, signed in, can still ask for a verification link', async (t) => {
+      const { client } = await appWithSmtp(t, dialect.name, { mailRequestLimits: { maxPerEmail: 2, maxPerAddress: 100, windowSeconds: 600 } })
+      const me = await client.signUp()
+      for (const remoteAddress of ['10.1.1.1', '10.2.2.2']) {
+        assert.equal((await client.request({ method: 'POST', url: RESET, payload: { email: me.user.email }, remoteAddress })).statusCode, 202)
+      }
+      problemOf(await client.send('POST', RESET, { email: me.user.email }), 429)
+      const resent = await client.send('POST', `/api/users/${me.user.id}/verify-email`, undefined, me.access)
+      assert.equal(resent.statusCode, 202, resent.body)
+    })
+
     test('when the email changes and changes back, then no link mailed before a change works after it', async (t) => {
       const { client, smtp } = await appWithSmtp(t, dialect.name)
       const me = await client.signUp()

@@ -68,7 +68,7 @@ export class AccountMail {
   async requestReset(email: string, address: string, replied: Promise<unknown>): Promise<void> {
     const login = comparable(email.trim())
     await sql`SELECT 1`.execute(this.deps.db.kysely)
-    await this.deps.mailLimiter.reserve(login, address)
+    await this.deps.mailLimiter.reserve('reset', login, address)
     const work = replied
       .then(() => this.recordResetFor(login))
       .catch((error: unknown) => this.deps.log.warn({ err: error }, 'could not record a password reset mail'))
@@ -103,7 +103,7 @@ export class AccountMail {
   /** A superuser (POST /api/users/{id}/password-reset) or an operator (CLI) sends someone a reset link. */
   async sendResetFor(user: UserRow, address?: string): Promise<void> {
     if (!user.is_active) throw validationError({ non_field_errors: ['This account is deactivated: activate it before sending a reset link.'] })
-    if (address !== undefined) await this.deps.mailLimiter.reserve(comparable(user.email), address)
+    if (address !== undefined) await this.deps.mailLimiter.reserve('reset', comparable(user.email), address)
     await this.deps.db.kysely.transaction().execute((trx) => this.issueReset(trx, user))
     this.deps.wake()
   }
@@ -111,7 +111,7 @@ export class AccountMail {
   /** A new verification link for the user's own address (POST /api/users/{id}/verify-email); false when it is verified already. */
   async resendVerification(user: UserRow, address: string): Promise<boolean> {
     if (user.email_verified) return false
-    await this.deps.mailLimiter.reserve(comparable(user.email), address)
+    await this.deps.mailLimiter.reserve('verification', comparable(user.email), address)
     await this.deps.db.kysely.transaction().execute((trx) => this.issueVerification(trx, user))
     this.deps.wake()
     return true

@@ -8,17 +8,23 @@ import { AppError } from '../errors.js'
  * counts both or neither; the email is counted whether or not an account has it, so the limit says nothing
  * about which addresses exist.
  */
+export type MailKind = 'reset' | 'verification'
+
 export class MailRequestLimiter {
   constructor(
     private readonly store: FailureStore,
     private readonly limits: MailRequestLimits,
   ) {}
 
-  /** Counts one request or throws 429 with Retry-After. `email` is compared as sign-in compares it. */
-  async reserve(email: string, address: string): Promise<void> {
+  /**
+   * Counts one request or throws 429 with Retry-After. `email` is compared as sign-in compares it. Each kind of
+   * mail has its own count per email: anyone can use up an address's reset requests (they need no account), and
+   * that must not also stop its owner, signed in, from asking for a new verification link.
+   */
+  async reserve(kind: MailKind, email: string, address: string): Promise<void> {
     const { maxPerEmail, maxPerAddress, windowSeconds } = this.limits
     const counters = [
-      { key: `mail:email:${email}`, limit: maxPerEmail },
+      { key: `mail:${kind}:email:${email}`, limit: maxPerEmail },
       { key: `mail:address:${addressBucket(address)}`, limit: maxPerAddress },
     ]
     const reservation = await this.store.reserve(counters, windowSeconds)
