@@ -1,4 +1,4 @@
-import { type Kysely, type Migration, Migrator, PostgresAdapter, sql } from 'kysely'
+import { type Kysely, type Migration, type MigrationResultSet, Migrator, PostgresAdapter, sql } from 'kysely'
 import * as initial from './migrations/0001_initial.js'
 import * as sessionsExpiresAtIndex from './migrations/0002_sessions_expires_at_index.js'
 import * as refreshReuseGrace from './migrations/0003_refresh_reuse_grace.js'
@@ -33,12 +33,19 @@ export const MIGRATION_NAMES: readonly string[] = Object.keys(migrations).sort()
 
 /** Brings the schema up to date; returns the names of the migrations it applied. */
 export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
-  const migrator = new Migrator({
-    db,
-    provider: { getMigrations: async () => migrations },
-    migrationTableSchema: await migrationTableSchema(db),
-  })
-  const { error, results } = await migrator.migrateToLatest()
+  return applied(await (await migrator(db)).migrateToLatest())
+}
+
+/** Runs migrations up or down until `name` is the last applied (an upgrade test starts from an older schema this way). */
+export async function migrateTo(db: Kysely<any>, name: string): Promise<string[]> {
+  return applied(await (await migrator(db)).migrateTo(name))
+}
+
+async function migrator(db: Kysely<any>): Promise<Migrator> {
+  return new Migrator({ db, provider: { getMigrations: async () => migrations }, migrationTableSchema: await migrationTableSchema(db) })
+}
+
+function applied({ error, results }: MigrationResultSet): string[] {
   if (error) throw error
   return (results ?? []).filter((result) => result.status === 'Success').map((result) => result.migrationName)
 }
