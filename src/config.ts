@@ -1,5 +1,7 @@
+import { existsSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
+import { join, resolve } from 'node:path'
 
 /** Argon2id cost. Production uses the OWASP minimum; tests pass something cheap. */
 export interface PasswordHashCost {
@@ -204,10 +206,22 @@ function url(env: Env, name: string, protocols: string[], accepted: string): str
   fail(name, accepted, raw)
 }
 
-function databaseUrl(env: Env): string {
-  const raw = env.DATABASE_URL || 'sqlite:./data/portrait.db'
-  if (/^sqlite:.+/.test(raw) || /^postgres(ql)?:\/\/.+/.test(raw)) return raw
-  fail('DATABASE_URL', 'sqlite:<path> or postgres://user@host:port/database', raw)
+const DEFAULT_DATA_DIR = './data'
+const SQLITE_FILE = 'portrait.db'
+
+/** DATABASE_URL, by default the SQLite file in DATA_DIR. */
+function databaseUrl(env: Env, dataDir: string): string {
+  const raw = env.DATABASE_URL || `sqlite:${dataDir.replace(/\/+$/, '')}/${SQLITE_FILE}`
+  if (!(/^sqlite:.+/.test(raw) || /^postgres(ql)?:\/\/.+/.test(raw))) fail('DATABASE_URL', 'sqlite:<path> or postgres://user@host:port/database', raw)
+  // Before 2026-12 the default file stayed in ./data whatever DATA_DIR said: a server started with a DATA_DIR of
+  // its own would otherwise open a new, empty database here and look as if every account were gone.
+  const legacy = join(DEFAULT_DATA_DIR, SQLITE_FILE)
+  if (!env.DATABASE_URL && resolve(dataDir) !== resolve(DEFAULT_DATA_DIR) && existsSync(legacy) && !existsSync(join(dataDir, SQLITE_FILE))) {
+    throw new ConfigError(
+      `the SQLite database is at ${legacy}, and DATA_DIR=${dataDir} is where it is looked for now: move ${SQLITE_FILE} (with any -wal and -shm files) into DATA_DIR, or set DATABASE_URL=sqlite:${legacy}`,
+    )
+  }
+  return raw
 }
 
 // Passed to PostgreSQL as a connection option, so only a plain identifier is accepted.
@@ -341,8 +355,8 @@ function readConfig(env: Env): Readonly<Config> {
   return Object.freeze({
     port: integer(env, 'PORT', 8000, 0, 65535),
     host: env.HOST || '127.0.0.1',
-    dataDir: env.DATA_DIR || './data',
-    databaseUrl: databaseUrl(env),
+    dataDir: env.DATA_DIR || DEFAULT_DATA_DIR,
+    databaseUrl: databaseUrl(env, env.DATA_DIR || DEFAULT_DATA_DIR),
     databaseSchema: databaseSchema(env),
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
     usersExactCountLimit: integer(env, 'USERS_EXACT_COUNT_LIMIT', 1000, 1, 10_000_000),

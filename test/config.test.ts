@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import { ConfigError, loadConfig, OWASP_ARGON2ID } from '../src/config.js'
 
@@ -175,4 +178,24 @@ test('when the mail settings are set, then SMTP_URL, MAIL_FROM, the token lifeti
   }
   // The SMTP password is never echoed.
   assert.throws(() => loadConfig({ SMTP_URL: 'ftp://u:do-not-print-me@x' }), (error: Error) => !error.message.includes('do-not-print-me'))
+})
+
+test('when DATA_DIR is set and DATABASE_URL is not, then the SQLite file is in DATA_DIR; one left in ./data by an older version stops the start', () => {
+  assert.equal(loadConfig({ DATA_DIR: '/srv/portrait/' }).databaseUrl, 'sqlite:/srv/portrait/portrait.db')
+  assert.equal(loadConfig({ DATA_DIR: '/srv/portrait', DATABASE_URL: 'sqlite:/elsewhere.db' }).databaseUrl, 'sqlite:/elsewhere.db')
+  const cwd = process.cwd()
+  const work = mkdtempSync(join(tmpdir(), 'portrait-datadir-'))
+  try {
+    process.chdir(work)
+    mkdirSync('data')
+    writeFileSync('data/portrait.db', '')
+    mkdirSync('state')
+    assert.throws(() => loadConfig({ DATA_DIR: 'state' }), (error: Error) => error instanceof ConfigError && /database is at data\/portrait\.db.*move portrait\.db/.test(error.message))
+    assert.equal(loadConfig({}).databaseUrl, 'sqlite:./data/portrait.db', 'the default DATA_DIR is that very place')
+    writeFileSync('state/portrait.db', '')
+    assert.equal(loadConfig({ DATA_DIR: 'state' }).databaseUrl, 'sqlite:state/portrait.db', 'once moved, it starts')
+  } finally {
+    process.chdir(cwd)
+    rmSync(work, { recursive: true, force: true })
+  }
 })
