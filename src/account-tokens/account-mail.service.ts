@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import { type Kysely, sql } from 'kysely'
 import type { ActivityLog } from '../activity/activity.service.js'
@@ -39,6 +40,9 @@ export interface AccountMailDeps {
   config: Pick<Config, 'passwordHashCost' | 'passwordResetTtlSeconds' | 'emailVerificationTtlSeconds'>
 }
 
+/** The work a reset request causes after its reply starts within this many milliseconds, at random. */
+const RESET_WORK_JITTER_MS = 1000
+
 /** A used or expired token is kept this long after, so an operator can still see what happened to a link. */
 export const TOKEN_KEPT_MS = 86_400_000
 
@@ -61,7 +65,8 @@ export class AccountMail {
   /**
    * POST /api/auth/password-reset: counts the request against the limits (429), and that is all the reply waits
    * for. Finding the account and recording the token and its mail start once `replied` settles (the response
-   * has been handed to the socket), so a known and an unknown address answer the same thing after the same work.
+   * has been handed to the socket) and a random delay, so a known and an unknown address answer the same thing
+   * after the same work.
    * The database is asked to answer first (the same statement for every address): while it is down the client
    * gets 503 and asks again later, rather than a 202 for a mail that could never be recorded.
    */
@@ -70,6 +75,9 @@ export class AccountMail {
     await sql`SELECT 1`.execute(this.deps.db.kysely)
     await this.deps.mailLimiter.reserve('reset', login, address)
     const work = replied
+      // At a random moment of the next second: a request sent right after this reply (a prober's) no longer
+      // meets the lookup and the writes of a known address.
+      .then(() => new Promise((resume) => setTimeout(resume, randomInt(RESET_WORK_JITTER_MS))))
       .then(() => this.recordResetFor(login))
       .catch((error: unknown) => this.deps.log.warn({ err: error }, 'could not record a password reset mail'))
       .finally(() => this.pending.delete(work))
