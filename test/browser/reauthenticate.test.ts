@@ -54,6 +54,7 @@ test('re-authentication on the web page, driven in headless Chromium', { skip: e
   await page.keyboard.press('Escape')
   await dialog.waitFor({ state: 'hidden' })
   await page.locator('#profile-form [data-form-error]').getByText('confirm your password').waitFor()
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Save changes', 'focus is back on the button')
 
   // A wrong password is refused beside the field, in the dialog; the right one saves the change.
   await save.click()
@@ -66,6 +67,7 @@ test('re-authentication on the web page, driven in headless Chromium', { skip: e
   await dialog.getByRole('button', { name: 'Confirm' }).click()
   await dialog.waitFor({ state: 'hidden' })
   await page.locator('#profile-status').getByText('Profile saved.').waitFor()
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Save changes')
   const stored = await sideDb(t, config).selectFrom('users').select(['email', 'email_verified']).where('username', '=', username).executeTakeFirstOrThrow()
   assert.deepEqual(stored, { email: `new-${username}@example.com`, email_verified: 0 })
 

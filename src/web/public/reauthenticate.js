@@ -30,7 +30,7 @@ function askForPassword() {
   if (pending) return pending.promise
   let resolve
   const promise = new Promise((done) => (resolve = done))
-  pending = { promise, resolve }
+  pending = { promise, resolve, opener: document.activeElement }
   form.reset()
   clearErrors(form)
   dialog.showModal()
@@ -41,6 +41,12 @@ function askForPassword() {
 function settle(answer) {
   const waiting = pending
   pending = null
+  // Focus goes back where it was. The opener is usually a button disabled while its action runs (whileBusy):
+  // then focus leaves the closed dialog for the page, and whileBusy puts it back on the button when it is done.
+  const dialog = $('reauth-dialog')
+  if (dialog.contains(document.activeElement)) document.activeElement.blur()
+  const opener = waiting?.opener
+  if (opener instanceof HTMLElement && opener.isConnected && !opener.disabled) opener.focus()
   waiting?.resolve(answer)
 }
 
