@@ -134,6 +134,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
         'req.headers.cookie',
         'res.headers["set-cookie"]',
         '*.password',
+        '*.current_password',
         '*.refresh',
         '*.access',
         '*.otp_code',
@@ -260,7 +261,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   app.addHook('preClose', stopPasskeyChallengePurge)
   const stopMfaChallengePurge = startPeriodicPurge('expired second-factor challenges', () => mfa.purgeExpiredChallenges(), config.activityPurgeIntervalMs, app.log)
   app.addHook('preClose', stopMfaChallengePurge)
-  const stepUp = new StepUp(db, sessions, mfa)
+  const stepUp = new StepUp(db, sessions, mfa, limiter)
   const users = new UsersService({
     db,
     stepUp,

@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   invalid_second_factor: { status: 401, title: 'Invalid second-factor code' },
   forbidden: { status: 403, title: 'Forbidden' },
   step_up_required: { status: 403, title: 'A recent second factor is required' },
+  reauthentication_required: { status: 403, title: 'Your password is required again' },
   not_found: { status: 404, title: 'Not found' },
   route_not_found: { status: 404, title: 'Not found' },
   passkeys_unavailable: { status: 404, title: 'Passkeys unavailable' },

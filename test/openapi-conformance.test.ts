@@ -159,12 +159,16 @@ test('when every operation is exercised over a socket, then every answer is the 
   await expect(400, 'changePassword', { params: { id: alice.user.id }, token: fresh.access, json: { current_password: 'wrong-one-1', new_password: GOOD_PASSWORD } })
   await expect(403, 'changePassword', { params: { id: bob.user.id }, token: fresh.access, json: password })
   await expect(404, 'changePassword', { params: { id: 999999 }, token: fresh.access, json: password })
+  // Re-authentication (an account without a second factor): the password again, counted as sign-in's.
+  await expect(204, 'reauthenticate', { token: fresh.access, json: { password: password.new_password } })
+  await expect(400, 'reauthenticate', { token: fresh.access, json: { password: 'wrong-one-2' } })
 
   // Too many wrong passwords: the account's attempts run out for sign-in, password change and deletion alike.
   const lockedOwn = { params: { id: locked.user.id }, token: locked.access }
   for (let attempt = 0; attempt < 3; attempt++) await expect(400, 'changePassword', { ...lockedOwn, json: { current_password: `wrong-${attempt}-pass`, new_password: GOOD_PASSWORD } })
   await expect(429, 'changePassword', { ...lockedOwn, json: { current_password: 'wrong-x-pass', new_password: GOOD_PASSWORD } })
   await expect(429, 'deleteUser', { ...lockedOwn, json: { current_password: 'wrong-y-pass' } })
+  await expect(429, 'reauthenticate', { token: locked.access, json: { password: GOOD_PASSWORD } })
   await expect(429, 'signIn', { json: { email: locked.user.email, password: 'wrong-z-pass' } })
 
   await expect(400, 'deleteUser', { params: { id: leaver.user.id }, token: leaver.access, json: { current_password: 'wrong-password-2' } })
@@ -299,7 +303,7 @@ test('when every operation is exercised over a socket, then every answer is the 
   // Probes: for this file's operations the status is the one expected; for an operation added elsewhere
   // (whose credentials or checks may come in another order) any client error, as long as it is documented.
   const known = new Set([
-    ...['signUp', 'signIn', 'refreshToken', 'signOut', 'getMe', 'updateMe', 'patchMe', 'listUsers', 'getUser', 'updateUser', 'patchUser', 'deleteUser', 'changePassword', 'getAvatar', 'health'],
+    ...['signUp', 'signIn', 'refreshToken', 'signOut', 'getMe', 'updateMe', 'patchMe', 'listUsers', 'getUser', 'updateUser', 'patchUser', 'deleteUser', 'changePassword', 'reauthenticate', 'getAvatar', 'health'],
     ...['requestPasswordReset', 'confirmPasswordReset', 'verifyEmail', 'resendVerificationEmail', 'sendPasswordReset'],
     ...['passkeySupport', 'passkeyRegistrationOptions', 'createPasskey', 'listPasskeys', 'passkeySignInOptions', 'signInWithPasskey', 'passkeyStepUpOptions', 'verifyPasskey', 'passkeySecondFactorOptions'],
   ])

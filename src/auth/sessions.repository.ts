@@ -88,6 +88,11 @@ export class SessionsRepository {
     await executor.updateTable('sessions').set({ second_factor_at: at }).where('id', '=', id).execute()
   }
 
+  /** Records that the password was proven in this session just now (step-up without a second factor, src/mfa/step-up.ts). */
+  async markReauthenticated(executor: Executor, id: string, at: string): Promise<void> {
+    await executor.updateTable('sessions').set({ reauthenticated_at: at }).where('id', '=', id).execute()
+  }
+
   /** The user's live sessions, newest first, by the user_id index (at most MAX_SESSIONS_PER_USER rows). */
   listLiveOfUser(executor: Executor, userId: number, now: string): Promise<SessionRow[]> {
     return executor

@@ -16,6 +16,8 @@ export interface SessionsTable {
   amr: Generated<string>
   /** When a second factor was last proven in this session (sign-in or step-up), or null. */
   second_factor_at: string | Date | null
+  /** When the password was last proven in this session after its sign-in (step-up without a second factor), or null. */
+  reauthenticated_at?: string | Date | null
   /** The User-Agent that signed in, cut to USER_AGENT_MAX_LENGTH; null for sessions older than migration 0010. */
   user_agent?: string | null
   /** The client address that signed in (request.ip), stored whole; shown masked. */

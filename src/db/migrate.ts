@@ -11,6 +11,7 @@ import * as passkeys from './migrations/0009_passkeys.js'
 import * as sessionActivity from './migrations/0010_session_activity.js'
 import * as userSearchGrams from './migrations/0011_user_search_grams.js'
 import * as purgeIndexes from './migrations/0012_purge_indexes.js'
+import * as sessionReauthentication from './migrations/0013_session_reauthentication.js'
 
 // Listed statically so migrations work the same from source, from a bundle and in tests.
 const migrations: Record<string, Migration> = {
@@ -26,6 +27,7 @@ const migrations: Record<string, Migration> = {
   '0010_session_activity': sessionActivity,
   '0011_user_search_grams': userSearchGrams,
   '0012_purge_indexes': purgeIndexes,
+  '0013_session_reauthentication': sessionReauthentication,
 }
 
 /** Every migration's name, in the order they apply. */

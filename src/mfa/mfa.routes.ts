@@ -55,10 +55,16 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app
         security,
         operationId: 'enrolTotp',
         summary: 'Start setting up an authenticator app (replaces a pending set-up)',
-        response: { 200: TotpEnrolmentSchema, ...problemResponses([401, 409], bearer) },
+        description:
+          'Without a second factor yet, a session signed in more than 5 minutes ago confirms the password first (403 `reauthentication_required`: POST /api/users/me/reauthenticate); an authenticator added with a stolen access token would lock the owner out.',
+        response: { 200: TotpEnrolmentSchema, ...problemResponses([401, 403, 409], bearer) },
       },
     },
-    async (request) => mfa.enrol(request.actor),
+    async (request) => {
+      const { actor, sessionId } = request
+      await stepUp.require('enrol_second_factor', { actor, target: actor, sessionId, proof: {}, client: client(request) })
+      return mfa.enrol(actor)
+    },
   )
 
   app.post(

@@ -27,6 +27,24 @@ export function stepUpFieldsFor(purpose?: string) {
 
 export const stepUpFields = stepUpFieldsFor()
 
+/** Longest password a body may carry (as sign-in and the password change accept). */
+export const PASSWORD_FIELD_MAX_LENGTH = 1024
+
+/**
+ * The field that proves the password for a sensitive operation's step-up on an account without a second
+ * factor (src/mfa/step-up.ts); not a profile field. `purpose` opens its description ("for a new email").
+ */
+export function reauthenticationFieldFor(purpose: string) {
+  return {
+    current_password: Type.Optional(
+      Type.String({
+        maxLength: PASSWORD_FIELD_MAX_LENGTH,
+        description: `Not a profile field. Re-authentication ${purpose}: your password, needed by an account without a second factor unless this session signed in or confirmed its password within 5 minutes; a wrong one counts against the sign-in limit`,
+      }),
+    ),
+  }
+}
+
 const RECOVERY_CODES_EXAMPLE = ['k7pqa-m3xwz', 'r2hfn-c8tve', '9bdsy-u4gjk', 'w6znq-e5rma', 'h3xpt-y7ckd', 'f8ujb-s2nwq', 'a4mvr-z9teh', 'p5dky-g3xcn', 'c2wsf-j7qbu', 'n9eht-v4rpm']
 
 export const MfaStatusSchema = Type.Object(

@@ -33,7 +33,7 @@ export interface PasskeysRoutesOptions {
   /** The second factors: a passkey assertion is counted and recorded as one (step-up, sign-in's second step). */
   mfa: MfaService
   authenticate: (request: FastifyRequest) => Promise<void>
-  /** Adding and deleting a passkey need a recent second factor from an account that has one. */
+  /** Adding and deleting a passkey need a recent second factor from an account that has one; adding, a recent password from one without. */
   stepUp: StepUp
   /** RP ID and origin for a request's Host header (see relying-party.ts). */
   relyingParty: (hostHeader: string | undefined) => RelyingPartyAnswer
@@ -74,7 +74,7 @@ export const passkeysRoutes: FastifyPluginAsyncTypebox<PasskeysRoutesOptions> = 
         operationId: 'passkeyRegistrationOptions',
         summary: 'Options for navigator.credentials.create: register a passkey',
         description:
-          'A discoverable credential with user verification; the challenge works once, for five minutes. An account with a second factor verifies one first (403 `step_up_required`), here and when registering.',
+          'A discoverable credential with user verification; the challenge works once, for five minutes. An account with a second factor verifies one first (403 `step_up_required`), here and when registering; one without confirms the password first when its sign-in is more than 5 minutes old (403 `reauthentication_required`: POST /api/users/me/reauthenticate).',
         response: { 200: RegistrationOptionsSchema, ...problemResponses([400, 401, 403, 404], bearer) },
       },
     },

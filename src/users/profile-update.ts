@@ -1,5 +1,5 @@
 import type { FieldErrorList } from '../errors.js'
-import { STEP_UP_CODE_MAX_LENGTH } from '../mfa/mfa.schemas.js'
+import { PASSWORD_FIELD_MAX_LENGTH, STEP_UP_CODE_MAX_LENGTH } from '../mfa/mfa.schemas.js'
 import { cleanText, TEXT_FIELDS, type TextField } from './field-rules.js'
 import { ACCOUNT_FLAGS, type AccountFlag } from './users.policy.js'
 
@@ -18,11 +18,14 @@ export interface ProfileChanges {
   text: Partial<Record<TextField, string>>
   flags: Partial<Record<AccountFlag, boolean>>
   avatar: AvatarChange
-  /** `otp_code` / `recovery_code`: a second factor for the step-up an email change may need, not profile fields. */
-  stepUp: { otp_code?: string; recovery_code?: string }
+  /**
+   * `otp_code` / `recovery_code`: a second factor for the step-up an email change may need; `current_password`:
+   * the password an account without one proves instead. Not profile fields.
+   */
+  stepUp: { otp_code?: string; recovery_code?: string; current_password?: string }
 }
 
-const STEP_UP_FIELDS = new Set(['otp_code', 'recovery_code'])
+const STEP_UP_FIELDS = new Set(['otp_code', 'recovery_code', 'current_password'])
 
 const READ_ONLY = new Set(['id', 'date_joined', 'last_login', 'email_verified', ...ACCOUNT_FLAGS])
 const WRITABLE_TEXT = new Set<string>(TEXT_FIELDS)
@@ -54,6 +57,10 @@ export function parseProfileUpdate(
       const result = cleanText(field as TextField, raw)
       if ('error' in result) errors.add(field, result.error)
       else changes.text[field as TextField] = result.value
+    } else if (field === 'current_password') {
+      // Never trimmed: a password may begin or end with a space.
+      if (typeof raw === 'string' && raw.length <= PASSWORD_FIELD_MAX_LENGTH) changes.stepUp.current_password = raw
+      else errors.add(field, 'Not a valid password.')
     } else if (STEP_UP_FIELDS.has(field)) {
       if (typeof raw === 'string' && raw.length <= STEP_UP_CODE_MAX_LENGTH) changes.stepUp[field as 'otp_code' | 'recovery_code'] = raw.trim()
       else errors.add(field, 'Not a valid code.')

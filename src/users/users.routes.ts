@@ -161,7 +161,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
           'application/x-www-form-urlencoded': { schema: ProfileUpdateFormSchema },
         },
       },
-      response: { 200: UserWithEtag, ...problemResponses([400, 401, 403, 404, 412, 413, 414, 415], bearer) },
+      response: { 200: UserWithEtag, ...problemResponses([400, 401, 403, 404, 412, 413, 414, 415, 429], bearer) },
     },
   }
 
@@ -177,7 +177,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       ...meSchema,
       operationId: 'updateMe',
       summary: 'Update your own profile (the same as PUT /api/users/{id})',
-      response: { 200: UserWithEtag, ...problemResponses([400, 401, 412, 413, 415], bearer) },
+      response: { 200: UserWithEtag, ...problemResponses([400, 401, 403, 412, 413, 415, 429], bearer) },
     },
   }
   const patch = <T extends { schema: object }>(route: T, operationId: string) => ({ ...route, schema: { ...route.schema, operationId } })
@@ -190,6 +190,28 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
     updates.put('/me', updateMeRoute, update)
     updates.patch('/me', patch(updateMeRoute, 'patchMe'), update)
   })
+
+  app.post(
+    '/me/reauthenticate',
+    {
+      onRequest: authenticate,
+      schema: {
+        tags,
+        security,
+        operationId: 'reauthenticate',
+        summary: 'Confirm your password: for 5 minutes this session may change the email, add a passkey or an authenticator app',
+        description:
+          'For an account without a second factor (one with a second factor steps up with it instead). A wrong password counts against the sign-in limit (400, then 429).',
+        body: Type.Object({ password: Type.String({ maxLength: 1024 }) }, { additionalProperties: false }),
+        consumes: ['application/json', 'application/x-www-form-urlencoded'],
+        response: { 204: NoContent, ...problemResponses([400, 401, 413, 415, 429], bearer) },
+      },
+    },
+    async (request, reply) => {
+      await users.reauthenticate(request.actor, request.sessionId, request.body.password, request.ip)
+      reply.code(204).send(null)
+    },
+  )
 
   app.post(
     '/:id/password',

@@ -1,5 +1,5 @@
 import { type Static, Type } from 'typebox'
-import { stepUpFieldsFor } from '../mfa/mfa.schemas.js'
+import { reauthenticationFieldFor, stepUpFieldsFor } from '../mfa/mfa.schemas.js'
 import { fieldSchemas } from './field-rules.js'
 import type { UserRow } from './users.table.js'
 
@@ -83,8 +83,11 @@ const textFields = {
   number_phone: Type.Optional(Type.String(fieldSchemas.number_phone)),
 }
 
-/** Not profile fields: a second factor for the step-up a new email needs (src/mfa/step-up.ts). */
-const stepUpFields = stepUpFieldsFor('for a new email on an account with a second factor')
+/**
+ * Not profile fields: a second factor for the step-up a new email needs (src/mfa/step-up.ts), or the password
+ * from an account without one.
+ */
+const stepUpFields = { ...stepUpFieldsFor('for a new email on an account with a second factor'), ...reauthenticationFieldFor('for a new email') }
 
 /** A profile update as JSON (SPEC §4): every field optional, unknown fields refused. */
 export const ProfileUpdateJsonSchema = Type.Object(

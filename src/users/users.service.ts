@@ -1,6 +1,7 @@
 import type { ActivityLog } from '../activity/activity.service.js'
 import type { ClientInfo } from '../activity/client.js'
-import { hashPassword, passwordProblems, verifyPassword } from '../auth/passwords.js'
+import { checkPassword } from '../auth/password-check.js'
+import { hashPassword, passwordProblems } from '../auth/passwords.js'
 import type { SessionsRepository } from '../auth/sessions.repository.js'
 import type { SignInLimiter } from '../auth/sign-in-limiter.js'
 import { InvalidImageError, processAvatar } from '../avatars/image.js'
@@ -11,7 +12,6 @@ import { violatedUniqueIndex } from '../db/constraints.js'
 import type { Db } from '../db/database.js'
 import { AppError, FieldErrorList, validationError } from '../errors.js'
 import type { StepUp, StepUpProof } from '../mfa/step-up.js'
-import { comparable } from './field-rules.js'
 import { type ProfileUpdateInput, parseProfileUpdate } from './profile-update.js'
 import type { SearchReader } from './search-reader.js'
 import { usersPolicy } from './users.policy.js'
@@ -135,16 +135,16 @@ export class UsersService {
       }
     }
     errors.throwIfAny()
-    if (email !== undefined && comparable(email) !== target.email_lower) {
+    if (email !== undefined && isNewAddress(email, target)) {
       await this.deps.stepUp.require('change_email', { actor, target, sessionId: caller.sessionId, proof: changes.stepUp, client: { address: caller.address } })
     }
 
     const row: UserChanges = { ...changes.text }
     for (const [flag, value] of Object.entries(changes.flags)) row[flag as keyof typeof changes.flags] = value ? 1 : 0
     const expectedVersion = parseIfMatch(ifMatch, target)
-    // A new address (not merely a new spelling of it) is unproved: it is mailed a link, the old one a notice,
-    // both in the update's transaction.
-    const emailChanged = changes.text.email !== undefined && comparable(changes.text.email) !== target.email_lower
+    // A new address (anything but a change of letter case) is unproved: it is mailed a link, the old one a
+    // notice, both in the update's transaction.
+    const emailChanged = changes.text.email !== undefined && isNewAddress(changes.text.email, target)
     if (emailChanged) row.email_verified = 0
     // …and recorded in the account's activity, with who changed it when it was not the owner.
     const withMail = emailChanged
@@ -268,18 +268,14 @@ export class UsersService {
     this.deps.notices.committed()
   }
 
+  /** POST /api/users/me/reauthenticate: the password proven in this session now (see StepUp). */
+  reauthenticate(actor: UserRow, sessionId: string, password: string, address: string): Promise<void> {
+    return this.deps.stepUp.reauthenticate(actor, sessionId, password, { address })
+  }
+
   /** 400 on current_password when it is wrong; the attempt is reserved against the account's limit first. */
-  private async checkCurrentPassword(target: UserRow, password: string, address: string): Promise<void> {
-    const ticket = await this.deps.limiter.reserve({ account: { userId: target.id }, address })
-    let matches: boolean
-    try {
-      matches = await verifyPassword(target.password_hash, password)
-    } catch (error) {
-      await ticket.cancelled()
-      throw error
-    }
-    if (!matches) throw validationError({ current_password: ['Your current password is incorrect.'] })
-    await ticket.succeeded()
+  private checkCurrentPassword(target: UserRow, password: string, address: string): Promise<void> {
+    return checkPassword(this.deps.limiter, target, password, address)
   }
 
   /** Deletes the account, its sessions (by cascade) and its avatar; a stale If-Match deletes nothing. */
@@ -327,6 +323,16 @@ export class UsersService {
     })
     return { count: found.count, countExact: found.countExact, more: found.more, results: found.rows.map((row) => this.present(row)) }
   }
+}
+
+/**
+ * Whether `email` is another address than the account's: any change but one of letter case. Not the NFKC and
+ * case-folded `email_lower` the unique index compares: a fullwidth letter or a ligature makes a string that
+ * folds to the same key yet is another mailbox to a mail server, so it must be stepped up to, proved and
+ * noticed like any new address.
+ */
+export function isNewAddress(email: string, target: Pick<UserRow, 'email'>): boolean {
+  return email.toLowerCase() !== target.email.toLowerCase()
 }
 
 function preconditionFailed(): AppError {

@@ -5,6 +5,7 @@ import { resetAuthView, startAuthView } from './auth-view.js'
 import { loadMfaPanel } from './mfa-panel.js'
 import { startPasskeys } from './passkeys-panel.js'
 import { loadProfile, startProfileView } from './profile-view.js'
+import { startReauthentication } from './reauthenticate.js'
 import { openLinkFromAddress, startRecoveryView } from './recovery-view.js'
 import { loadSecurityPanels, startSecurityPanels } from './security-panel.js'
 
@@ -34,6 +35,7 @@ function showSignedOut(message, options) {
 
 api.whenSessionLost(() => showSignedOut('Your session has ended. Please sign in again.'))
 
+startReauthentication()
 startAuthView({ onSignedIn: () => showProfile() })
 startProfileView({ onSignedOut: (message) => showSignedOut(message) })
 startRecoveryView({

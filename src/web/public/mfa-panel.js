@@ -6,6 +6,7 @@
 import * as api from './api.js'
 import { announce, checkRequired, clearErrors, showErrors, showFailure, valuesOf, whileBusy } from './forms.js'
 import { browserFailure, getAssertion } from './passkeys-panel.js'
+import { withReauthentication } from './reauthenticate.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -66,7 +67,8 @@ function showOff() {
 
 async function enrol(button) {
   try {
-    const enrolment = await whileBusy(button, 'Starting…', () => api.request('POST', '/api/users/me/mfa/totp').then((r) => r.data))
+    // A session signed in a while ago confirms the password first (reauthenticate.js).
+    const enrolment = await whileBusy(button, 'Starting…', () => withReauthentication(() => api.request('POST', '/api/users/me/mfa/totp').then((r) => r.data)))
     showEnrolment(enrolment)
   } catch (error) {
     announce(status, error.message)

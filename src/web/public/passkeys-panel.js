@@ -6,6 +6,7 @@
 
 import * as api from './api.js'
 import { announce, checkRequired, clearErrors, showErrors, showFailure, whileBusy } from './forms.js'
+import { withReauthentication } from './reauthenticate.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -242,14 +243,17 @@ export function startPasskeys({ onSignedIn }) {
     if (!checkRequired(form)) return
     const name = $('passkey-name').value.trim()
     try {
+      // With two-step sign-in the server asks for a recent second factor; without it, for the password.
       await whileBusy(form.querySelector('[type=submit]'), 'Waiting for your device…', () =>
-        withStepUp(async () => {
-          try {
-            return await api.registerPasskey(name, createCredential)
-          } catch (error) {
-            throw browserFailure(error)
-          }
-        }),
+        withReauthentication(() =>
+          withStepUp(async () => {
+            try {
+              return await api.registerPasskey(name, createCredential)
+            } catch (error) {
+              throw browserFailure(error)
+            }
+          }),
+        ),
       )
       form.reset()
       announce($('passkey-status'), `Passkey “${name}” added. You can sign in with it now.`)

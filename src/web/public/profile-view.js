@@ -3,6 +3,7 @@
 import * as api from './api.js'
 import { resetAvatarPanel, setAvatarOwner, showSavedAvatar, startAvatarPanel } from './avatar-panel.js'
 import { announce, checkRequired, clearErrors, clearStatusesOnActivity, showErrors, showFailure, valuesOf, whileBusy } from './forms.js'
+import { withReauthentication } from './reauthenticate.js'
 import { showVerificationBanner } from './recovery-view.js'
 
 const $ = (id) => document.getElementById(id)
@@ -57,7 +58,8 @@ async function saveProfile(event) {
   const changes = Object.fromEntries(TEXT_FIELDS.filter((name) => values[name] !== user[name]).map((name) => [name, values[name]]))
   if (Object.keys(changes).length === 0) return announce($('profile-status'), 'No changes to save.')
   try {
-    const saved = await whileBusy(profileForm.querySelector('button[type=submit]'), 'Saving…', () => saveChanges(changes))
+    // A new email from a session signed in a while ago asks for the password first (reauthenticate.js).
+    const saved = await whileBusy(profileForm.querySelector('button[type=submit]'), 'Saving…', () => withReauthentication(() => saveChanges(changes)))
     remember(saved.user, saved.etag)
     fillDetails()
     announce($('profile-status'), 'Profile saved.')
