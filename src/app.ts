@@ -243,7 +243,7 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
   const factorNotices = new FactorNotices({ activity, outbox: mail.outbox, wake: () => mail.sender.wake() })
   const passkeys = new PasskeysService({ db, passkeys: new PasskeysRepository(), users: usersRepository, limiter, notices: factorNotices })
   const relyingParty = relyingPartyResolver(config)
-  const mfaRepository = new MfaRepository()
+  const mfaRepository = new MfaRepository(db.dialect)
   const mfa = new MfaService({
     db,
     passkeys,

@@ -97,7 +97,7 @@ export class MfaService {
     const codes = newRecoveryCodes()
     const now = new Date().toISOString()
     await db.kysely.transaction().execute(async (trx) => {
-      if (!(await mfa.acceptStep(trx, user.id, step, { at: now }))) throw validationError({ code: ['This code was used already; wait for the next one.'] })
+      if (!(await mfa.acceptStep(trx, user.id, pending.secret, step, { at: now }))) throw validationError({ code: ['This code was used already; wait for the next one.'] })
       await mfa.replaceRecoveryCodes(trx, user.id, codes.map(hashOf), now)
       await sessions.markSecondFactor(trx, sessionId, now)
       await notices.record(trx, user, 'mfa_enabled', client)
@@ -111,7 +111,8 @@ export class MfaService {
     const { db, mfa, notices } = this.deps
     const codes = newRecoveryCodes()
     await db.kysely.transaction().execute(async (trx) => {
-      if (!(await mfa.activeFactors(trx, user.id))) throw notEnrolled()
+      // Held until commit: a parallel regeneration waits, then replaces these codes (one set stays live, not several).
+      if (!(await mfa.lockActiveTotp(trx, user.id))) throw notEnrolled()
       await mfa.replaceRecoveryCodes(trx, user.id, codes.map(hashOf), new Date().toISOString())
       await notices.record(trx, user, 'recovery_codes_regenerated', client)
     })
@@ -172,7 +173,7 @@ export class MfaService {
     if (!totp || totp.confirmed_at === null) return false
     const secret = this.open(totp.secret, userId)
     const step = secret === undefined ? undefined : matchingStep(secret, proof.code)
-    return step !== undefined && (await mfa.acceptStep(db.kysely, userId, step))
+    return step !== undefined && (await mfa.acceptStep(db.kysely, userId, totp.secret, step))
   }
 
   /** POST …/mfa/verify: a right code marks the session as having just proven the second factor (step-up). */
@@ -194,14 +195,17 @@ export class MfaService {
     const { db, mfa } = this.deps
     const challenge = randomToken(32)
     const now = new Date()
+    const idHash = hashSecret(challenge)
     await db.kysely.transaction().execute(async (trx) => {
+      // One sign-in after the other per user, so each prune sees every challenge committed before it.
+      await mfa.lockChallenges(trx, userId)
       await mfa.createChallenge(trx, {
-        id_hash: hashSecret(challenge),
+        id_hash: idHash,
         user_id: userId,
         created_at: now.toISOString(),
         expires_at: new Date(now.getTime() + MFA_CHALLENGE_TTL_SECONDS * 1000).toISOString(),
       })
-      await mfa.pruneChallenges(trx, userId, now.toISOString(), MAX_CHALLENGES_PER_USER)
+      await mfa.pruneChallenges(trx, userId, now.toISOString(), MAX_CHALLENGES_PER_USER, idHash)
     })
     return challenge
   }

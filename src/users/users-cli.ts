@@ -185,7 +185,7 @@ async function resetMfa(config: Config, args: string[]): Promise<void> {
     try {
       const reset = new MfaReset({
         db,
-        mfa: new MfaRepository(),
+        mfa: new MfaRepository(db.dialect),
         sessions: new SessionsRepository(db),
         passkeys: new PasskeysRepository(),
         notices: new FactorNotices({ activity, outbox: mail.outbox, wake: () => {} }),

@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { recoveryCodeHash } from '../src/mfa/recovery-codes.js'
+import { DIALECTS, GOOD_PASSWORD, problemOf, testApp } from './helpers/app.js'
+import { awayFromStepEdge, codeAt, enrolTotp, sideDb } from './helpers/mfa.js'
+import { suite } from './helpers/suite.js'
+
+/**
+ * Parallel requests against one account, as an attacker (or two tabs) sends them: each property holds however
+ * the requests interleave. They go through inject all at once (Promise.all), so on PostgreSQL every request
+ * runs on its own pooled connection and the statements of different requests interleave for real.
+ */
+
+const MFA = '/api/users/me/mfa'
+const PARALLEL = 8
+
+const times = <T>(n: number, make: (index: number) => Promise<T>) => Promise.all(Array.from({ length: n }, (_, index) => make(index)))
+
+for (const dialect of DIALECTS) {
+  suite(`parallel requests on one account (${dialect.name})`, dialect.skip, () => {
+    test('when recovery codes are regenerated 8 times at once, then exactly one returned set of 10 is live and only its codes work', async (t) => {
+      await awayFromStepEdge()
+      const { client, config } = await testApp(t, dialect.name)
+      const me = await client.signUp()
+      const { recoveryCodes: first } = await enrolTotp(client, me)
+
+      const replies = await times(PARALLEL, () => client.send('POST', `${MFA}/recovery-codes`, undefined, me.access))
+      assert.deepEqual(
+        replies.map((reply) => reply.statusCode),
+        replies.map(() => 200),
+        replies.map((reply) => `${reply.statusCode} ${reply.json().type ?? ''}`).join(', '),
+      )
+      const sets = replies.map((reply) => (reply.json() as { recovery_codes: string[] }).recovery_codes)
+      assert.equal((await client.get(MFA, me.access)).json().recovery_codes_left, 10)
+      const stored = await sideDb(t, config).selectFrom('mfa_recovery_codes').select('code_hash').where('user_id', '=', me.user.id).execute()
+      const live = new Set(stored.map((row) => row.code_hash))
+      const winners = sets.filter((set) => set.every((code) => live.has(recoveryCodeHash(code) as string)))
+      assert.equal(winners.length, 1, 'the live codes are exactly one returned set')
+      assert.equal(live.size, 10)
+
+      const verify = (code: string) => client.send('POST', `${MFA}/verify`, { recovery_code: code }, me.access)
+      for (const set of [first, ...sets.filter((set) => set !== winners[0])]) {
+        problemOf(await verify(set[0] as string), 400)
+      }
+      assert.equal((await verify((winners[0] as string[])[0] as string)).statusCode, 204)
+    })
+
+    test('when TOTP enrolment is started several times at once with nothing enabled, then none answers 409 and one secret confirms', async (t) => {
+      await awayFromStepEdge()
+      const { client } = await testApp(t, dialect.name)
+      const me = await client.signUp()
+
+      const replies = await times(PARALLEL, () => client.send('POST', `${MFA}/totp`, undefined, me.access))
+      assert.deepEqual(
+        replies.map((reply) => reply.statusCode),
+        replies.map(() => 200),
+        replies.map((reply) => `${reply.statusCode} ${reply.json().type ?? ''}`).join(', '),
+      )
+      let confirmed = 0
+      for (const reply of replies) {
+        const answer = await client.send('POST', `${MFA}/totp/confirm`, { code: codeAt(reply.json().secret as string) }, me.access)
+        if (answer.statusCode === 200) confirmed += 1
+        else assert.ok([400, 409].includes(answer.statusCode), answer.body)
+      }
+      assert.equal(confirmed, 1, 'the pending secret is one of those returned')
+      assert.equal((await client.get(MFA, me.access)).json().totp, true)
+    })
+
+    test('when the right password is sent many times at once for an account with a second factor, then at most 5 sign-in challenges stay', async (t) => {
+      await awayFromStepEdge()
+      const { client, config } = await testApp(t, dialect.name)
+      const me = await client.signUp()
+      const { secret } = await enrolTotp(client, me)
+
+      const replies = await times(PARALLEL, () => client.send('POST', '/api/auth/sign-in', { username: me.user.username, password: GOOD_PASSWORD }))
+      assert.ok(replies.every((reply) => reply.statusCode === 200 && reply.json().mfa_required === true))
+      const stored = await sideDb(t, config).selectFrom('mfa_challenges').select('id_hash').where('user_id', '=', me.user.id).execute()
+      assert.ok(stored.length <= 5, `${stored.length} challenges stored`)
+      const { challenge } = (await client.send('POST', '/api/auth/sign-in', { username: me.user.username, password: GOOD_PASSWORD })).json()
+      const done = await client.send('POST', '/api/auth/sign-in/mfa', { challenge, code: codeAt(secret) })
+      assert.equal(done.statusCode, 200, done.body)
+    })
+  })
+}
