@@ -66,6 +66,49 @@ for (const dialect of DIALECTS) {
       assert.equal((await client.get(MFA, me.access)).json().totp, true)
     })
 
+    test('when one challenge is sent with six different recovery codes at once, then one signs in and the other five codes still work', async (t) => {
+      await awayFromStepEdge()
+      const { client } = await testApp(t, dialect.name)
+      const me = await client.signUp()
+      const { recoveryCodes } = await enrolTotp(client, me)
+      const challenged = await client.send('POST', '/api/auth/sign-in', { username: me.user.username, password: GOOD_PASSWORD })
+      const { challenge } = challenged.json() as { challenge: string }
+
+      const codes = recoveryCodes.slice(2, 8)
+      const replies = await Promise.all(codes.map((code) => client.send('POST', '/api/auth/sign-in/mfa', { challenge, recovery_code: code })))
+      const won = replies.filter((reply) => reply.statusCode === 200)
+      assert.equal(won.length, 1, replies.map((reply) => `${reply.statusCode} ${reply.body}`).join('\n'))
+      for (const reply of replies.filter((reply) => reply.statusCode !== 200)) {
+        assert.equal(problemOf(reply, 401).type, '/problems/invalid_mfa_challenge')
+      }
+      assert.equal((await client.get(MFA, me.access)).json().recovery_codes_left, 9, 'only the winning code is used up')
+      const losers = codes.filter((_, index) => replies[index]?.statusCode !== 200)
+      for (const code of losers) {
+        assert.equal((await client.send('POST', `${MFA}/verify`, { recovery_code: code }, me.access)).statusCode, 204, `${code} still works`)
+      }
+    })
+
+    test('when one challenge is sent with a TOTP code, a recovery code and a wrong code at once, then one signs in and nothing else is used up', async (t) => {
+      await awayFromStepEdge()
+      const { client } = await testApp(t, dialect.name)
+      const me = await client.signUp()
+      const { secret, recoveryCodes } = await enrolTotp(client, me)
+      const { challenge } = (await client.send('POST', '/api/auth/sign-in', { username: me.user.username, password: GOOD_PASSWORD })).json()
+      const code = codeAt(secret)
+      const recoveryCode = recoveryCodes[0] as string
+
+      const [byCode, byRecoveryCode, wrong] = await Promise.all([
+        client.send('POST', '/api/auth/sign-in/mfa', { challenge, code }),
+        client.send('POST', '/api/auth/sign-in/mfa', { challenge, recovery_code: recoveryCode }),
+        client.send('POST', '/api/auth/sign-in/mfa', { challenge, recovery_code: 'aaaaa-aaaaa' }),
+      ])
+      assert.equal([byCode, byRecoveryCode].filter((reply) => reply?.statusCode === 200).length, 1, `${byCode?.body}\n${byRecoveryCode?.body}`)
+      // The wrong code either held the challenge first and gave it back untouched, or found it used.
+      assert.ok(['/problems/invalid_second_factor', '/problems/invalid_mfa_challenge'].includes(problemOf(wrong as never, 401).type))
+      const loser = byCode?.statusCode === 200 ? { recovery_code: recoveryCode } : { code }
+      assert.equal((await client.send('POST', `${MFA}/verify`, loser, me.access)).statusCode, 204, `${JSON.stringify(loser)} still works`)
+    })
+
     test('when the right password is sent many times at once for an account with a second factor, then at most 5 sign-in challenges stay', async (t) => {
       await awayFromStepEdge()
       const { client, config } = await testApp(t, dialect.name)

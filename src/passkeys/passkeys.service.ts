@@ -263,21 +263,32 @@ export class PasskeysService {
   }
 
   /** The check of a passkey sent as a second factor, as MfaService.attempt runs it (false where passkeys are off). */
-  secondFactorCheck(answer: RelyingPartyAnswer, response: AuthenticationResponseJSON, log: FastifyBaseLogger): (userId: number) => Promise<boolean> {
-    return async (userId) => answer.available && this.verifySecondFactor(userId, response, answer.rp, log)
+  secondFactorCheck(
+    answer: RelyingPartyAnswer,
+    response: AuthenticationResponseJSON,
+    log: FastifyBaseLogger,
+  ): (userId: number, executor?: Db['kysely']) => Promise<boolean> {
+    return async (userId, executor) => answer.available && this.verifySecondFactor(userId, response, answer.rp, log, executor)
   }
 
   /**
    * True when the assertion answers a live second-factor challenge of this user with one of their passkeys
-   * (the challenge is used up either way); false for any refusal. The caller counts the attempt.
+   * (the challenge is used up either way, unless `executor`'s transaction rolls back); false for any refusal. The
+   * caller counts the attempt.
    */
-  async verifySecondFactor(userId: number, response: AuthenticationResponseJSON, rp: RelyingParty, log: FastifyBaseLogger): Promise<boolean> {
+  async verifySecondFactor(
+    userId: number,
+    response: AuthenticationResponseJSON,
+    rp: RelyingParty,
+    log: FastifyBaseLogger,
+    executor: Db['kysely'] = this.deps.db.kysely,
+  ): Promise<boolean> {
     const challenge = challengeOf(response.response.clientDataJSON)
     const now = new Date().toISOString()
-    const taken = challenge && (await this.deps.passkeys.consumeChallenge(this.deps.db.kysely, { hash: hashSecret(challenge) }, 'second-factor', userId, now))
+    const taken = challenge && (await this.deps.passkeys.consumeChallenge(executor, { hash: hashSecret(challenge) }, 'second-factor', userId, now))
     if (!taken) return false
     try {
-      await this.verifyAssertion(taken.challenge_hash, response, rp, userId, log)
+      await this.verifyAssertion(taken.challenge_hash, response, rp, userId, log, executor)
       return true
     } catch (error) {
       if (error instanceof AppError && error.code === 'invalid_credentials') return false
@@ -288,7 +299,7 @@ export class PasskeysService {
   /**
    * Checks an assertion: a known credential (of `userId` when given) of an active user, signed over the
    * challenge whose hash is `challengeHash`, by the right origin and RP ID, the user verified, and a counter
-   * that went forward (or an authenticator that keeps none). Records the use; throws 401 otherwise.
+   * that went forward (or an authenticator that keeps none). Records the use (in `executor`); throws 401 otherwise.
    */
   async verifyAssertion(
     challengeHash: string,
@@ -296,14 +307,15 @@ export class PasskeysService {
     rp: RelyingParty,
     userId: number | undefined,
     log: FastifyBaseLogger,
+    executor: Db['kysely'] = this.deps.db.kysely,
   ): Promise<UserRow> {
-    const { db, passkeys, users } = this.deps
-    const passkey = await passkeys.findByCredentialId(db.kysely, response.id)
+    const { passkeys, users } = this.deps
+    const passkey = await passkeys.findByCredentialId(executor, response.id)
     if (!passkey || (userId !== undefined && passkey.user_id !== userId)) {
       log.info('passkey assertion for an unknown credential')
       throw rejected()
     }
-    const user = await users.findById(db.kysely, passkey.user_id)
+    const user = await users.findById(executor, passkey.user_id)
     const handle = response.response.userHandle
     if (!user?.is_active || (handle !== undefined && handle !== passkey.user_handle)) throw rejected()
     let verification: Awaited<ReturnType<typeof verifyAuthenticationResponse>> | undefined
@@ -324,7 +336,7 @@ export class PasskeysService {
     const { newCounter, credentialBackedUp } = verification.authenticationInfo
     const stored = Number(passkey.counter)
     const forward = newCounter === 0 ? stored === 0 : newCounter > stored
-    if (!forward || !(await passkeys.recordUse(db.kysely, passkey.id, newCounter, credentialBackedUp, new Date().toISOString()))) {
+    if (!forward || !(await passkeys.recordUse(executor, passkey.id, newCounter, credentialBackedUp, new Date().toISOString()))) {
       // A genuine signature with a counter that did not move on: the key may have been copied.
       log.warn({ passkeyId: passkey.id, userId: user.id, stored, presented: newCounter }, 'passkey signature counter did not increase: refused')
       throw rejected()
