@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { recoveryCodeHash } from '../src/mfa/recovery-codes.js'
-import { DIALECTS, GOOD_PASSWORD, problemOf, testApp } from './helpers/app.js'
+import { DIALECTS, GOOD_PASSWORD, problemOf, type Session, type TestClient, testApp } from './helpers/app.js'
 import { awayFromStepEdge, codeAt, enrolTotp, sideDb } from './helpers/mfa.js'
 import { suite } from './helpers/suite.js'
+import { type CreationOptions, type RequestOptions, SoftAuthenticator } from './helpers/webauthn.js'
 
 /**
  * Parallel requests against one account, as an attacker (or two tabs) sends them: each property holds however
@@ -12,9 +13,18 @@ import { suite } from './helpers/suite.js'
  */
 
 const MFA = '/api/users/me/mfa'
+const PASSKEYS = '/api/users/me/passkeys'
+const ORIGIN = 'https://portrait.example'
 const PARALLEL = 8
 
 const times = <T>(n: number, make: (index: number) => Promise<T>) => Promise.all(Array.from({ length: n }, (_, index) => make(index)))
+
+async function register(client: TestClient, session: Session, authenticator: SoftAuthenticator) {
+  const options = await client.send('POST', `${PASSKEYS}/registration-options`, undefined, session.access)
+  assert.equal(options.statusCode, 200, options.body)
+  const created = await client.send('POST', PASSKEYS, { name: 'Laptop', response: authenticator.create(options.json() as CreationOptions) }, session.access)
+  assert.equal(created.statusCode, 201, created.body)
+}
 
 for (const dialect of DIALECTS) {
   suite(`parallel requests on one account (${dialect.name})`, dialect.skip, () => {
@@ -107,6 +117,68 @@ for (const dialect of DIALECTS) {
       assert.ok(['/problems/invalid_second_factor', '/problems/invalid_mfa_challenge'].includes(problemOf(wrong as never, 401).type))
       const loser = byCode?.statusCode === 200 ? { recovery_code: recoveryCode } : { code }
       assert.equal((await client.send('POST', `${MFA}/verify`, loser, me.access)).statusCode, 204, `${JSON.stringify(loser)} still works`)
+    })
+
+    test("when a user presents another user's passkey challenge, then it is refused and the owner's own attempt still succeeds", async (t) => {
+      const { client } = await testApp(t, dialect.name, { publicUrl: ORIGIN })
+      const alice = await client.signUp()
+      const bob = await client.signUp()
+      const alicesKey = new SoftAuthenticator(ORIGIN)
+      const bobsKey = new SoftAuthenticator(ORIGIN)
+      await register(client, bob, bobsKey)
+
+      // Registration: Bob answers Alice's options with his authenticator.
+      const aliceOptions = (await client.send('POST', `${PASSKEYS}/registration-options`, undefined, alice.access)).json() as CreationOptions
+      problemOf(await client.send('POST', PASSKEYS, { name: 'Stolen', response: new SoftAuthenticator(ORIGIN).create(aliceOptions) }, bob.access), 400)
+      const created = await client.send('POST', PASSKEYS, { name: 'Laptop', response: alicesKey.create(aliceOptions) }, alice.access)
+      assert.equal(created.statusCode, 201, created.body)
+
+      // Step-up: Bob signs Alice's challenge with his own passkey.
+      const stepUp = (await client.send('POST', `${PASSKEYS}/step-up-options`, undefined, alice.access)).json() as RequestOptions
+      problemOf(await client.send('POST', `${PASSKEYS}/verify`, { response: bobsKey.get(stepUp) }, bob.access), 400)
+      assert.equal((await client.send('POST', `${PASSKEYS}/verify`, { response: alicesKey.get(stepUp) }, alice.access)).statusCode, 204)
+    })
+
+    test('when step-up options are asked for many times at once, then at most 5 challenges stay and the oldest go first', async (t) => {
+      const { client, config } = await testApp(t, dialect.name, { publicUrl: ORIGIN })
+      const me = await client.signUp()
+      const key = new SoftAuthenticator(ORIGIN)
+      await register(client, me, key)
+      const options = () => client.send('POST', `${PASSKEYS}/step-up-options`, undefined, me.access)
+
+      const burst = await times(40, options)
+      assert.ok(burst.every((reply) => reply.statusCode === 200))
+      const db = sideDb(t, config)
+      const count = async () =>
+        (await db.selectFrom('passkey_challenges').select('id').where('user_id', '=', me.user.id).where('purpose', '=', 'second-factor').execute()).length
+      assert.ok((await count()) <= 5, `${await count()} challenges stored`)
+
+      const sequence: RequestOptions[] = []
+      for (let index = 0; index < 6; index++) sequence.push((await options()).json() as RequestOptions)
+      assert.equal(await count(), 5)
+      const verify = (request: RequestOptions) => client.send('POST', `${PASSKEYS}/verify`, { response: key.get(request) }, me.access)
+      problemOf(await verify(sequence[0] as RequestOptions), 400)
+      assert.equal((await verify(sequence[1] as RequestOptions)).statusCode, 204, 'the second oldest is still live')
+      assert.equal((await verify(sequence[5] as RequestOptions)).statusCode, 204)
+    })
+
+    test('when five passkeys are registered at once by an account holding 18, then it ends up with 20 and the rest are refused', async (t) => {
+      const { client } = await testApp(t, dialect.name, { publicUrl: ORIGIN })
+      const me = await client.signUp()
+      const key = new SoftAuthenticator(ORIGIN)
+      for (let index = 0; index < 18; index++) await register(client, me, key)
+      const options: CreationOptions[] = []
+      for (let index = 0; index < 5; index++) {
+        options.push((await client.send('POST', `${PASSKEYS}/registration-options`, undefined, me.access)).json() as CreationOptions)
+      }
+
+      const replies = await Promise.all(options.map((each) => client.send('POST', PASSKEYS, { name: 'Spare', response: key.create(each) }, me.access)))
+      assert.deepEqual(
+        replies.map((reply) => reply.statusCode).sort(),
+        [201, 201, 400, 400, 400],
+        replies.map((reply) => reply.body).join('\n'),
+      )
+      assert.equal((await client.get(PASSKEYS, me.access)).json().results.length, 20)
     })
 
     test('when the right password is sent many times at once for an account with a second factor, then at most 5 sign-in challenges stay', async (t) => {

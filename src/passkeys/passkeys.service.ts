@@ -28,6 +28,11 @@ import type { RelyingParty, RelyingPartyAnswer } from './relying-party.js'
 
 /** A challenge is good for this long, and the browser is told to give up by then. */
 export const CHALLENGE_TTL_MS = 5 * 60_000
+/**
+ * Live challenges one user may hold per purpose (registration, second factor); a new one ends the oldest beyond
+ * it. As for sign-in challenges (MFA), a few tabs or devices each keep theirs, and nobody can fill the table.
+ */
+export const MAX_CHALLENGES_PER_PURPOSE = 5
 /** Passkeys one account may hold. */
 export const MAX_PASSKEYS_PER_USER = 20
 const NAME_MAX = 64
@@ -147,10 +152,11 @@ export class PasskeysService {
       log.info({ reason: (error as Error).message }, 'passkey registration refused')
     }
     if (!info) throw validationError({ response: ['The passkey could not be verified (wrong site, no user verification, or a malformed response).'] })
-    const existing = await passkeys.listOfUser(db.kysely, user.id)
-    if (existing.length >= MAX_PASSKEYS_PER_USER) throw tooMany()
     try {
       const row = await db.kysely.transaction().execute(async (trx) => {
+        // Counted under the owner's lock: parallel registrations (one live challenge each) stop at the limit.
+        await passkeys.lockOwner(trx, user.id)
+        if ((await passkeys.countOfUser(trx, user.id)) >= MAX_PASSKEYS_PER_USER) throw tooMany()
         const inserted = await passkeys.insert(trx, {
           user_id: user.id,
           credential_id: info.credential.id,
@@ -348,7 +354,7 @@ export class PasskeysService {
   private async newChallenge(purpose: ChallengePurpose, userId: number | null, { id = randomToken(16), handle = null as string | null } = {}): Promise<Uint8Array<ArrayBuffer>> {
     const challenge = new Uint8Array(randomBytes(32))
     const now = Date.now()
-    await this.deps.passkeys.createChallenge(this.deps.db.kysely, {
+    const row = {
       id,
       challenge_hash: hashSecret(Buffer.from(challenge).toString('base64url')),
       purpose,
@@ -356,7 +362,8 @@ export class PasskeysService {
       user_handle: handle,
       created_at: new Date(now).toISOString(),
       expires_at: new Date(now + CHALLENGE_TTL_MS).toISOString(),
-    })
+    }
+    await this.deps.db.kysely.transaction().execute((trx) => this.deps.passkeys.createChallenge(trx, row, MAX_CHALLENGES_PER_PURPOSE))
     return challenge
   }
 }

@@ -187,7 +187,7 @@ async function resetMfa(config: Config, args: string[]): Promise<void> {
         db,
         mfa: new MfaRepository(db.dialect),
         sessions: new SessionsRepository(db),
-        passkeys: new PasskeysRepository(),
+        passkeys: new PasskeysRepository(db.dialect),
         notices: new FactorNotices({ activity, outbox: mail.outbox, wake: () => {} }),
       })
       const done = await reset.reset(user, { passkeys: values.passkeys }).catch((error: unknown) => {
