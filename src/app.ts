@@ -242,9 +242,9 @@ export async function buildApp(config: Readonly<Config>): Promise<FastifyInstanc
     app.log.warn('pg_trgm is not available (this role may not CREATE EXTENSION pg_trgm): staff searches scan the users table; an operator can install it and restart')
   }
   const factorNotices = new FactorNotices({ activity, outbox: mail.outbox, wake: () => mail.sender.wake() })
-  const passkeys = new PasskeysService({ db, passkeys: new PasskeysRepository(), users: usersRepository, limiter, notices: factorNotices })
+  const passkeys = new PasskeysService({ db, passkeys: new PasskeysRepository(db.dialect), users: usersRepository, limiter, notices: factorNotices })
   const relyingParty = relyingPartyResolver(config)
-  const mfaRepository = new MfaRepository()
+  const mfaRepository = new MfaRepository(db.dialect)
   const mfa = new MfaService({
     db,
     passkeys,

@@ -115,8 +115,8 @@ const passkeyChallenge = (id: string, userId: number | null, expiresAt: string):
 /** The services as the app builds them, with what their purges use: the database and the repositories. */
 function purgers(t: TestContext, db: Db, config: Config, log: Parameters<typeof createMail>[2]) {
   const accountMail = new AccountMail({ db, tokens: new AccountTokensRepository() } as Partial<AccountMailDeps> as AccountMailDeps)
-  const mfa = new MfaService({ db, mfa: new MfaRepository() } as Partial<MfaServiceDeps> as MfaServiceDeps)
-  const passkeys = new PasskeysService({ db, passkeys: new PasskeysRepository() } as Partial<PasskeysServiceDeps> as PasskeysServiceDeps)
+  const mfa = new MfaService({ db, mfa: new MfaRepository(db.dialect) } as Partial<MfaServiceDeps> as MfaServiceDeps)
+  const passkeys = new PasskeysService({ db, passkeys: new PasskeysRepository(db.dialect) } as Partial<PasskeysServiceDeps> as PasskeysServiceDeps)
   const mail = createMail(config, db, log)
   deferCleanup(t, () => mail.transport.close())
   return { accountMail, mfa, passkeys, sender: mail.sender }

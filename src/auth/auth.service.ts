@@ -27,8 +27,11 @@ export interface SecondFactors {
   newChallenge(userId: number): Promise<string>
   openChallenge(challenge: string): Promise<{ userId: number; idHash: string } | undefined>
   consumeChallenge(executor: Db['kysely'], idHash: string): Promise<boolean>
-  /** Checks a code or recovery code, counted against the account's sign-in limit (429 when used up). */
-  attempt(userId: number, proof: SecondFactorProof, client: { address: string; device?: string }): Promise<boolean>
+  /**
+   * Checks a code or recovery code, counted against the account's sign-in limit (429 when used up); what a right
+   * one uses up (a recovery code, a TOTP step, a passkey challenge) goes in `executor`'s transaction.
+   */
+  attempt(userId: number, proof: SecondFactorProof, client: { address: string; device?: string }, executor?: Db['kysely']): Promise<boolean>
 }
 
 /**
@@ -38,7 +41,7 @@ export interface SecondFactors {
 export interface SecondFactorProof {
   code?: string
   recovery_code?: string
-  passkey?: (userId: number) => Promise<boolean>
+  passkey?: (userId: number, executor: Db['kysely']) => Promise<boolean>
 }
 
 /** A finished sign-in: the session's tokens, the user, and the device proof for next time. */
@@ -94,6 +97,9 @@ const invalidCredentials = () =>
   new AppError('invalid_credentials', { detail: 'No active account matches these credentials.' })
 const invalidChallenge = () =>
   new AppError('invalid_mfa_challenge', { detail: 'The sign-in challenge is unknown, expired or used already: sign in with the password again.' })
+/** Thrown inside the sign-in's transaction when the second factor is refused, so that it rolls back. */
+class SecondFactorRefused extends Error {}
+
 const invalidRefresh = () => new AppError('invalid_refresh_token', { detail: 'The refresh token is invalid, expired or already used.' })
 
 /** Accounts and sessions: sign-up, sign-in, refresh with rotation, sign-out. */
@@ -213,9 +219,11 @@ export class AuthService {
   }
 
   /**
-   * Completes a challenged sign-in with a TOTP code or a recovery code. A wrong one counts against the
-   * account's sign-in limit (401, then 429) and leaves the challenge usable until it expires; a right one uses
-   * the challenge up, in the transaction that starts the session.
+   * Completes a challenged sign-in with a TOTP code, a recovery code or a passkey. A wrong one counts against
+   * the account's sign-in limit (401, then 429) and leaves the challenge usable until it expires; a right one uses
+   * the challenge up, in the transaction that starts the session. The factor is checked in that transaction too,
+   * after the challenge is taken: of parallel attempts with one challenge, the others wait for it and find it
+   * gone, so they use up nothing (before, each used up its recovery code and then lost the challenge).
    */
   async signInWithSecondFactor(
     challenge: string,
@@ -228,34 +236,46 @@ export class AuthService {
     const user = await users.findById(db.kysely, opened.userId)
     if (!user?.is_active) throw invalidChallenge()
     const device = devices.verify(client.deviceProof, user)
-    if (!(await secondFactors.attempt(user.id, proof, { address: client.address, device }))) {
+    try {
+      // A recovery code is a one-time password too (RFC 8176 has no value of its own for it).
+      const how = { amr: ['pwd', proof.passkey ? 'hwk' : 'otp'], secondFactor: true }
+      return await this.finishSignIn(user, how, { client, device, secondFactor: { challengeHash: opened.idHash, proof } })
+    } catch (error) {
+      if (!(error instanceof SecondFactorRefused)) throw error
       activity.recordDetached({ userId: user.id, type: 'sign_in_failed', client: clientOnly(client), details: { second_factor: true } })
       throw new AppError('invalid_second_factor', { detail: 'The code is not right or was used already.' })
     }
-    // A recovery code is a one-time password too (RFC 8176 has no value of its own for it).
-    return this.finishSignIn(user, { amr: ['pwd', proof.passkey ? 'hwk' : 'otp'], secondFactor: true }, { client, device, challengeHash: opened.idHash })
   }
 
   /**
    * The end of every sign-in, whatever proved who the user is: last_login, a new session carrying `how`
    * (its amr, and the second factor's time), the tokens and a device proof. A passkey sign-in calls this with
    * `{ amr: ['hwk', 'user'], secondFactor: true }` once the assertion is verified.
-   * `challengeHash`: a sign-in challenge used up in the same transaction (a second request with it fails, 401).
+   * `secondFactor`: a sign-in challenge used up in the same transaction (a second request with it fails, 401), and
+   * the factor presented with it, checked after the challenge is taken (a refused one rolls everything back).
    * `device`: the client's verified device proof, else checked here; a sign-in from an unknown device is
    * recorded as such and mailed a notice.
    */
   async finishSignIn(
     user: UserRow,
     how: SessionAuthentication,
-    options: { client: ClientInfo & { deviceProof?: string }; device?: string; upgradedHash?: string; challengeHash?: string },
+    options: {
+      client: ClientInfo & { deviceProof?: string }
+      device?: string
+      upgradedHash?: string
+      secondFactor?: { challengeHash: string; proof: SecondFactorProof }
+    },
   ): Promise<SignedIn> {
     const { db, users, devices, secondFactors, activity, newDevices } = this.deps
-    const { upgradedHash, challengeHash } = options
+    const { upgradedHash, secondFactor } = options
     const client = clientOnly(options.client)
     const device = options.device ?? devices.verify(options.client.deviceProof, user)
     const now = new Date().toISOString()
     const session = await db.kysely.transaction().execute(async (trx) => {
-      if (challengeHash !== undefined && !(await secondFactors.consumeChallenge(trx, challengeHash))) throw invalidChallenge()
+      if (secondFactor) {
+        if (!(await secondFactors.consumeChallenge(trx, secondFactor.challengeHash))) throw invalidChallenge()
+        if (!(await secondFactors.attempt(user.id, secondFactor.proof, { address: client.address, device }, trx))) throw new SecondFactorRefused()
+      }
       const signedIn = await users.update(trx, user.id, { last_login: now })
       // Deleted while its password was being checked: no account matches any more (its session would be a
       // foreign-key error, a 500).

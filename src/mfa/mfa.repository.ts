@@ -1,11 +1,16 @@
-import type { Kysely } from 'kysely'
-import type { Database } from '../db/database.js'
+import { type Kysely, sql } from 'kysely'
+import type { Database, Dialect } from '../db/database.js'
 import type { MfaChallengeRow, MfaTotpRow } from './mfa.tables.js'
 
 type Executor = Kysely<Database>
 
+/** The first key of PostgreSQL advisory locks taken here (the second is the user id): "MFA", apart from the others. */
+const ADVISORY_LOCK_SPACE = 0x0f2a
+
 /** Data access for second factors; callers pass a transaction when they own one. */
 export class MfaRepository {
+  constructor(private readonly dialect: Dialect) {}
+
   findTotp(executor: Executor, userId: number): Promise<MfaTotpRow | undefined> {
     return executor.selectFrom('mfa_totp').selectAll().where('user_id', '=', userId).executeTakeFirst()
   }
@@ -30,24 +35,50 @@ export class MfaRepository {
     return row ? { recoveryCodesLeft: Number(row.left ?? 0) } : undefined
   }
 
-  /** A pending enrolment: replaces a pending one, never an active factor (false then). */
+  /**
+   * Locks the user's active factor until the transaction ends (SQLite has one writer anyway); false without one.
+   * Whatever replaces the factor's recovery codes holds it, so of two regenerations the second waits for the
+   * first to commit and then replaces its codes: without it, each DELETE saw only the codes committed before it
+   * began and each INSERT added ten more (8 at once left 50 live on PostgreSQL).
+   */
+  async lockActiveTotp(executor: Executor, userId: number): Promise<boolean> {
+    const row = await executor
+      .selectFrom('mfa_totp')
+      .select('user_id')
+      .where('user_id', '=', userId)
+      .where('confirmed_at', 'is not', null)
+      .$if(this.dialect === 'postgres', (query) => query.forUpdate())
+      .executeTakeFirst()
+    return row !== undefined
+  }
+
+  /**
+   * A pending enrolment: replaces a pending one, never an active factor (false then). One upsert whose WHERE
+   * decides: a DELETE then an INSERT let parallel enrolments find each other's pending row and answer 409.
+   */
   async putPendingTotp(executor: Executor, userId: number, sealedSecret: string, now: string): Promise<boolean> {
-    await executor.deleteFrom('mfa_totp').where('user_id', '=', userId).where('confirmed_at', 'is', null).execute()
-    const inserted = await executor
+    const placed = await executor
       .insertInto('mfa_totp')
       .values({ user_id: userId, secret: sealedSecret, last_step: 0, created_at: now, confirmed_at: null })
-      .onConflict((conflict) => conflict.column('user_id').doNothing())
+      .onConflict((conflict) =>
+        conflict
+          .column('user_id')
+          .doUpdateSet({ secret: sealedSecret, last_step: 0, created_at: now })
+          .where('mfa_totp.confirmed_at', 'is', null),
+      )
       .executeTakeFirst()
-    return Number(inserted.numInsertedOrUpdatedRows ?? 0n) === 1
+    return Number(placed.numInsertedOrUpdatedRows ?? 0n) === 1
   }
 
   /**
    * Records `step` as the last accepted one if it is later than the one before: one conditional UPDATE, so two
-   * requests with the same code cannot both pass. `confirm` activates a pending factor with it instead.
+   * requests with the same code cannot both pass. Only while the factor still has `sealedSecret`, the secret the
+   * code was checked against (an enrolment restarted meanwhile must not be activated by the old secret's code).
+   * `confirm` activates a pending factor with it instead.
    */
-  async acceptStep(executor: Executor, userId: number, step: number, confirm?: { at: string }): Promise<boolean> {
+  async acceptStep(executor: Executor, userId: number, sealedSecret: string, step: number, confirm?: { at: string }): Promise<boolean> {
     let query = executor.updateTable('mfa_totp').set({ last_step: step, ...(confirm ? { confirmed_at: confirm.at } : {}) })
-    query = query.where('user_id', '=', userId).where('last_step', '<', step)
+    query = query.where('user_id', '=', userId).where('secret', '=', sealedSecret).where('last_step', '<', step)
     query = confirm ? query.where('confirmed_at', 'is', null) : query.where('confirmed_at', 'is not', null)
     const result = await query.executeTakeFirst()
     return result.numUpdatedRows === 1n
@@ -99,18 +130,38 @@ export class MfaRepository {
     return result.numDeletedRows === 1n
   }
 
-  /** Ends the user's expired challenges and all but the `keep` newest live ones: a few rows per user at most. */
-  async pruneChallenges(executor: Executor, userId: number, now: string, keep: number): Promise<void> {
+  /**
+   * Holds a lock on the user's sign-in challenges until the transaction ends, on PostgreSQL (SQLite has one writer
+   * anyway). Taken before a challenge is added and the rest pruned: otherwise each of parallel sign-ins pruned
+   * without seeing the others' uncommitted rows, and 8 at once left 8 live.
+   */
+  async lockChallenges(executor: Executor, userId: number): Promise<void> {
+    if (this.dialect === 'postgres') await sql`SELECT pg_advisory_xact_lock(${ADVISORY_LOCK_SPACE}, ${userId})`.execute(executor)
+  }
+
+  /**
+   * Ends the user's expired challenges and all but the `keep` newest live ones, `kept` (the one just made) always
+   * among them, whatever the order of equal timestamps: a few rows per user at most.
+   */
+  async pruneChallenges(executor: Executor, userId: number, now: string, keep: number, kept: string): Promise<void> {
     await executor
       .deleteFrom('mfa_challenges')
       .where('user_id', '=', userId)
+      .where('id_hash', '!=', kept)
       .where((eb) =>
         eb.or([
           eb('expires_at', '<=', now),
           eb(
             'id_hash',
             'not in',
-            eb.selectFrom('mfa_challenges').select('id_hash').where('user_id', '=', userId).orderBy('expires_at', 'desc').orderBy('id_hash').limit(keep),
+            eb
+              .selectFrom('mfa_challenges')
+              .select('id_hash')
+              .where('user_id', '=', userId)
+              .where('id_hash', '!=', kept)
+              .orderBy('expires_at', 'desc')
+              .orderBy('id_hash')
+              .limit(keep - 1),
           ),
         ]),
       )

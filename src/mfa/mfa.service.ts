@@ -22,8 +22,8 @@ const MAX_CHALLENGES_PER_USER = 5
 export interface FactorProof {
   code?: string
   recovery_code?: string
-  /** A passkey assertion's check (src/passkeys), given the user it must belong to. */
-  passkey?: (userId: number) => Promise<boolean>
+  /** A passkey assertion's check (src/passkeys), given the user it must belong to and where to run its statements. */
+  passkey?: (userId: number, executor: Db['kysely']) => Promise<boolean>
 }
 
 /** Where an attempt comes from, for the sign-in limit (see SignInLimiter.reserve). */
@@ -97,7 +97,7 @@ export class MfaService {
     const codes = newRecoveryCodes()
     const now = new Date().toISOString()
     await db.kysely.transaction().execute(async (trx) => {
-      if (!(await mfa.acceptStep(trx, user.id, step, { at: now }))) throw validationError({ code: ['This code was used already; wait for the next one.'] })
+      if (!(await mfa.acceptStep(trx, user.id, pending.secret, step, { at: now }))) throw validationError({ code: ['This code was used already; wait for the next one.'] })
       await mfa.replaceRecoveryCodes(trx, user.id, codes.map(hashOf), now)
       await sessions.markSecondFactor(trx, sessionId, now)
       await notices.record(trx, user, 'mfa_enabled', client)
@@ -111,7 +111,8 @@ export class MfaService {
     const { db, mfa, notices } = this.deps
     const codes = newRecoveryCodes()
     await db.kysely.transaction().execute(async (trx) => {
-      if (!(await mfa.activeFactors(trx, user.id))) throw notEnrolled()
+      // Held until commit: a parallel regeneration waits, then replaces these codes (one set stays live, not several).
+      if (!(await mfa.lockActiveTotp(trx, user.id))) throw notEnrolled()
       await mfa.replaceRecoveryCodes(trx, user.id, codes.map(hashOf), new Date().toISOString())
       await notices.record(trx, user, 'recovery_codes_regenerated', client)
     })
@@ -144,14 +145,15 @@ export class MfaService {
   /**
    * Checks a presented second factor against the account, counted against its sign-in limit (429 once used
    * up): a TOTP code of a step later than the last accepted one, or an unused recovery code (used up now).
-   * True when it was right; a wrong one stays counted.
+   * True when it was right; a wrong one stays counted. `executor`: the caller's transaction, when what the
+   * right factor uses up must go with it (a sign-in that then loses its challenge to a parallel one uses up nothing).
    */
-  async attempt(userId: number, proof: FactorProof, client: AttemptClient): Promise<boolean> {
+  async attempt(userId: number, proof: FactorProof, client: AttemptClient, executor: Db['kysely'] = this.deps.db.kysely): Promise<boolean> {
     const { limiter } = this.deps
     const ticket = await limiter.reserve({ account: { userId }, ...client })
     let right: boolean
     try {
-      right = await this.check(userId, proof)
+      right = await this.check(executor, userId, proof)
     } catch (error) {
       await ticket.cancelled()
       throw error
@@ -160,19 +162,19 @@ export class MfaService {
     return right
   }
 
-  private async check(userId: number, proof: FactorProof): Promise<boolean> {
-    const { db, mfa } = this.deps
-    if (proof.passkey !== undefined) return proof.passkey(userId)
+  private async check(executor: Db['kysely'], userId: number, proof: FactorProof): Promise<boolean> {
+    const { mfa } = this.deps
+    if (proof.passkey !== undefined) return proof.passkey(userId, executor)
     if (proof.recovery_code !== undefined) {
       const hash = recoveryCodeHash(proof.recovery_code)
-      return hash !== undefined && (await mfa.consumeRecoveryCode(db.kysely, userId, hash))
+      return hash !== undefined && (await mfa.consumeRecoveryCode(executor, userId, hash))
     }
     if (proof.code === undefined) return false
-    const totp = await mfa.findTotp(db.kysely, userId)
+    const totp = await mfa.findTotp(executor, userId)
     if (!totp || totp.confirmed_at === null) return false
     const secret = this.open(totp.secret, userId)
     const step = secret === undefined ? undefined : matchingStep(secret, proof.code)
-    return step !== undefined && (await mfa.acceptStep(db.kysely, userId, step))
+    return step !== undefined && (await mfa.acceptStep(executor, userId, totp.secret, step))
   }
 
   /** POST …/mfa/verify: a right code marks the session as having just proven the second factor (step-up). */
@@ -194,14 +196,17 @@ export class MfaService {
     const { db, mfa } = this.deps
     const challenge = randomToken(32)
     const now = new Date()
+    const idHash = hashSecret(challenge)
     await db.kysely.transaction().execute(async (trx) => {
+      // One sign-in after the other per user, so each prune sees every challenge committed before it.
+      await mfa.lockChallenges(trx, userId)
       await mfa.createChallenge(trx, {
-        id_hash: hashSecret(challenge),
+        id_hash: idHash,
         user_id: userId,
         created_at: now.toISOString(),
         expires_at: new Date(now.getTime() + MFA_CHALLENGE_TTL_SECONDS * 1000).toISOString(),
       })
-      await mfa.pruneChallenges(trx, userId, now.toISOString(), MAX_CHALLENGES_PER_USER)
+      await mfa.pruneChallenges(trx, userId, now.toISOString(), MAX_CHALLENGES_PER_USER, idHash)
     })
     return challenge
   }

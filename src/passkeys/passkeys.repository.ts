@@ -1,14 +1,18 @@
-import type { Kysely } from 'kysely'
-import type { Database } from '../db/database.js'
+import { type Kysely, sql } from 'kysely'
+import type { Database, Dialect } from '../db/database.js'
 import type { ChallengePurpose, NewPasskeyRow, PasskeyChallengeRow, PasskeyRow } from './passkeys.table.js'
 
 type Executor = Kysely<Database>
 
 /** Expired challenges deleted alongside each new one: the table holds about five minutes' worth. */
 const EXPIRED_PER_INSERT = 50
+/** The first key of PostgreSQL advisory locks taken here (the second is the user id): "passkey", apart from activity's. */
+const ADVISORY_LOCK_SPACE = 0x9a55
 
 /** Data access for passkeys and their challenges; callers pass a transaction when they own one. */
 export class PasskeysRepository {
+  constructor(private readonly dialect: Dialect) {}
+
   listOfUser(executor: Executor, userId: number): Promise<PasskeyRow[]> {
     return executor.selectFrom('passkeys').selectAll().where('user_id', '=', userId).orderBy('created_at').orderBy('id').execute()
   }
@@ -59,25 +63,49 @@ export class PasskeysRepository {
     return result.numUpdatedRows === 1n
   }
 
-  /** Stores a new challenge (its hash), replacing that user's earlier one for the same purpose; clears some expired ones. */
-  async createChallenge(executor: Executor, challenge: PasskeyChallengeRow): Promise<void> {
+  /**
+   * Holds a lock on the user's passkeys and challenges until the transaction ends, on PostgreSQL (SQLite has one
+   * writer anyway): what counts them and then adds one (a challenge past the cap, a passkey past the limit) runs
+   * one request after the other, each statement seeing what the one before committed.
+   */
+  async lockOwner(executor: Executor, userId: number): Promise<void> {
+    if (this.dialect === 'postgres') await sql`SELECT pg_advisory_xact_lock(${ADVISORY_LOCK_SPACE}, ${userId})`.execute(executor)
+  }
+
+  /**
+   * Stores a new challenge (its hash) and clears some expired ones. One bound to a user ends all but the
+   * `keep` newest live ones of that user and purpose, itself always kept. Run it in a transaction: it holds the
+   * owner's lock until commit, so parallel requests prune one after the other and each sees the others' rows
+   * (without it, 100 requests at once each deleted before any had inserted, and every one stayed).
+   */
+  async createChallenge(executor: Executor, challenge: PasskeyChallengeRow, keep: number): Promise<void> {
+    const { user_id: userId, purpose } = challenge
+    if (userId !== null) await this.lockOwner(executor, userId)
     await executor
       .deleteFrom('passkey_challenges')
       .where('id', 'in', (query) =>
         query.selectFrom('passkey_challenges').select('id').where('expires_at', '<=', challenge.created_at).limit(EXPIRED_PER_INSERT),
       )
       .execute()
-    if (challenge.user_id !== null) {
-      await executor.deleteFrom('passkey_challenges').where('user_id', '=', challenge.user_id).where('purpose', '=', challenge.purpose).execute()
-    }
     await executor.insertInto('passkey_challenges').values(challenge).execute()
+    if (userId === null) return
+    const others = (query: Executor) =>
+      query.selectFrom('passkey_challenges').select('id').where('user_id', '=', userId).where('purpose', '=', purpose).where('id', '!=', challenge.id)
+    await executor
+      .deleteFrom('passkey_challenges')
+      .where('user_id', '=', userId)
+      .where('purpose', '=', purpose)
+      .where('id', '!=', challenge.id)
+      .where('id', 'not in', others(executor).orderBy('created_at', 'desc').orderBy('id').limit(keep - 1))
+      .execute()
   }
 
   /**
-   * Takes a challenge for use, by id or by hash: the row is deleted in the same statement that reads it, so it
-   * serves at most one request. Returns it only when it is live and of that purpose (and user).
+   * Takes a challenge for use, by id or by hash: one DELETE … RETURNING whose WHERE names the purpose, the user
+   * (none for a passwordless sign-in) and a live expiry, so it serves at most one request, and a challenge
+   * presented by anyone else (another user, another ceremony) is neither returned nor used up.
    */
-  async consumeChallenge(
+  consumeChallenge(
     executor: Executor,
     by: { id: string } | { hash: string },
     purpose: ChallengePurpose,
@@ -85,11 +113,12 @@ export class PasskeysRepository {
     now: string,
   ): Promise<PasskeyChallengeRow | undefined> {
     const remove = executor.deleteFrom('passkey_challenges')
-    const row = await ('id' in by ? remove.where('id', '=', by.id) : remove.where('challenge_hash', '=', by.hash))
+    return ('id' in by ? remove.where('id', '=', by.id) : remove.where('challenge_hash', '=', by.hash))
+      .where('purpose', '=', purpose)
+      .where('user_id', userId === null ? 'is' : '=', userId)
+      .where('expires_at', '>', now)
       .returningAll()
       .executeTakeFirst()
-    if (!row || row.purpose !== purpose || row.user_id !== userId) return undefined
-    return new Date(row.expires_at).getTime() > Date.parse(now) ? row : undefined
   }
 
   /** Deletes up to `limit` challenges expired at `now`; returns how many. One short statement, by passkey_challenges_expires_at_idx. */

@@ -28,6 +28,11 @@ import type { RelyingParty, RelyingPartyAnswer } from './relying-party.js'
 
 /** A challenge is good for this long, and the browser is told to give up by then. */
 export const CHALLENGE_TTL_MS = 5 * 60_000
+/**
+ * Live challenges one user may hold per purpose (registration, second factor); a new one ends the oldest beyond
+ * it. As for sign-in challenges (MFA), a few tabs or devices each keep theirs, and nobody can fill the table.
+ */
+export const MAX_CHALLENGES_PER_PURPOSE = 5
 /** Passkeys one account may hold. */
 export const MAX_PASSKEYS_PER_USER = 20
 const NAME_MAX = 64
@@ -147,10 +152,11 @@ export class PasskeysService {
       log.info({ reason: (error as Error).message }, 'passkey registration refused')
     }
     if (!info) throw validationError({ response: ['The passkey could not be verified (wrong site, no user verification, or a malformed response).'] })
-    const existing = await passkeys.listOfUser(db.kysely, user.id)
-    if (existing.length >= MAX_PASSKEYS_PER_USER) throw tooMany()
     try {
       const row = await db.kysely.transaction().execute(async (trx) => {
+        // Counted under the owner's lock: parallel registrations (one live challenge each) stop at the limit.
+        await passkeys.lockOwner(trx, user.id)
+        if ((await passkeys.countOfUser(trx, user.id)) >= MAX_PASSKEYS_PER_USER) throw tooMany()
         const inserted = await passkeys.insert(trx, {
           user_id: user.id,
           credential_id: info.credential.id,
@@ -263,21 +269,32 @@ export class PasskeysService {
   }
 
   /** The check of a passkey sent as a second factor, as MfaService.attempt runs it (false where passkeys are off). */
-  secondFactorCheck(answer: RelyingPartyAnswer, response: AuthenticationResponseJSON, log: FastifyBaseLogger): (userId: number) => Promise<boolean> {
-    return async (userId) => answer.available && this.verifySecondFactor(userId, response, answer.rp, log)
+  secondFactorCheck(
+    answer: RelyingPartyAnswer,
+    response: AuthenticationResponseJSON,
+    log: FastifyBaseLogger,
+  ): (userId: number, executor?: Db['kysely']) => Promise<boolean> {
+    return async (userId, executor) => answer.available && this.verifySecondFactor(userId, response, answer.rp, log, executor)
   }
 
   /**
    * True when the assertion answers a live second-factor challenge of this user with one of their passkeys
-   * (the challenge is used up either way); false for any refusal. The caller counts the attempt.
+   * (the challenge is used up either way, unless `executor`'s transaction rolls back); false for any refusal. The
+   * caller counts the attempt.
    */
-  async verifySecondFactor(userId: number, response: AuthenticationResponseJSON, rp: RelyingParty, log: FastifyBaseLogger): Promise<boolean> {
+  async verifySecondFactor(
+    userId: number,
+    response: AuthenticationResponseJSON,
+    rp: RelyingParty,
+    log: FastifyBaseLogger,
+    executor: Db['kysely'] = this.deps.db.kysely,
+  ): Promise<boolean> {
     const challenge = challengeOf(response.response.clientDataJSON)
     const now = new Date().toISOString()
-    const taken = challenge && (await this.deps.passkeys.consumeChallenge(this.deps.db.kysely, { hash: hashSecret(challenge) }, 'second-factor', userId, now))
+    const taken = challenge && (await this.deps.passkeys.consumeChallenge(executor, { hash: hashSecret(challenge) }, 'second-factor', userId, now))
     if (!taken) return false
     try {
-      await this.verifyAssertion(taken.challenge_hash, response, rp, userId, log)
+      await this.verifyAssertion(taken.challenge_hash, response, rp, userId, log, executor)
       return true
     } catch (error) {
       if (error instanceof AppError && error.code === 'invalid_credentials') return false
@@ -288,7 +305,7 @@ export class PasskeysService {
   /**
    * Checks an assertion: a known credential (of `userId` when given) of an active user, signed over the
    * challenge whose hash is `challengeHash`, by the right origin and RP ID, the user verified, and a counter
-   * that went forward (or an authenticator that keeps none). Records the use; throws 401 otherwise.
+   * that went forward (or an authenticator that keeps none). Records the use (in `executor`); throws 401 otherwise.
    */
   async verifyAssertion(
     challengeHash: string,
@@ -296,14 +313,15 @@ export class PasskeysService {
     rp: RelyingParty,
     userId: number | undefined,
     log: FastifyBaseLogger,
+    executor: Db['kysely'] = this.deps.db.kysely,
   ): Promise<UserRow> {
-    const { db, passkeys, users } = this.deps
-    const passkey = await passkeys.findByCredentialId(db.kysely, response.id)
+    const { passkeys, users } = this.deps
+    const passkey = await passkeys.findByCredentialId(executor, response.id)
     if (!passkey || (userId !== undefined && passkey.user_id !== userId)) {
       log.info('passkey assertion for an unknown credential')
       throw rejected()
     }
-    const user = await users.findById(db.kysely, passkey.user_id)
+    const user = await users.findById(executor, passkey.user_id)
     const handle = response.response.userHandle
     if (!user?.is_active || (handle !== undefined && handle !== passkey.user_handle)) throw rejected()
     let verification: Awaited<ReturnType<typeof verifyAuthenticationResponse>> | undefined
@@ -324,7 +342,7 @@ export class PasskeysService {
     const { newCounter, credentialBackedUp } = verification.authenticationInfo
     const stored = Number(passkey.counter)
     const forward = newCounter === 0 ? stored === 0 : newCounter > stored
-    if (!forward || !(await passkeys.recordUse(db.kysely, passkey.id, newCounter, credentialBackedUp, new Date().toISOString()))) {
+    if (!forward || !(await passkeys.recordUse(executor, passkey.id, newCounter, credentialBackedUp, new Date().toISOString()))) {
       // A genuine signature with a counter that did not move on: the key may have been copied.
       log.warn({ passkeyId: passkey.id, userId: user.id, stored, presented: newCounter }, 'passkey signature counter did not increase: refused')
       throw rejected()
@@ -336,7 +354,7 @@ export class PasskeysService {
   private async newChallenge(purpose: ChallengePurpose, userId: number | null, { id = randomToken(16), handle = null as string | null } = {}): Promise<Uint8Array<ArrayBuffer>> {
     const challenge = new Uint8Array(randomBytes(32))
     const now = Date.now()
-    await this.deps.passkeys.createChallenge(this.deps.db.kysely, {
+    const row = {
       id,
       challenge_hash: hashSecret(Buffer.from(challenge).toString('base64url')),
       purpose,
@@ -344,7 +362,8 @@ export class PasskeysService {
       user_handle: handle,
       created_at: new Date(now).toISOString(),
       expires_at: new Date(now + CHALLENGE_TTL_MS).toISOString(),
-    })
+    }
+    await this.deps.db.kysely.transaction().execute((trx) => this.deps.passkeys.createChallenge(trx, row, MAX_CHALLENGES_PER_PURPOSE))
     return challenge
   }
 }

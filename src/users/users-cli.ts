@@ -185,9 +185,9 @@ async function resetMfa(config: Config, args: string[]): Promise<void> {
     try {
       const reset = new MfaReset({
         db,
-        mfa: new MfaRepository(),
+        mfa: new MfaRepository(db.dialect),
         sessions: new SessionsRepository(db),
-        passkeys: new PasskeysRepository(),
+        passkeys: new PasskeysRepository(db.dialect),
         notices: new FactorNotices({ activity, outbox: mail.outbox, wake: () => {} }),
       })
       const done = await reset.reset(user, { passkeys: values.passkeys }).catch((error: unknown) => {
