@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import SQLite from 'better-sqlite3'
-import type { Config } from '../src/config.js'
 import { bearer, DIALECTS, GOOD_PASSWORD, problemOf, type Session, type TestClient, testApp } from './helpers/app.js'
-import { setFlags } from './helpers/db.js'
-import { queryPostgres } from './helpers/postgres.js'
+import { query, setFlags } from './helpers/db.js'
 import { REDIS_SKIP, testRedisPrefix } from './helpers/redis.js'
 import { suite } from './helpers/suite.js'
 
@@ -30,27 +27,6 @@ interface Entry {
   address: string | null
   device: string
   details: Record<string, unknown>
-}
-
-/** Runs one statement over a connection of the test's own; `?` placeholders on both dialects. */
-async function query<R>(config: Config, statement: string, values: unknown[] = []): Promise<R[]> {
-  if (config.databaseUrl.startsWith('sqlite:')) {
-    const db = new SQLite(config.databaseUrl.slice('sqlite:'.length))
-    try {
-      const prepared = db.prepare(statement)
-      if (prepared.reader) return prepared.all(...values) as R[]
-      prepared.run(...values)
-      return []
-    } finally {
-      db.close()
-    }
-  }
-  let n = 0
-  return (await queryPostgres(
-    statement.replace(/\?/g, () => `$${++n}`),
-    values,
-    { url: config.databaseUrl, schema: config.databaseSchema },
-  )) as R[]
 }
 
 async function signIn(client: TestClient, username: string, options: { userAgent?: string; password?: string; deviceToken?: string; address?: string } = {}) {

@@ -13,7 +13,7 @@ import { PasskeysRepository } from '../src/passkeys/passkeys.repository.js'
 import { PasskeysService, type PasskeysServiceDeps } from '../src/passkeys/passkeys.service.js'
 import { DIALECTS, testApp } from './helpers/app.js'
 import { deferCleanup } from './helpers/cleanup.js'
-import { queryPostgres } from './helpers/postgres.js'
+import { query } from './helpers/db.js'
 import { suite } from './helpers/suite.js'
 
 // Used or expired account tokens, delivered or given-up mail and expired sign-in challenges are of no use after
@@ -24,27 +24,6 @@ const DAY = 24 * HOUR
 const at = (offsetMs: number) => new Date(Date.now() + offsetMs).toISOString()
 
 type Row = Record<string, string | number | null>
-
-/** Runs one statement over a connection of the test's own; `?` placeholders on both dialects. */
-async function query<R>(config: Config, statement: string, values: unknown[] = []): Promise<R[]> {
-  if (config.databaseUrl.startsWith('sqlite:')) {
-    const db = new SQLite(config.databaseUrl.slice('sqlite:'.length))
-    try {
-      const prepared = db.prepare(statement)
-      if (prepared.reader) return prepared.all(...values) as R[]
-      prepared.run(...values)
-      return []
-    } finally {
-      db.close()
-    }
-  }
-  let n = 0
-  return (await queryPostgres(
-    statement.replace(/\?/g, () => `$${++n}`),
-    values,
-    { url: config.databaseUrl, schema: config.databaseSchema },
-  )) as R[]
-}
 
 /** Inserts `rows` (all with the same columns) into `table`: one transaction on SQLite, 200-row statements on PostgreSQL. */
 async function insertRows(config: Config, table: string, rows: Row[]): Promise<void> {

@@ -7,32 +7,11 @@ import type { Config } from '../src/config.js'
 import { createDb } from '../src/db/database.js'
 import { DIALECTS, testApp } from './helpers/app.js'
 import { deferCleanup } from './helpers/cleanup.js'
-import { queryPostgres } from './helpers/postgres.js'
+import { query } from './helpers/db.js'
 import { suite } from './helpers/suite.js'
 
 // Sessions end by sign-out (deleted then) or by expiry: expired ones are purged periodically, in small
 // batches, so the table does not grow with every sign-in for ever.
-
-/** Runs one statement over a connection of the test's own; `?` placeholders on both dialects. */
-async function query<R>(config: Config, statement: string, values: unknown[] = []): Promise<R[]> {
-  if (config.databaseUrl.startsWith('sqlite:')) {
-    const db = new SQLite(config.databaseUrl.slice('sqlite:'.length))
-    try {
-      const prepared = db.prepare(statement)
-      if (prepared.reader) return prepared.all(...values) as R[]
-      prepared.run(...values)
-      return []
-    } finally {
-      db.close()
-    }
-  }
-  let n = 0
-  return (await queryPostgres(
-    statement.replace(/\?/g, () => `$${++n}`),
-    values,
-    { url: config.databaseUrl, schema: config.databaseSchema },
-  )) as R[]
-}
 
 async function sessionIds(config: Config, userId?: number): Promise<string[]> {
   const rows = await query<{ id: string }>(config, `SELECT id FROM sessions${userId === undefined ? '' : ' WHERE user_id = ?'}`, userId === undefined ? [] : [userId])

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely'
 import type { Database } from '../db/database.js'
+import { deleteBatchBefore } from '../jobs/batched-purge.js'
 import type { AccountTokenRow, TokenPurpose } from './account-tokens.table.js'
 
 type Executor = Kysely<Database>
@@ -59,20 +60,12 @@ export class AccountTokensRepository {
   }
 
   /** Deletes up to `limit` tokens that expired before `before`; returns how many. One short statement, by the expires_at index. */
-  async deleteExpiredBatch(executor: Executor, before: string, limit: number): Promise<number> {
-    const result = await executor
-      .deleteFrom('account_tokens')
-      .where('token_hash', 'in', (query) => query.selectFrom('account_tokens').select('token_hash').where('expires_at', '<', before).limit(limit))
-      .executeTakeFirst()
-    return Number(result.numDeletedRows)
+  deleteExpiredBatch(executor: Executor, before: string, limit: number): Promise<number> {
+    return deleteBatchBefore(executor, { table: 'account_tokens', key: 'token_hash', column: 'expires_at' }, before, limit)
   }
 
   /** Deletes up to `limit` tokens used (or voided) before `before`; returns how many. One short statement, by the used_at index. */
-  async deleteUsedBatch(executor: Executor, before: string, limit: number): Promise<number> {
-    const result = await executor
-      .deleteFrom('account_tokens')
-      .where('token_hash', 'in', (query) => query.selectFrom('account_tokens').select('token_hash').where('used_at', '<', before).limit(limit))
-      .executeTakeFirst()
-    return Number(result.numDeletedRows)
+  deleteUsedBatch(executor: Executor, before: string, limit: number): Promise<number> {
+    return deleteBatchBefore(executor, { table: 'account_tokens', key: 'token_hash', column: 'used_at' }, before, limit)
   }
 }

@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely'
 import type { Database, Db, Dialect } from '../db/database.js'
+import { deleteBatchBefore } from '../jobs/batched-purge.js'
 import type { ActivityRow, NewActivityRow } from './activity.table.js'
 
 type Executor = Kysely<Database>
@@ -66,11 +67,7 @@ export class ActivityRepository {
   }
 
   /** Deletes up to `limit` entries recorded before `before`; returns how many. One short statement, by the `at` index. */
-  async deleteOlderThanBatch(before: string, limit: number): Promise<number> {
-    const result = await this.db.kysely
-      .deleteFrom('security_activity')
-      .where('id', 'in', (query) => query.selectFrom('security_activity').select('id').where('at', '<', before).limit(limit))
-      .executeTakeFirst()
-    return Number(result.numDeletedRows)
+  deleteOlderThanBatch(before: string, limit: number): Promise<number> {
+    return deleteBatchBefore(this.db.kysely, { table: 'security_activity', key: 'id', column: 'at' }, before, limit)
   }
 }

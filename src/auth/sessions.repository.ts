@@ -1,6 +1,7 @@
 import type { Statement } from 'better-sqlite3'
 import type { Kysely } from 'kysely'
 import type { Database, Db } from '../db/database.js'
+import { deleteBatchBefore } from '../jobs/batched-purge.js'
 import type { UserRow } from '../users/users.table.js'
 import type { NewSessionRow, SessionRow } from './sessions.table.js'
 
@@ -118,11 +119,7 @@ export class SessionsRepository {
   }
 
   /** Deletes up to `limit` sessions that expired before `now`; returns how many. One short statement, by the expires_at index. */
-  async deleteExpiredBatch(now: string, limit: number): Promise<number> {
-    const result = await this.db.kysely
-      .deleteFrom('sessions')
-      .where('id', 'in', (query) => query.selectFrom('sessions').select('id').where('expires_at', '<', now).limit(limit))
-      .executeTakeFirst()
-    return Number(result.numDeletedRows)
+  deleteExpiredBatch(now: string, limit: number): Promise<number> {
+    return deleteBatchBefore(this.db.kysely, { table: 'sessions', key: 'id', column: 'expires_at' }, now, limit)
   }
 }

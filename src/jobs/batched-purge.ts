@@ -1,7 +1,26 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { type Kysely, sql } from 'kysely'
+import type { Database } from '../db/database.js'
 
 /** Rows per DELETE: each batch holds the write lock (SQLite) or its row locks (PostgreSQL) for milliseconds only. */
 export const PURGE_BATCH_SIZE = 500
+
+/**
+ * One batch of a purge: deletes up to `limit` rows of `table` whose `column` is before `before`, in one short
+ * statement that finds them by that column's index and deletes them by `key`; returns how many.
+ */
+export async function deleteBatchBefore(
+  executor: Kysely<Database>,
+  { table, key, column }: { table: keyof Database & string; key: string; column: string },
+  before: string,
+  limit: number,
+): Promise<number> {
+  const result = await sql`
+    DELETE FROM ${sql.table(table)} WHERE ${sql.ref(key)} IN (
+      SELECT ${sql.ref(key)} FROM ${sql.table(table)} WHERE ${sql.ref(column)} < ${before} LIMIT ${limit}
+    )`.execute(executor)
+  return Number(result.numAffectedRows ?? 0)
+}
 
 /**
  * Calls `deleteBatch(batchSize)` until a batch deletes fewer than `batchSize` rows, letting other work run

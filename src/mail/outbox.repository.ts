@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { type Kysely, sql } from 'kysely'
 import type { Database, Dialect } from '../db/database.js'
+import { deleteBatchBefore } from '../jobs/batched-purge.js'
 import type { OutboxRow } from './mail.table.js'
 
 type Executor = Kysely<Database>
@@ -90,20 +91,12 @@ export class OutboxRepository {
   }
 
   /** Deletes up to `limit` rows sent before `before`; returns how many. One short statement, by mail_outbox_sent_at_idx. */
-  async deleteSentBatch(executor: Executor, before: string, limit: number): Promise<number> {
-    const result = await executor
-      .deleteFrom('mail_outbox')
-      .where('id', 'in', (query) => query.selectFrom('mail_outbox').select('id').where('sent_at', '<', before).limit(limit))
-      .executeTakeFirst()
-    return Number(result.numDeletedRows)
+  deleteSentBatch(executor: Executor, before: string, limit: number): Promise<number> {
+    return deleteBatchBefore(executor, { table: 'mail_outbox', key: 'id', column: 'sent_at' }, before, limit)
   }
 
   /** Deletes up to `limit` rows given up before `before`; returns how many. One short statement, by mail_outbox_gave_up_at_idx. */
-  async deleteGivenUpBatch(executor: Executor, before: string, limit: number): Promise<number> {
-    const result = await executor
-      .deleteFrom('mail_outbox')
-      .where('id', 'in', (query) => query.selectFrom('mail_outbox').select('id').where('gave_up_at', '<', before).limit(limit))
-      .executeTakeFirst()
-    return Number(result.numDeletedRows)
+  deleteGivenUpBatch(executor: Executor, before: string, limit: number): Promise<number> {
+    return deleteBatchBefore(executor, { table: 'mail_outbox', key: 'id', column: 'gave_up_at' }, before, limit)
   }
 }

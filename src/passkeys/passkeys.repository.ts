@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely'
 import type { Database, Dialect } from '../db/database.js'
+import { deleteBatchBefore } from '../jobs/batched-purge.js'
 import type { ChallengePurpose, NewPasskeyRow, PasskeyChallengeRow, PasskeyRow } from './passkeys.table.js'
 
 type Executor = Kysely<Database>
@@ -121,12 +122,8 @@ export class PasskeysRepository {
       .executeTakeFirst()
   }
 
-  /** Deletes up to `limit` challenges expired at `now`; returns how many. One short statement, by passkey_challenges_expires_at_idx. */
-  async deleteExpiredChallengesBatch(executor: Executor, now: string, limit: number): Promise<number> {
-    const result = await executor
-      .deleteFrom('passkey_challenges')
-      .where('id', 'in', (query) => query.selectFrom('passkey_challenges').select('id').where('expires_at', '<=', now).limit(limit))
-      .executeTakeFirst()
-    return Number(result.numDeletedRows)
+  /** Deletes up to `limit` challenges expired before `now`; returns how many. One short statement, by passkey_challenges_expires_at_idx. */
+  deleteExpiredChallengesBatch(executor: Executor, now: string, limit: number): Promise<number> {
+    return deleteBatchBefore(executor, { table: 'passkey_challenges', key: 'id', column: 'expires_at' }, now, limit)
   }
 }

@@ -1,6 +1,7 @@
 import SQLite from 'better-sqlite3'
 import pg from 'pg'
 import type { Config } from '../../src/config.js'
+import { queryPostgres } from './postgres.js'
 
 export type AccountFlags = Partial<Record<'is_active' | 'is_staff' | 'is_superuser', boolean>>
 
@@ -32,4 +33,25 @@ export async function setFlags(config: Config, userId: number, flags: AccountFla
   } finally {
     await client.end()
   }
+}
+
+/** Runs one statement over a connection of the test's own; `?` placeholders on both dialects. */
+export async function query<R>(config: Config, statement: string, values: unknown[] = []): Promise<R[]> {
+  if (config.databaseUrl.startsWith('sqlite:')) {
+    const db = new SQLite(config.databaseUrl.slice('sqlite:'.length))
+    try {
+      const prepared = db.prepare(statement)
+      if (prepared.reader) return prepared.all(...values) as R[]
+      prepared.run(...values)
+      return []
+    } finally {
+      db.close()
+    }
+  }
+  let n = 0
+  return (await queryPostgres(
+    statement.replace(/\?/g, () => `$${++n}`),
+    values,
+    { url: config.databaseUrl, schema: config.databaseSchema },
+  )) as R[]
 }
