@@ -1,7 +1,7 @@
 import QRCode from 'qrcode'
 import type { ClientInfo } from '../activity/client.js'
 import type { FactorNotices } from '../activity/factor-notices.js'
-import { verifyPassword } from '../auth/passwords.js'
+import { checkPassword } from '../auth/password-check.js'
 import type { SessionsRepository } from '../auth/sessions.repository.js'
 import type { SignInLimiter } from '../auth/sign-in-limiter.js'
 import { hashSecret, randomToken } from '../auth/tokens.js'
@@ -124,16 +124,7 @@ export class MfaService {
   async disable(user: UserRow, password: string, client: ClientInfo): Promise<void> {
     const { db, mfa, limiter, notices } = this.deps
     if (!(await mfa.activeFactors(db.kysely, user.id))) throw notEnrolled()
-    const ticket = await limiter.reserve({ account: { userId: user.id }, address: client.address })
-    let matches: boolean
-    try {
-      matches = await verifyPassword(user.password_hash, password)
-    } catch (error) {
-      await ticket.cancelled()
-      throw error
-    }
-    if (!matches) throw validationError({ password: ['Your password is incorrect.'] })
-    await ticket.succeeded()
+    await checkPassword(limiter, user, password, client.address, 'password')
     await db.kysely.transaction().execute(async (trx) => {
       // Counted only when this request removed the factor: of two racing disables, one entry and one notice.
       const removed = await mfa.removeFactor(trx, user.id)
