@@ -198,13 +198,15 @@ test('when every operation is exercised over a socket, then every answer is the 
   await expect(202, 'requestPasswordReset', { raw: { body: new URLSearchParams({ email: 'nobody-here@example.com' }), contentType: 'application/x-www-form-urlencoded' } })
   await expect(429, 'requestPasswordReset', { json: { email: 'nobody-here@example.com' } })
   const mailer = await signUp('mailer')
-  // Two mails per address here: a reset link from a superuser, a new verification link, then 429 for either.
+  // Two mails of each kind per address here (reset links, verification links, counted apart), then 429 for that kind.
   await expect(202, 'sendPasswordReset', { params: { id: mailer.user.id }, token: root.access })
+  await expect(202, 'resendVerificationEmail', { params: { id: mailer.user.id }, token: mailer.access })
   await expect(202, 'resendVerificationEmail', { params: { id: mailer.user.id }, token: mailer.access })
   await expect(429, 'resendVerificationEmail', { params: { id: mailer.user.id }, token: mailer.access })
   await expect(403, 'resendVerificationEmail', { params: { id: bob.user.id }, token: mailer.access })
   await expect(403, 'sendPasswordReset', { params: { id: bob.user.id }, token: mailer.access })
   await expect(403, 'sendPasswordReset', { params: { id: root.user.id }, token: root.access })
+  await expect(202, 'sendPasswordReset', { params: { id: mailer.user.id }, token: root.access })
   await expect(429, 'sendPasswordReset', { params: { id: mailer.user.id }, token: root.access })
   const gone = await signUp('gone')
   const sqliteGone = new Database(config.databaseUrl.replace(/^sqlite:/, ''))
