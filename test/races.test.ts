@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import pg from 'pg'
 import { recoveryCodeHash } from '../src/mfa/recovery-codes.js'
 import { DIALECTS, GOOD_PASSWORD, problemOf, type Session, type TestClient, testApp } from './helpers/app.js'
+import { deferCleanup } from './helpers/cleanup.js'
 import { awayFromStepEdge, codeAt, enrolTotp, sideDb } from './helpers/mfa.js'
 import { suite } from './helpers/suite.js'
 import { type CreationOptions, type RequestOptions, SoftAuthenticator } from './helpers/webauthn.js'
@@ -197,3 +199,41 @@ for (const dialect of DIALECTS) {
     })
   })
 }
+
+suite('an email change judged on a row that changed before its write (postgres)', DIALECTS[1]?.skip ?? 'no postgres', () => {
+  test('when the owner moves to a new address while a stale token sends the old one in new letter case, then the stale request is judged again and refused', async (t) => {
+    const { client, config } = await testApp(t, 'postgres')
+    const owner = await client.signUp()
+    const db = sideDb(t, config)
+    // The thief's token: a session signed in an hour ago, with no password proven since.
+    await db.updateTable('sessions').set({ created_at: new Date(Date.now() - 3600_000).toISOString(), reauthenticated_at: null }).where('user_id', '=', owner.user.id).execute()
+    const moved = `moved-${owner.user.email}`
+    const variant = owner.user.email.toUpperCase()
+
+    // Hold the row: the stale request reads it (the old address), judges a change of letter case, then waits at its UPDATE.
+    const pool = new pg.Pool({ connectionString: process.env.TEST_DATABASE_URL, options: `-c search_path=${config.databaseSchema}`, max: 2 })
+    deferCleanup(t, () => pool.end())
+    const holder = await pool.connect()
+    let stale: ReturnType<TestClient['send']>
+    try {
+      await holder.query('BEGIN')
+      await holder.query('SELECT id FROM users WHERE id = $1 FOR UPDATE', [owner.user.id])
+      stale = client.send('PATCH', '/api/users/me', { email: variant }, owner.access)
+      for (let waiting = 0; waiting === 0; ) {
+        await new Promise((resume) => setTimeout(resume, 20))
+        const { rows } = await pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE 'update \"users\"%'")
+        waiting = rows[0].n
+      }
+      // Meanwhile the owner's change commits (as the API writes it: new address, new version).
+      await holder.query('UPDATE users SET email = $1, email_lower = $1, email_verified = false, version = version + 1 WHERE id = $2', [moved, owner.user.id])
+      await holder.query('COMMIT')
+    } finally {
+      holder.release()
+    }
+
+    const answer = await stale
+    assert.equal(problemOf(answer, 403).type, '/problems/reauthentication_required', 'against the new address the old one is a new address')
+    const [row] = await db.selectFrom('users').select(['email']).where('id', '=', owner.user.id).execute()
+    assert.equal(row?.email, moved)
+  })
+})

@@ -206,6 +206,13 @@ for (const dialect of DIALECTS) {
       const stepUp = problemOf(await client.send('PATCH', ME, { email: twinOf(guarded.user.email) }, guarded.access), 403)
       assert.equal(stepUp.type, '/problems/step_up_required')
       assert.equal(await emailOf(client, guarded), guarded.user.email)
+      // Twins that JavaScript's toLowerCase folds onto ASCII (the Kelvin sign to k, the Ångström sign to å) too.
+      const kim = await client.signUp({ username: `k${Date.now().toString(36)}` })
+      await enrolTotp(client, kim)
+      await db.updateTable('sessions').set({ second_factor_at: null }).where('user_id', '=', kim.user.id).execute()
+      const kelvin = problemOf(await client.send('PATCH', ME, { email: `\u212A${kim.user.email.slice(1)}` }, kim.access), 403)
+      assert.equal(kelvin.type, '/problems/step_up_required')
+      assert.equal(await emailOf(client, kim), kim.user.email)
 
       const plain = await client.signUp({ username: `s${Date.now().toString(36)}x` })
       await db.updateTable('users').set({ email_verified: 1 }).where('id', '=', plain.user.id).execute()

@@ -93,8 +93,36 @@ export class UsersService {
   /**
    * Partial update of a profile from any content type; nothing changes when anything fails. A new email
    * needs the step-up (`caller`: the session and address the request came from).
+   *
+   * What an email change needs (step-up, a verification mail) is judged on the row as read. Two changes racing
+   * (a stale token sending the old address in new letter case while the owner moves to a new one) must not let
+   * the second land on a row the first changed: the write is conditional on that row's version, and a write
+   * that finds it changed is judged again on the fresh row (a few times, then 503).
    */
   async update(
+    actor: UserRow,
+    target: UserRow,
+    input: ProfileUpdateInput,
+    ifMatch: string | undefined,
+    caller: { sessionId: string } & ClientInfo,
+  ): Promise<UserRow> {
+    let current = target
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.updateOnce(actor, current, input, ifMatch, caller)
+      } catch (error) {
+        if (!(error instanceof ChangedMeanwhile)) throw error
+        if (attempt === MAX_UPDATE_ATTEMPTS) {
+          throw new AppError('service_unavailable', { detail: 'This profile is being changed by other requests right now. Try again.', headers: { 'retry-after': '1' } })
+        }
+        const fresh = await this.deps.users.findById(this.deps.db.kysely, target.id)
+        if (!fresh) throw new AppError('not_found')
+        current = fresh
+      }
+    }
+  }
+
+  private async updateOnce(
     actor: UserRow,
     target: UserRow,
     input: ProfileUpdateInput,
@@ -141,7 +169,9 @@ export class UsersService {
 
     const row: UserChanges = { ...changes.text }
     for (const [flag, value] of Object.entries(changes.flags)) row[flag as keyof typeof changes.flags] = value ? 1 : 0
-    const expectedVersion = parseIfMatch(ifMatch, target)
+    // Without If-Match, an email in the change still pins the version it was judged on (see update).
+    const pinned = ifMatch === undefined && email !== undefined
+    const expectedVersion = pinned ? target.version : parseIfMatch(ifMatch, target)
     // A new address (anything but a change of letter case) is unproved: it is mailed a link, the old one a
     // notice, both in the update's transaction.
     const emailChanged = changes.text.email !== undefined && isNewAddress(changes.text.email, target)
@@ -155,13 +185,17 @@ export class UsersService {
       : undefined
 
     let updated: UserRow
-    if (changes.avatar.kind === 'keep') {
-      if (Object.keys(row).length === 0) return expectedVersion === undefined ? target : this.reread(target.id, expectedVersion)
-      updated = await this.write(target, row, expectedVersion, withMail)
-    } else {
-      const newName = image ? newAvatarName() : null
-      row.avatar = newName
-      updated = await this.replaceAvatar(target.id, row, newName, image, expectedVersion, withMail)
+    try {
+      if (changes.avatar.kind === 'keep') {
+        if (Object.keys(row).length === 0) return expectedVersion === undefined ? target : await this.reread(target.id, expectedVersion)
+        updated = await this.write(target, row, expectedVersion, withMail)
+      } else {
+        const newName = image ? newAvatarName() : null
+        row.avatar = newName
+        updated = await this.replaceAvatar(target.id, row, newName, image, expectedVersion, withMail)
+      }
+    } catch (error) {
+      throw pinned && error instanceof AppError && error.code === 'precondition_failed' ? new ChangedMeanwhile() : error
     }
     if (withMail) this.deps.notices.committed()
     return updated
@@ -332,8 +366,18 @@ export class UsersService {
  * noticed like any new address.
  */
 export function isNewAddress(email: string, target: Pick<UserRow, 'email'>): boolean {
-  return email.toLowerCase() !== target.email.toLowerCase()
+  // ASCII letters only: JavaScript's toLowerCase maps the Kelvin sign to k and the Ångström sign to å, which
+  // mail servers need not do, so a change to such a twin is a new address.
+  return asciiLower(email) !== asciiLower(target.email)
 }
+
+const asciiLower = (text: string) => text.replace(/[A-Z]/g, (letter) => letter.toLowerCase())
+
+/** How often an update whose row changed while it was judged is judged again (see UsersService.update). */
+const MAX_UPDATE_ATTEMPTS = 3
+
+/** The row an update was judged on changed before its write (no If-Match was sent): judge it again. */
+class ChangedMeanwhile extends Error {}
 
 function preconditionFailed(): AppError {
   return new AppError('precondition_failed', { detail: 'The profile changed since you read it (If-Match does not match its ETag).' })
