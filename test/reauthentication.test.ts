@@ -4,6 +4,7 @@ import { test } from 'node:test'
 import type { LightMyRequestResponse } from 'fastify'
 import type { Config } from '../src/config.js'
 import { DIALECTS, GOOD_PASSWORD, problemOf, type Session, type TestClient, testApp } from './helpers/app.js'
+import { setFlags } from './helpers/db.js'
 import { multipart } from './helpers/images.js'
 import { awayFromStepEdge, enrolTotp, sideDb } from './helpers/mfa.js'
 import { suite } from './helpers/suite.js'
@@ -191,6 +192,39 @@ for (const dialect of DIALECTS) {
       // Re-authenticating with the password does not stand in for the second factor.
       assert.equal((await client.send('POST', REAUTH, { password: GOOD_PASSWORD }, me.access)).statusCode, 204)
       problemOf(await client.send('PATCH', ME, { email: `new-${me.user.email}` }, me.access), 403)
+    })
+
+    test('when a stale superuser token grants privileges or deletes an account, then the password (or, with a factor, a code) is asked for first', async (t) => {
+      await awayFromStepEdge()
+      const { client, config } = await testApp(t, dialect.name)
+      const root = await client.signUp()
+      await setFlags(config, root.user.id, { is_superuser: true, is_staff: true })
+      const intruder = await client.signUp()
+      const victim = await client.signUp()
+      await ageSessions(t, config, root.user.id)
+
+      const grant = problemOf(await client.send('PATCH', `/api/users/${intruder.user.id}`, { is_superuser: true, is_staff: true }, root.access), 403)
+      assert.equal(grant.type, '/problems/reauthentication_required')
+      problemOf(await client.send('DELETE', `/api/users/${victim.user.id}`, {}, root.access), 403)
+      const flags = (await client.get(`/api/users/${intruder.user.id}`, root.access)).json()
+      assert.deepEqual([flags.is_superuser, flags.is_staff], [false, false])
+      assert.equal((await client.get(`/api/users/${victim.user.id}`, root.access)).statusCode, 200, 'not deleted')
+      // Unchanged flags sent back (a PUT of what was read) ask for nothing.
+      assert.equal((await client.send('PATCH', `/api/users/${intruder.user.id}`, { is_staff: false, first_name: 'Ivy' }, root.access)).statusCode, 200)
+
+      const granted = await client.send('PATCH', `/api/users/${intruder.user.id}`, { is_staff: true, current_password: GOOD_PASSWORD }, root.access)
+      assert.equal(granted.statusCode, 200, granted.body)
+      assert.equal(granted.json().is_staff, true)
+      // Proven just now: the deletion goes through within the window.
+      assert.equal((await client.send('DELETE', `/api/users/${victim.user.id}`, {}, root.access)).statusCode, 204)
+
+      // With a second factor, a code.
+      const guarded = await client.signUp()
+      await setFlags(config, guarded.user.id, { is_superuser: true, is_staff: true })
+      await enrolTotp(client, guarded)
+      await sideDb(t, config).updateTable('sessions').set({ second_factor_at: null }).where('user_id', '=', guarded.user.id).execute()
+      const stepUp = problemOf(await client.send('PATCH', `/api/users/${intruder.user.id}`, { is_superuser: true }, guarded.access), 403)
+      assert.equal(stepUp.type, '/problems/step_up_required')
     })
 
     test('when the email becomes an NFKC twin of itself, then it is a new address: step-up with a factor, unverified and mailed without', async (t) => {

@@ -24,18 +24,28 @@ export type SensitiveOperation =
   | 'add_passkey'
   | 'delete_passkey'
   | 'enrol_second_factor'
+  | 'change_privileges'
+  | 'delete_other_account'
 
 /** Operations whose request has no body to carry otp_code: the session steps up first (mfa/verify, passkeys/verify). */
 const PROVEN_BEFOREHAND: ReadonlySet<SensitiveOperation> = new Set(['add_passkey', 'delete_passkey', 'enrol_second_factor'])
 
 /**
- * The operations that add a way into the account or redirect its recovery. A caller WITHOUT a second factor
+ * The operations that add a way into the account or redirect its recovery, and a superuser's acts on others. A caller WITHOUT a second factor
  * proves the password for them (the sign-in, a re-authentication or current_password, within the window):
  * otherwise a stolen access token alone would change the email (then reset the password through it), or add
  * a passkey or an authenticator app that outlives every password reset. The others need no more from such a
  * caller than today: changing the password and deleting the account take current_password anyway.
  */
-const PASSWORD_WITHOUT_FACTOR: ReadonlySet<SensitiveOperation> = new Set(['change_email', 'add_passkey', 'enrol_second_factor'])
+const PASSWORD_WITHOUT_FACTOR: ReadonlySet<SensitiveOperation> = new Set([
+  'change_email',
+  'add_passkey',
+  'enrol_second_factor',
+  // A superuser's acts on others: a stolen superuser token must not make its holder a superuser of their own
+  // (who could then do anything, freshly signed in) or delete accounts.
+  'change_privileges',
+  'delete_other_account',
+])
 
 /** Operations whose request has no body to carry current_password: the session re-authenticates first. */
 const REAUTHENTICATED_BEFOREHAND: ReadonlySet<SensitiveOperation> = new Set(['add_passkey', 'enrol_second_factor'])

@@ -257,7 +257,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         body: Type.Object(
           {
             current_password: Type.Optional(
-              Type.String({ maxLength: 1024, description: 'Required to delete yourself; a superuser deleting someone else sends no body' }),
+              Type.String({ maxLength: 1024, description: 'Required to delete yourself. A superuser deleting someone else sends it (or otp_code, with a second factor) only when this session has not proven it in the last 5 minutes' }),
             ),
             ...stepUpFields,
           },

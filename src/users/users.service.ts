@@ -163,9 +163,9 @@ export class UsersService {
       }
     }
     errors.throwIfAny()
-    if (email !== undefined && isNewAddress(email, target)) {
-      await this.deps.stepUp.require('change_email', { actor, target, sessionId: caller.sessionId, proof: changes.stepUp, client: { address: caller.address } })
-    }
+    const stepUp = { actor, target, sessionId: caller.sessionId, proof: changes.stepUp, client: { address: caller.address } }
+    if (changedFlags.length > 0) await this.deps.stepUp.require('change_privileges', stepUp)
+    if (email !== undefined && isNewAddress(email, target)) await this.deps.stepUp.require('change_email', stepUp)
 
     const row: UserChanges = { ...changes.text }
     for (const [flag, value] of Object.entries(changes.flags)) row[flag as keyof typeof changes.flags] = value ? 1 : 0
@@ -332,6 +332,9 @@ export class UsersService {
       const proof = { otp_code: body.otp_code?.trim(), recovery_code: body.recovery_code }
       await this.deps.stepUp.require('delete_account', { actor, target, sessionId: caller.sessionId, proof, client: { address } })
       await this.checkCurrentPassword(target, currentPassword, address)
+    } else if (actor.id !== target.id) {
+      const proof = { otp_code: body.otp_code?.trim(), recovery_code: body.recovery_code, current_password: currentPassword }
+      await this.deps.stepUp.require('delete_other_account', { actor, target, sessionId: caller.sessionId, proof, client: { address } })
     }
     let avatar: string | null = null
     await db.kysely.transaction().execute(async (trx) => {
