@@ -168,6 +168,26 @@ for (const dialect of DIALECTS) {
       assert.equal(elsewhere.statusCode, 202)
     })
 
+    test('when an account flips its email to someone else\'s address and back, then that address is mailed only up to the limit', async (t) => {
+      const { client, config } = await appWithSmtp(t, dialect.name, { mailRequestLimits: { maxPerEmail: 2, maxPerAddress: 100, windowSeconds: 600 } })
+      const me = await client.signUp()
+      const victim = `${uniqueName('victim')}@example.org`
+      const statuses: number[] = []
+      for (let i = 0; i < 3; i++) {
+        statuses.push((await client.send('PATCH', '/api/users/me', { email: victim }, me.access)).statusCode)
+        assert.equal((await client.send('PATCH', '/api/users/me', { email: me.user.email }, me.access)).statusCode, 200)
+      }
+      assert.deepEqual(statuses, [200, 200, 429])
+      const db = await onDb(t, config)
+      const mailed = await db.selectFrom('mail_outbox').select('subject').where('to_address', '=', victim).orderBy('id').execute()
+      // A link per allowed change, and the notice of each change away from it: none for the refused one.
+      assert.deepEqual(
+        mailed.map((mail) => mail.subject),
+        ['Portrait: confirm your email address', 'Portrait: your email address was changed', 'Portrait: confirm your email address', 'Portrait: your email address was changed'],
+      )
+      assert.equal((await client.get('/api/users/me', me.access)).json().email, me.user.email, 'the refused change was undone')
+    })
+
     test('when strangers use up an address\'s reset requests, then its owner, signed in, can still ask for a verification link', async (t) => {
       const { client } = await appWithSmtp(t, dialect.name, { mailRequestLimits: { maxPerEmail: 2, maxPerAddress: 100, windowSeconds: 600 } })
       const me = await client.signUp()

@@ -116,6 +116,11 @@ export class AccountMail {
     this.deps.wake()
   }
 
+  /** An email change mails its new address a verification link: counted as a new verification link for that address. */
+  async reserveEmailChange(newEmail: string, address: string): Promise<void> {
+    await this.deps.mailLimiter.reserve('verification', comparable(newEmail), address)
+  }
+
   /** A new verification link for the user's own address (POST /api/users/{id}/verify-email); false when it is verified already. */
   async resendVerification(user: UserRow, address: string): Promise<boolean> {
     if (user.email_verified) return false

@@ -43,6 +43,8 @@ type Executor = Db['kysely']
 
 /** The mail the users' stories record inside their own transactions (account-tokens/account-mail.service.ts). */
 export interface AccountNotices {
+  /** Counts the mails an email change will send against the new address's limit (429 when used up). */
+  reserveEmailChange(newEmail: string, address: string): Promise<void>
   /** A verification link to the new address, a notice to the old one. */
   emailChanged(executor: Executor, before: UserRow, after: UserRow): Promise<void>
   passwordChanged(executor: Executor, user: UserRow): Promise<void>
@@ -165,7 +167,9 @@ export class UsersService {
     errors.throwIfAny()
     const stepUp = { actor, target, sessionId: caller.sessionId, proof: changes.stepUp, client: { address: caller.address } }
     if (changedFlags.length > 0) await this.deps.stepUp.require('change_privileges', stepUp)
-    if (email !== undefined && isNewAddress(email, target)) await this.deps.stepUp.require('change_email', stepUp)
+    if (email !== undefined && isNewAddress(email, target)) {
+      await this.deps.stepUp.require('change_email', stepUp)
+    }
 
     const row: UserChanges = { ...changes.text }
     for (const [flag, value] of Object.entries(changes.flags)) row[flag as keyof typeof changes.flags] = value ? 1 : 0
@@ -179,6 +183,10 @@ export class UsersService {
     // …and recorded in the account's activity, with who changed it when it was not the owner.
     const withMail = emailChanged
       ? async (trx: Executor, before: UserRow, after: UserRow) => {
+          // Each change mails the new address: flipping an email to someone else's and back must not mail them
+          // without end. Counted once the write succeeded (a refused change counts nothing), inside its
+          // transaction, so a 429 undoes the change.
+          await this.deps.notices.reserveEmailChange(after.email, caller.address)
           await this.deps.notices.emailChanged(trx, before, after)
           await this.deps.activity.record(trx, { userId: target.id, type: 'email_changed', client: { address: caller.address, userAgent: caller.userAgent }, details: actor.id === target.id ? {} : { by: actor.id } })
         }
