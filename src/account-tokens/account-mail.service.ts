@@ -117,8 +117,8 @@ export class AccountMail {
   }
 
   /** An email change mails its new address a verification link: counted as a new verification link for that address. */
-  async reserveEmailChange(newEmail: string, address: string): Promise<void> {
-    await this.deps.mailLimiter.reserve('verification', comparable(newEmail), address)
+  async reserveEmailChange(newEmail: string): Promise<void> {
+    await this.deps.mailLimiter.reserve('verification', comparable(newEmail), undefined)
   }
 
   /** A new verification link for the user's own address (POST /api/users/{id}/verify-email); false when it is verified already. */

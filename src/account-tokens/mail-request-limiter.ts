@@ -19,13 +19,14 @@ export class MailRequestLimiter {
   /**
    * Counts one request or throws 429 with Retry-After. `email` is compared as sign-in compares it. Each kind of
    * mail has its own count per email: anyone can use up an address's reset requests (they need no account), and
-   * that must not also stop its owner, signed in, from asking for a new verification link.
+   * that must not also stop its owner, signed in, from asking for a new verification link. Without `address`
+   * only the email is counted (an email change: its account, not a client, is who asks).
    */
-  async reserve(kind: MailKind, email: string, address: string): Promise<void> {
+  async reserve(kind: MailKind, email: string, address: string | undefined): Promise<void> {
     const { maxPerEmail, maxPerAddress, windowSeconds } = this.limits
     const counters = [
       { key: `mail:${kind}:email:${email}`, limit: maxPerEmail },
-      { key: `mail:address:${addressBucket(address)}`, limit: maxPerAddress },
+      ...(address === undefined ? [] : [{ key: `mail:address:${addressBucket(address)}`, limit: maxPerAddress }]),
     ]
     const reservation = await this.store.reserve(counters, windowSeconds)
     if (!reservation.allowed) {

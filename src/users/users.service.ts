@@ -44,7 +44,7 @@ type Executor = Db['kysely']
 /** The mail the users' stories record inside their own transactions (account-tokens/account-mail.service.ts). */
 export interface AccountNotices {
   /** Counts the mails an email change will send against the new address's limit (429 when used up). */
-  reserveEmailChange(newEmail: string, address: string): Promise<void>
+  reserveEmailChange(newEmail: string): Promise<void>
   /** A verification link to the new address, a notice to the old one. */
   emailChanged(executor: Executor, before: UserRow, after: UserRow): Promise<void>
   passwordChanged(executor: Executor, user: UserRow): Promise<void>
@@ -186,7 +186,7 @@ export class UsersService {
           // Each change mails the new address: flipping an email to someone else's and back must not mail them
           // without end. Counted once the write succeeded (a refused change counts nothing), inside its
           // transaction, so a 429 undoes the change.
-          await this.deps.notices.reserveEmailChange(after.email, caller.address)
+          await this.deps.notices.reserveEmailChange(after.email)
           await this.deps.notices.emailChanged(trx, before, after)
           await this.deps.activity.record(trx, { userId: target.id, type: 'email_changed', client: { address: caller.address, userAgent: caller.userAgent }, details: actor.id === target.id ? {} : { by: actor.id } })
         }

@@ -57,7 +57,8 @@ test('two-step sign-in on the web page, driven in headless Chromium', { skip: ex
   await page.getByLabel('Code from your app').fill(codeAt(secret, -1))
   await page.getByRole('button', { name: 'Turn on' }).click()
 
-  // The recovery codes, once; "Done" only after "I saved these codes".
+  // The recovery codes, once (shown when the confirmation's answer is in); "Done" only after "I saved these codes".
+  await page.locator('#mfa-recovery-codes li').first().waitFor()
   const codes = (await page.locator('#mfa-recovery-codes li').allTextContents()).map((code) => code.trim())
   assert.equal(codes.length, 10)
   assert.equal(await page.locator('#mfa-done').isDisabled(), true)
