@@ -194,6 +194,18 @@ for (const dialect of DIALECTS) {
       problemOf(await client.send('PATCH', ME, { email: `new-${me.user.email}` }, me.access), 403)
     })
 
+    test('when a no-factor session older than the window deletes a passkey, then the password is asked for first', async (t) => {
+      const { client, config } = await testApp(t, dialect.name, { publicUrl: ORIGIN })
+      const me = await client.signUp()
+      const created = await client.send('POST', PASSKEYS, { name: 'Laptop', response: await passkeyCreation(client, me.access, new SoftAuthenticator(ORIGIN)) }, me.access)
+      assert.equal(created.statusCode, 201, created.body)
+      await ageSessions(t, config, me.user.id)
+      reauthenticationRequired(await client.send('DELETE', `${PASSKEYS}/${created.json().id}`, undefined, me.access))
+      assert.equal((await client.get(PASSKEYS, me.access)).json().results.length, 1)
+      assert.equal((await client.send('POST', '/api/users/me/reauthenticate', { password: GOOD_PASSWORD }, me.access)).statusCode, 204)
+      assert.equal((await client.send('DELETE', `${PASSKEYS}/${created.json().id}`, undefined, me.access)).statusCode, 204)
+    })
+
     test('when a stale superuser token grants privileges or deletes an account, then the password (or, with a factor, a code) is asked for first', async (t) => {
       await awayFromStepEdge()
       const { client, config } = await testApp(t, dialect.name)

@@ -16,6 +16,8 @@ export interface MfaResetDeps {
 }
 
 export interface MfaResetResult {
+  /** False for an account that had passkeys but no TOTP (reset with `passkeys: true`). */
+  factorRemoved: boolean
   sessionsEnded: number
   /** The names of the passkeys removed (`passkeys: true`), oldest first. */
   passkeysRemoved: string[]
@@ -33,20 +35,22 @@ export interface MfaResetResult {
 export class MfaReset {
   constructor(private readonly deps: MfaResetDeps) {}
 
-  /** 409 `mfa_not_enrolled` (nothing changes) when the account has no active TOTP factor. */
+  /** 409 `mfa_not_enrolled` (nothing changes) when the account has no active TOTP factor (and, with `passkeys`, no passkey either). */
   async reset(user: UserRow, options: { passkeys?: boolean } = {}): Promise<MfaResetResult> {
     const { db, mfa, sessions, passkeys, notices } = this.deps
     const result = await db.kysely.transaction().execute(async (trx) => {
-      // Judged by the DELETE itself: of two operators racing, one resets and the other is refused.
-      if (!(await mfa.removeFactor(trx, user.id))) {
+      // Judged by the DELETE itself: of two operators racing, one resets and the other is refused. With
+      // `passkeys`, an account that has passkeys but no TOTP (a stolen passkey) is reset all the same.
+      const factorRemoved = await mfa.removeFactor(trx, user.id)
+      if (!factorRemoved && !(options.passkeys && (await passkeys.countOfUser(trx, user.id)) > 0)) {
         throw new AppError('mfa_not_enrolled', { detail: 'This account has no active second factor.' })
       }
-      await notices.record(trx, user, 'mfa_disabled', 'operator', { by: 'operator' })
+      if (factorRemoved) await notices.record(trx, user, 'mfa_disabled', 'operator', { by: 'operator' })
       // One entry and one notice per passkey, as when the person deletes them one by one, each with its name.
       const removed = options.passkeys ? await passkeys.deleteAllOfUser(trx, user.id) : []
       for (const { name } of removed) await notices.record(trx, user, 'passkey_removed', 'operator', { by: 'operator', passkey: name })
       const passkeysKept = options.passkeys ? 0 : await passkeys.countOfUser(trx, user.id)
-      return { sessionsEnded: await sessions.deleteAllOfUser(trx, user.id), passkeysRemoved: removed.map(({ name }) => name), passkeysKept }
+      return { factorRemoved, sessionsEnded: await sessions.deleteAllOfUser(trx, user.id), passkeysRemoved: removed.map(({ name }) => name), passkeysKept }
     })
     notices.committed()
     return result

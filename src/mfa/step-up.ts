@@ -40,6 +40,8 @@ const PROVEN_BEFOREHAND: ReadonlySet<SensitiveOperation> = new Set(['add_passkey
 const PASSWORD_WITHOUT_FACTOR: ReadonlySet<SensitiveOperation> = new Set([
   'change_email',
   'add_passkey',
+  // A passkey may be the account's only way in (one imported without a password): not for a stolen token to remove.
+  'delete_passkey',
   'enrol_second_factor',
   // A superuser's acts on others: a stolen superuser token must not make its holder a superuser of their own
   // (who could then do anything, freshly signed in) or delete accounts.
@@ -48,7 +50,7 @@ const PASSWORD_WITHOUT_FACTOR: ReadonlySet<SensitiveOperation> = new Set([
 ])
 
 /** Operations whose request has no body to carry current_password: the session re-authenticates first. */
-const REAUTHENTICATED_BEFOREHAND: ReadonlySet<SensitiveOperation> = new Set(['add_passkey', 'enrol_second_factor'])
+const REAUTHENTICATED_BEFOREHAND: ReadonlySet<SensitiveOperation> = new Set(['add_passkey', 'delete_passkey', 'enrol_second_factor'])
 
 /** A second factor (or the password) sent with the operation itself: the field names of the user routes' bodies. */
 export interface StepUpProof {

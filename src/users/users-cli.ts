@@ -80,8 +80,9 @@ registerCommand({
   details: `for a person who lost both the app and the recovery codes; the password stays, so it signs in with that alone;
 recorded as mfa_disabled (by: operator) and mailed to the account as the API's "turn off" is, delivered now
 (SMTP_URL, else an .eml file in DATA_DIR/outbox/; if delivery fails, a running server retries it);
---passkeys: its passkeys are deleted too (each recorded and mailed as passkey_removed); else they stay
-refused (exit code 2) for an account without a second factor
+--passkeys: its passkeys are deleted too (each recorded and mailed as passkey_removed), also on an account
+with passkeys and no authenticator app (a stolen passkey); without it they stay
+refused (exit code 2) for an account with nothing to reset
 ${USER_HELP}`,
   run: (config, args) => resetMfa(config, args),
 })
@@ -192,7 +193,8 @@ async function resetMfa(config: Config, args: string[]): Promise<void> {
       })
       const done = await reset.reset(user, { passkeys: values.passkeys }).catch((error: unknown) => {
         if (error instanceof AppError && error.code === 'mfa_not_enrolled') {
-          throw new Refused(`${describe(user)} has no second factor (no authenticator app is set up): nothing to reset, nothing was changed`)
+          const what = values.passkeys ? 'no second factor and no passkey' : 'no second factor (no authenticator app is set up)'
+          throw new Refused(`${describe(user)} has ${what}: nothing to reset, nothing was changed`)
         }
         throw error
       })
@@ -201,10 +203,11 @@ async function resetMfa(config: Config, args: string[]): Promise<void> {
         : done.passkeysKept
           ? `; its ${done.passkeysKept} passkey(s) stay (--passkeys deletes them)`
           : ''
-      console.log(`second factor of ${describe(user)} turned off, its recovery codes deleted; ${done.sessionsEnded} session(s) ended${passkeys}`)
+      const factor = done.factorRemoved ? `second factor of ${describe(user)} turned off, its recovery codes deleted` : `${describe(user)} had no authenticator app`
+      console.log(`${factor}; ${done.sessionsEnded} session(s) ended${passkeys}`)
       // Delivered now, as send-reset does; this reset's notices are the newest rows to the address.
       await mail.sender.runOnce()
-      const notices = 1 + done.passkeysRemoved.length
+      const notices = (done.factorRemoved ? 1 : 0) + done.passkeysRemoved.length
       const rows = await db.kysely.selectFrom('mail_outbox').select('sent_at').where('to_address', '=', user.email).orderBy('id', 'desc').limit(notices).execute()
       const address = maskAddress(user.email)
       console.log(

@@ -137,7 +137,7 @@ function renderItem(passkey) {
   remove.addEventListener('click', async () => {
     if (!window.confirm(`Delete the passkey “${passkey.name}”? It will no longer sign you in.`)) return
     try {
-      await whileBusy(remove, 'Deleting…', () => withStepUp(() => api.deletePasskey(passkey.id)))
+      await whileBusy(remove, 'Deleting…', () => withReauthentication(() => withStepUp(() => api.deletePasskey(passkey.id))))
       announce($('passkey-status'), `Passkey “${passkey.name}” deleted.`)
       await refresh()
       $('passkey-name').focus()
