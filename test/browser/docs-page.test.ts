@@ -1,25 +1,21 @@
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { test } from 'node:test'
-import { type Browser, chromium } from 'playwright-core'
 import { buildApp } from '../../src/app.js'
 import { testConfig } from '../helpers/app.js'
+import { CHROMIUM_SKIP, launchChromium } from '../helpers/browser.js'
 import { deferCleanup } from '../helpers/cleanup.js'
 
 // /api/docs under its Content-Security-Policy: the page must still render and work, with nothing blocked.
 
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
 
-test('the API docs page, in headless Chromium under its CSP', { skip: existsSync(CHROMIUM) ? false : 'Chromium not installed' }, async (t) => {
+test('the API docs page, in headless Chromium under its CSP', { skip: CHROMIUM_SKIP }, async (t) => {
   const app = await buildApp(await testConfig(t))
   deferCleanup(t, () => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
 
-  const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
-  deferCleanup(t, () => browser.close())
+  const browser = await launchChromium(t)
   const context = await browser.newContext()
   context.setDefaultTimeout(30_000)
   const requested: string[] = []

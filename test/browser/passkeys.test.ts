@@ -1,15 +1,12 @@
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import { type AddressInfo, createServer } from 'node:net'
 import { test } from 'node:test'
-import { chromium } from 'playwright-core'
 import { buildApp } from '../../src/app.js'
 import { GOOD_PASSWORD, testConfig, uniqueName } from '../helpers/app.js'
+import { CHROMIUM_SKIP, launchChromium } from '../helpers/browser.js'
 import { deferCleanup } from '../helpers/cleanup.js'
 import { awayFromStepEdge, codeAt, sideDb } from '../helpers/mfa.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
 
 /** A port nobody listens on now, so that PUBLIC_URL can name it before the app is built. */
 function freePort(): Promise<number> {
@@ -22,7 +19,7 @@ function freePort(): Promise<number> {
   })
 }
 
-test('passkeys on the web page, with Chromium\'s virtual authenticator', { skip: existsSync(CHROMIUM) ? false : 'Chromium not installed' }, async (t) => {
+test('passkeys on the web page, with Chromium\'s virtual authenticator', { skip: CHROMIUM_SKIP }, async (t) => {
   const port = await freePort()
   // http://localhost is the one plain-http origin browsers offer WebAuthn on; PUBLIC_URL makes it the RP.
   const origin = `http://localhost:${port}`
@@ -39,8 +36,7 @@ test('passkeys on the web page, with Chromium\'s virtual authenticator', { skip:
   })
   assert.equal(signUp.status, 201)
 
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
-  deferCleanup(t, () => browser.close())
+  const browser = await launchChromium(t)
   const context = await browser.newContext()
   context.setDefaultTimeout(30_000)
   const page = await context.newPage()

@@ -1,26 +1,23 @@
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { test } from 'node:test'
-import { chromium, type Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { buildApp } from '../../src/app.js'
 import { GOOD_PASSWORD, testConfig, uniqueName } from '../helpers/app.js'
+import { CHROMIUM_SKIP, launchChromium } from '../helpers/browser.js'
 import { deferCleanup } from '../helpers/cleanup.js'
 import { sideDb } from '../helpers/mfa.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic']
 
 // An account without two-step sign-in whose session is older than the step-up window: a new email (or an
 // authenticator app) asks for the password once, in a dialog (reauthenticate.js), then goes through.
-test('re-authentication on the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ? false : 'Chromium not installed' }, async (t) => {
+test('re-authentication on the web page, driven in headless Chromium', { skip: CHROMIUM_SKIP }, async (t) => {
   const config = await testConfig(t, 'sqlite')
   const app = await buildApp(config)
   deferCleanup(t, () => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
-  deferCleanup(t, () => browser.close())
+  const browser = await launchChromium(t)
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
   context.setDefaultTimeout(30_000)
   const problems: string[] = []

@@ -1,24 +1,15 @@
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import type { ParsedMail } from 'mailparser'
-import { type Browser, chromium, type Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { GOOD_PASSWORD, uniqueName } from '../helpers/app.js'
+import { CHROMIUM_SKIP, launchChromium } from '../helpers/browser.js'
 import { deferCleanup } from '../helpers/cleanup.js'
 import { startServer } from '../helpers/processes.js'
 import { recipients, type SmtpSink, startSmtp } from '../helpers/smtp.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-]
 const NEW_PASSWORD = 'another-Battery-staple-7'
 // Set to a directory to keep a screenshot of each recovery screen, to look at (they are not committed).
 const SCREENSHOTS = process.env.RECOVERY_SCREENSHOTS
@@ -59,7 +50,7 @@ class Inbox {
   }
 }
 
-test('account recovery in the web page, with mail through a real SMTP server', { skip: existsSync(CHROMIUM) ? false : 'Chromium not installed' }, async (t) => {
+test('account recovery in the web page, with mail through a real SMTP server', { skip: CHROMIUM_SKIP }, async (t) => {
   const smtp = await startSmtp(t)
   // Three mails per address per window (MAIL_REQUEST_WINDOW, 1 h), so that the limit is quick to reach.
   const env = { SMTP_URL: smtp.url, MAIL_FROM: 'Portrait <portrait@example.com>', MAIL_REQUESTS_PER_EMAIL: '3' }
@@ -68,8 +59,7 @@ test('account recovery in the web page, with mail through a real SMTP server', {
   const inbox = new Inbox(smtp, origin)
   if (SCREENSHOTS) mkdirSync(SCREENSHOTS, { recursive: true })
 
-  const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
-  deferCleanup(t, () => browser.close())
+  const browser = await launchChromium(t)
   const urls = new Set<string>()
   const pageErrors: string[] = []
   const cspViolations: string[] = []

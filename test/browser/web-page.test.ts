@@ -1,23 +1,13 @@
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { type TestContext, test } from 'node:test'
-import { type Browser, chromium, type Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import sharp from 'sharp'
 import { buildApp } from '../../src/app.js'
 import { GOOD_PASSWORD, testConfig, uniqueName } from '../helpers/app.js'
+import { CHROMIUM_SKIP, launchChromium } from '../helpers/browser.js'
 import { deferCleanup } from '../helpers/cleanup.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-]
 
 const AVATAR_MAX_BYTES = 256 * 1024
 
@@ -55,15 +45,14 @@ async function largeJpeg(): Promise<Buffer> {
   return bytes
 }
 
-test('the web page, driven in headless Chromium', { skip: existsSync(CHROMIUM) ? false : 'Chromium not installed' }, async (t) => {
+test('the web page, driven in headless Chromium', { skip: CHROMIUM_SKIP }, async (t) => {
   // A small avatar limit so that a too-large photo is quick to make.
   const app = await buildApp(await testConfig(t, 'sqlite', { avatarMaxBytes: AVATAR_MAX_BYTES }))
   deferCleanup(t, () => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
 
-  const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
-  deferCleanup(t, () => browser.close())
+  const browser = await launchChromium(t)
   const seen = new Observations()
 
   /** A fresh browser profile (its own cookies) with the page open. */
